@@ -1,0 +1,238 @@
+//! Minting client access tokens the way the SDK's `negotiate` does.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Map, Value};
+
+pub use crate::ttl::parse_ttl;
+
+/// The JWT header the SDK (node `jsonwebtoken`) writes, byte for byte.
+const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+/// Claims whose values always come from the arguments of [`mint_client_token_at`]; a custom
+/// claim with one of these names is dropped.
+const RESERVED_CLAIMS: [&str; 4] = ["iat", "exp", "aud", "sub"];
+
+/// What goes into a client token besides the audience.
+#[derive(Debug, Clone)]
+pub struct ClientTokenOptions {
+    /// The user id: written as the `userId` claim and, when non-empty, as `sub`.
+    pub user_id: Option<String>,
+    /// Roles, written as the `role` array (omitted when empty).
+    pub roles: Vec<String>,
+    /// Groups to join, written as the `webpubsub.group` array (omitted when empty).
+    pub groups: Vec<String>,
+    /// Lifetime of the token: `exp = iat + ttl` (rounded up to whole seconds). Default 1 hour.
+    pub ttl: Duration,
+    /// Extra claims. They may override `role`, `webpubsub.group` and `userId`, but never
+    /// `iat`, `exp`, `aud` or `sub` (custom claims with those names are dropped).
+    pub custom_claims: Map<String, Value>,
+}
+
+impl Default for ClientTokenOptions {
+    fn default() -> Self {
+        Self {
+            user_id: None,
+            roles: Vec::new(),
+            groups: Vec::new(),
+            ttl: Duration::from_secs(3600),
+            custom_claims: Map::new(),
+        }
+    }
+}
+
+/// Mints a client token the way the SDK's `negotiate` does, with the current time as `iat`.
+///
+/// HS256 with header `{"alg":"HS256","typ":"JWT"}`, signed with the UTF-8 bytes of `key`.
+/// Payload: `role` (array, only if non-empty), `webpubsub.group` (array, only if non-empty),
+/// `userId` (if set), the custom claims, `iat`, `exp = iat + ttl`, `aud = audience` and
+/// `sub = user_id` (if set and non-empty).
+///
+/// ```
+/// use portcullis_auth::{ClientTokenOptions, mint_client_token};
+///
+/// let options = ClientTokenOptions { roles: vec!["webpubsub.joinLeaveGroup".into()], ..Default::default() };
+/// let token = mint_client_token("key", "http://localhost:8080/clients/socketio/hubs/chat", &options);
+/// assert_eq!(token.split('.').count(), 3);
+/// assert!(token.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."));
+/// ```
+pub fn mint_client_token(key: &str, audience: &str, options: &ClientTokenOptions) -> String {
+    mint_client_token_at(key, audience, options, unix_now())
+}
+
+/// Same as [`mint_client_token`], with an explicit "now" (unix seconds) used as `iat`.
+///
+/// ```
+/// use portcullis_auth::{ClientTokenOptions, mint_client_token_at};
+///
+/// let a = mint_client_token_at("key", "aud", &ClientTokenOptions::default(), 1_700_000_000);
+/// let b = mint_client_token_at("key", "aud", &ClientTokenOptions::default(), 1_700_000_000);
+/// assert_eq!(a, b);
+/// ```
+pub fn mint_client_token_at(
+    key: &str,
+    audience: &str,
+    options: &ClientTokenOptions,
+    now_unix: u64,
+) -> String {
+    crate::crypto::ensure_provider();
+    let payload = Value::Object(client_payload(audience, options, now_unix)).to_string();
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(HEADER_JSON),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let signature = hs256_signature(key, &message);
+    format!("{message}.{signature}")
+}
+
+/// The JWT payload of a client token.
+fn client_payload(audience: &str, options: &ClientTokenOptions, now: u64) -> Map<String, Value> {
+    let mut claims = Map::new();
+    if !options.roles.is_empty() {
+        claims.insert("role".into(), string_array(&options.roles));
+    }
+    if !options.groups.is_empty() {
+        claims.insert("webpubsub.group".into(), string_array(&options.groups));
+    }
+    if let Some(user_id) = &options.user_id {
+        claims.insert("userId".into(), Value::from(user_id.as_str()));
+    }
+    for (name, value) in &options.custom_claims {
+        if !RESERVED_CLAIMS.contains(&name.as_str()) {
+            claims.insert(name.clone(), value.clone());
+        }
+    }
+    claims.insert("iat".into(), Value::from(now));
+    let exp = now.saturating_add(whole_seconds_rounded_up(options.ttl));
+    claims.insert("exp".into(), Value::from(exp));
+    claims.insert("aud".into(), Value::from(audience));
+    if let Some(user_id) = options.user_id.as_deref().filter(|u| !u.is_empty()) {
+        claims.insert("sub".into(), Value::from(user_id));
+    }
+    claims
+}
+
+fn string_array(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+fn whole_seconds_rounded_up(ttl: Duration) -> u64 {
+    ttl.as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+}
+
+/// Base64url HMAC-SHA256 of `message` with the UTF-8 bytes of `key`.
+fn hs256_signature(key: &str, message: &str) -> String {
+    let key = EncodingKey::from_secret(key.as_bytes());
+    // HMAC accepts keys of any length, so signing cannot fail with the RustCrypto provider;
+    // should a foreign provider fail anyway, the empty signature makes the token unverifiable
+    // instead of panicking.
+    jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap_or_default()
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload_of(token: &str) -> Value {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn default_options_give_iat_exp_aud_only() {
+        let token = mint_client_token_at(
+            "k",
+            "http://h/clients/socketio/hubs/x",
+            &Default::default(),
+            100,
+        );
+        assert_eq!(
+            payload_of(&token),
+            json!({"iat": 100, "exp": 3700, "aud": "http://h/clients/socketio/hubs/x"})
+        );
+    }
+
+    #[test]
+    fn full_payload_matches_the_sdk() {
+        let mut custom = Map::new();
+        custom.insert("tenant".into(), json!("acme"));
+        custom.insert("exp".into(), json!(1));
+        custom.insert("sub".into(), json!("mallory"));
+        let options = ClientTokenOptions {
+            user_id: Some("bob".into()),
+            roles: vec!["r1".into()],
+            groups: vec!["g1".into(), "g2".into()],
+            ttl: Duration::from_secs(300),
+            custom_claims: custom,
+        };
+        let token = mint_client_token_at("k", "aud", &options, 1_795_544_222);
+        assert_eq!(
+            payload_of(&token),
+            json!({"role": ["r1"], "webpubsub.group": ["g1", "g2"], "userId": "bob", "tenant": "acme",
+                   "iat": 1_795_544_222u64, "exp": 1_795_544_522u64, "aud": "aud", "sub": "bob"})
+        );
+    }
+
+    #[test]
+    fn empty_user_id_gives_user_id_claim_but_no_sub() {
+        let options = ClientTokenOptions {
+            user_id: Some(String::new()),
+            ..Default::default()
+        };
+        let payload = payload_of(&mint_client_token_at("k", "a", &options, 0));
+        assert_eq!(payload["userId"], json!(""));
+        assert!(payload.get("sub").is_none());
+    }
+
+    #[test]
+    fn header_is_the_sdk_header() {
+        let token = mint_client_token_at("k", "a", &Default::default(), 0);
+        let header = URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap();
+        assert_eq!(header, HEADER_JSON.as_bytes());
+    }
+
+    #[test]
+    fn known_signature() {
+        // The well-known jwt.io HS256 example, signed with the UTF-8 bytes of the secret.
+        let message = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ";
+        assert_eq!(
+            hs256_signature("your-256-bit-secret", message),
+            "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+        );
+    }
+
+    #[test]
+    fn ttl_rounds_up_and_saturates() {
+        let options = ClientTokenOptions {
+            ttl: Duration::from_millis(500),
+            ..Default::default()
+        };
+        assert_eq!(
+            payload_of(&mint_client_token_at("k", "a", &options, 10))["exp"],
+            json!(11)
+        );
+        let options = ClientTokenOptions {
+            ttl: Duration::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            payload_of(&mint_client_token_at("k", "a", &options, 10))["exp"],
+            json!(u64::MAX)
+        );
+    }
+}

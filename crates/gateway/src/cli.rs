@@ -1,0 +1,279 @@
+//! The command line: `portcullis serve` and `portcullis token`. Every flag can
+//! also come from a `PORTCULLIS_*` environment variable or, for `serve`, from
+//! a TOML file given with `--config`. Precedence: flag, then environment, then
+//! file, then default.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use portcullis_auth::{AccessKeys, ClientTokenOptions, ConnectionString};
+use serde::Deserialize;
+
+use portcullis_gateway::GatewayConfig;
+use portcullis_gateway::hub::HubSettings;
+
+/// Portcullis: a self-hosted Socket.IO gateway that authenticates clients
+/// before any session exists.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Print a client access token (for operators and tests).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (snake_case keys) and
+    /// per-hub sections `[hubs.NAME]` with `allow_anonymous`.
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PORTCULLIS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Access key for tokens; repeat to rotate keys (all are accepted, the
+    /// first is printed). A random key is generated if none is given.
+    #[arg(
+        long = "access-key",
+        env = "PORTCULLIS_ACCESS_KEY",
+        value_delimiter = ','
+    )]
+    pub access_keys: Vec<String>,
+    /// Accept clients without a token on every hub (default: refuse them).
+    #[arg(long, env = "PORTCULLIS_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// The URL the gateway is reached at (behind a proxy); token audiences
+    /// must then match its scheme and host.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_ENDPOINT")]
+    pub public_endpoint: Option<url::Url>,
+    /// Engine.IO ping interval in milliseconds [default: 25000].
+    #[arg(long, env = "PORTCULLIS_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Engine.IO ping timeout in milliseconds [default: 20000].
+    #[arg(long, env = "PORTCULLIS_PING_TIMEOUT_MS")]
+    pub ping_timeout_ms: Option<u64>,
+    /// Largest payload a client may send at once, in bytes [default: 1000000].
+    #[arg(long, env = "PORTCULLIS_MAX_PAYLOAD")]
+    pub max_payload: Option<u64>,
+    /// Largest access token accepted, in bytes [default: 8192].
+    #[arg(long, env = "PORTCULLIS_MAX_TOKEN_BYTES")]
+    pub max_token_bytes: Option<usize>,
+    /// Most client connections held at once [default: 100000].
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most packets queued for one client before it is closed as too slow
+    /// [default: 4096].
+    #[arg(long, env = "PORTCULLIS_MAX_QUEUED_PACKETS")]
+    pub max_queued_packets: Option<usize>,
+    /// Milliseconds the application server may take to accept a client
+    /// [default: 30000].
+    #[arg(long, env = "PORTCULLIS_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Browser origin allowed to connect; repeat for several (default: any).
+    #[arg(
+        long = "allowed-origin",
+        env = "PORTCULLIS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Attach the built-in echo application to this hub (smoke tests of a
+    /// deployment, conformance runs); repeatable.
+    #[arg(long = "echo-hub", env = "PORTCULLIS_ECHO_HUBS", value_delimiter = ',')]
+    pub echo_hubs: Vec<String>,
+}
+
+/// The optional TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    access_keys: Option<Vec<String>>,
+    allow_anonymous: Option<bool>,
+    public_endpoint: Option<url::Url>,
+    ping_interval_ms: Option<u64>,
+    ping_timeout_ms: Option<u64>,
+    max_payload: Option<u64>,
+    max_token_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_queued_packets: Option<usize>,
+    connect_timeout_ms: Option<u64>,
+    allowed_origins: Option<Vec<String>>,
+    echo_hubs: Option<Vec<String>>,
+    #[serde(default)]
+    hubs: HashMap<String, FileHub>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHub {
+    allow_anonymous: Option<bool>,
+}
+
+fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+    (!list.is_empty()).then_some(list)
+}
+
+impl ServeArgs {
+    /// Merges flags, environment, file and defaults into a configuration.
+    pub fn resolve(self) -> Result<GatewayConfig, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or(([127, 0, 0, 1], 8080).into());
+        let keys = match non_empty(self.access_keys).or(file.access_keys) {
+            Some(keys) => {
+                AccessKeys::new(keys).map_err(|e| format!("invalid --access-key: {e}"))?
+            }
+            None => AccessKeys::generate(),
+        };
+        let mut config = GatewayConfig::new(listen, keys);
+        let allow_anonymous = self.allow_anonymous || file.allow_anonymous.unwrap_or(false);
+        config.allow_anonymous = allow_anonymous;
+        config.public_endpoint = self.public_endpoint.or(file.public_endpoint);
+        let ms = Duration::from_millis;
+        if let Some(v) = self.ping_interval_ms.or(file.ping_interval_ms) {
+            config.ping_interval = ms(v);
+        }
+        if let Some(v) = self.ping_timeout_ms.or(file.ping_timeout_ms) {
+            config.ping_timeout = ms(v);
+        }
+        if let Some(v) = self.connect_timeout_ms.or(file.connect_timeout_ms) {
+            config.connect_timeout = ms(v);
+        }
+        config.max_payload = self
+            .max_payload
+            .or(file.max_payload)
+            .unwrap_or(config.max_payload);
+        config.max_token_bytes = self
+            .max_token_bytes
+            .or(file.max_token_bytes)
+            .unwrap_or(config.max_token_bytes);
+        config.max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(config.max_connections);
+        config.max_queued_frames = self
+            .max_queued_packets
+            .or(file.max_queued_packets)
+            .unwrap_or(config.max_queued_frames);
+        config.allowed_origins = non_empty(self.allowed_origins)
+            .or(file.allowed_origins)
+            .unwrap_or_default();
+        config.echo_hubs = non_empty(self.echo_hubs)
+            .or(file.echo_hubs)
+            .unwrap_or_default();
+        config.hubs = file
+            .hubs
+            .into_iter()
+            .map(|(name, hub)| {
+                let settings = HubSettings {
+                    allow_anonymous: hub.allow_anonymous.unwrap_or(allow_anonymous),
+                };
+                (name, settings)
+            })
+            .collect();
+        validate(&config)?;
+        Ok(config)
+    }
+}
+
+fn validate(config: &GatewayConfig) -> Result<(), String> {
+    if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
+        return Err("ping interval and timeout must be greater than zero".into());
+    }
+    if config.max_payload == 0 || config.max_token_bytes == 0 || config.max_queued_frames == 0 {
+        return Err(
+            "--max-payload, --max-token-bytes and --max-queued-packets must be greater than zero"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The hub the token is for.
+    #[arg(long)]
+    pub hub: String,
+    /// User id (the `sub` and `userId` claims).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Role; repeatable.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Group to join on connect; repeatable.
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Lifetime, e.g. 90s, 10m, 1h [default: 1h].
+    #[arg(long, default_value = "1h", value_parser = portcullis_auth::parse_ttl)]
+    pub ttl: Duration,
+    /// The access key to sign with.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ACCESS_KEY",
+        conflicts_with = "connection_string",
+        value_delimiter = ','
+    )]
+    pub access_key: Option<Vec<String>>,
+    /// A connection string (`Endpoint=…;AccessKey=…;Version=1.0;`) to take the
+    /// key and endpoint from.
+    #[arg(long, env = "PORTCULLIS_CONNECTION_STRING")]
+    pub connection_string: Option<ConnectionString>,
+    /// The gateway's URL, for the token's audience [default: http://127.0.0.1:8080].
+    #[arg(long)]
+    pub endpoint: Option<url::Url>,
+}
+
+impl TokenArgs {
+    /// Mints the token.
+    pub fn mint(self) -> Result<String, String> {
+        let (endpoint, key) =
+            match (self.connection_string, self.access_key) {
+                (Some(cs), _) => (cs.endpoint, cs.access_key),
+                (None, Some(keys)) => {
+                    let key = keys.into_iter().next().unwrap_or_default();
+                    let endpoint = self.endpoint.unwrap_or_else(|| {
+                        url::Url::parse("http://127.0.0.1:8080/").expect("valid URL")
+                    });
+                    (endpoint, key)
+                }
+                (None, None) => return Err(
+                    "give --access-key KEY or --connection-string CS (or PORTCULLIS_ACCESS_KEY)"
+                        .into(),
+                ),
+            };
+        if key.is_empty() {
+            return Err("the access key is empty".into());
+        }
+        let audience = ConnectionString::new(endpoint, key.clone()).client_url(&self.hub);
+        let options = ClientTokenOptions {
+            user_id: self.user,
+            roles: self.roles,
+            groups: self.groups,
+            ttl: self.ttl,
+            custom_claims: Default::default(),
+        };
+        Ok(portcullis_auth::mint_client_token(
+            &key, &audience, &options,
+        ))
+    }
+}

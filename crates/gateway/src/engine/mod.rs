@@ -1,0 +1,279 @@
+//! The client endpoint `/clients/socketio/hubs/{hub}`: Engine.IO v4 over
+//! long-polling and WebSocket, with upgrade, behind the gate.
+
+mod cors;
+mod error;
+mod heartbeat;
+mod inbound;
+mod polling;
+mod query;
+mod websocket;
+
+use std::sync::Arc;
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode, header};
+use portcullis_protocol::engine::{OpenParams, PROTOCOL_VERSION};
+
+pub use cors::CorsPolicy;
+pub use error::{EngineError, ErrorCode};
+
+use crate::gate;
+use crate::hub::{
+    Accept, ConnectRequest, Connection, ConnectionId, Hub, SessionParams, Transport, TransportKind,
+};
+use crate::server::GatewayState;
+use query::EngineQuery;
+
+/// Serves every request to the client endpoint.
+pub(crate) async fn client_endpoint(
+    State(state): State<Arc<GatewayState>>,
+    Path(hub): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        state.cors.preflight(request.headers())
+    } else {
+        match route(&state, &hub, upgrade, request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    };
+    state.cors.apply(origin.as_ref(), &mut response);
+    response
+}
+
+async fn route(
+    state: &Arc<GatewayState>,
+    hub: &str,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Result<Response, EngineError> {
+    let raw_query = request.uri().query().unwrap_or("").to_owned();
+    let query = EngineQuery::parse(&raw_query);
+    match query.sid.as_deref() {
+        None => handshake(state, hub, &query, &raw_query, upgrade, request).await,
+        Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
+    }
+}
+
+fn transport_of(query: &EngineQuery<'_>) -> Result<TransportKind, EngineError> {
+    match query.transport.as_deref() {
+        Some("polling") => Ok(TransportKind::Polling),
+        Some("websocket") => Ok(TransportKind::WebSocket),
+        _ => Err(EngineError::unknown_transport()),
+    }
+}
+
+/// A request without `sid`: gate, protocol checks, the handler's verdict,
+/// then the session.
+async fn handshake(
+    state: &Arc<GatewayState>,
+    hub_name: &str,
+    query: &EngineQuery<'_>,
+    raw_query: &str,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Result<Response, EngineError> {
+    let settings = state.hubs.settings_for(hub_name);
+    let token = gate::token_of(query.access_token.as_deref(), request.headers());
+    let admitted = gate::admit(state, hub_name, &settings, token)?;
+
+    let transport = transport_of(query)?;
+    if query.eio.as_deref() != Some(PROTOCOL_VERSION) {
+        return Err(EngineError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedProtocolVersion,
+            "Unsupported protocol version: this gateway speaks Engine.IO 4 (EIO=4)",
+        ));
+    }
+    if request.method() != Method::GET {
+        return Err(EngineError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadHandshakeMethod,
+            "Bad handshake method: a handshake is a GET request",
+        ));
+    }
+    let upgrade = match transport {
+        TransportKind::WebSocket => Some(upgrade.map_err(|_| {
+            EngineError::bad_request("transport=websocket needs a WebSocket upgrade request")
+        })?),
+        TransportKind::Polling => None,
+    };
+    let hub = state
+        .hubs
+        .get(hub_name)
+        .filter(|hub| hub.handler().is_some())
+        .ok_or_else(|| no_application(hub_name))?;
+    if state.hubs.connection_count() >= state.config.max_connections {
+        return Err(EngineError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Forbidden,
+            "the gateway is at its connection limit (--max-connections); try again later",
+        ));
+    }
+
+    let connect = ConnectRequest {
+        connection_id: ConnectionId::generate(),
+        hub: hub_name.to_owned(),
+        claims: admitted.claims,
+        query: query::all_pairs(raw_query),
+        headers: request.headers().clone(),
+        transport,
+    };
+    let connection = open_session(state, &hub, connect, admitted.token_fingerprint).await?;
+    let open = open_packet(&connection, transport);
+    Ok(match upgrade {
+        None => polling::payload_response(open),
+        Some(upgrade) => state
+            .configure_websocket(upgrade, connection.params.max_payload)
+            .on_upgrade(move |socket| websocket::serve_new(socket, hub, connection, open)),
+    })
+}
+
+fn no_application(hub: &str) -> EngineError {
+    EngineError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Forbidden,
+        format!(
+            "no application server is attached to hub '{hub}'; start the application (or check its hub name) and retry"
+        ),
+    )
+}
+
+/// Asks the handler and, if it accepts, registers the session. Runs in its own
+/// task so a client that hangs up mid-way cannot leave the handler believing
+/// in a connection the gateway never registered.
+async fn open_session(
+    state: &Arc<GatewayState>,
+    hub: &Hub,
+    request: ConnectRequest,
+    token_fingerprint: Option<u64>,
+) -> Result<Arc<Connection>, EngineError> {
+    let handler = hub.handler().ok_or_else(|| no_application(&request.hub))?;
+    let state = state.clone();
+    let hub = hub.clone();
+    let task = tokio::spawn(async move {
+        let id = request.connection_id.clone();
+        let user_id = request.user_id().map(str::to_owned);
+        let transport = request.transport;
+        let verdict =
+            tokio::time::timeout(state.config.connect_timeout, handler.connect(&hub, request))
+                .await;
+        let accept = match verdict {
+            Ok(Ok(accept)) => accept,
+            Ok(Err(refusal)) => {
+                return Err(EngineError::new(
+                    refusal.status,
+                    ErrorCode::Forbidden,
+                    refusal.message,
+                ));
+            }
+            Err(_) => {
+                return Err(EngineError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorCode::Forbidden,
+                    "the application server did not answer the connect request in time; retry",
+                ));
+            }
+        };
+        let params = session_params(&state, &accept);
+        let transport = match transport {
+            TransportKind::Polling => Transport::Polling,
+            TransportKind::WebSocket => Transport::WebSocket,
+        };
+        let connection = Arc::new(Connection::new(
+            id,
+            user_id.as_deref(),
+            token_fingerprint,
+            params,
+            transport,
+        ));
+        hub.register(connection.clone());
+        heartbeat::spawn(hub.clone(), connection.clone());
+        handler.on_connected(&hub, &connection.id);
+        Ok(connection)
+    });
+    task.await.unwrap_or_else(|_| {
+        Err(EngineError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::BadRequest,
+            "the connect request failed inside the gateway; retry",
+        ))
+    })
+}
+
+fn session_params(state: &GatewayState, accept: &Accept) -> SessionParams {
+    SessionParams {
+        ping_interval: accept.ping_interval,
+        ping_timeout: accept.ping_timeout,
+        // The gateway's own limit caps whatever the handler asks for.
+        max_payload: accept.max_payload.min(state.config.max_payload),
+        heartbeat: accept.heartbeat,
+        max_queued_frames: state.config.max_queued_frames,
+    }
+}
+
+fn open_packet(connection: &Connection, transport: TransportKind) -> String {
+    let upgrades = match transport {
+        TransportKind::Polling => vec!["websocket".to_owned()],
+        TransportKind::WebSocket => Vec::new(),
+    };
+    let params = OpenParams {
+        sid: connection.id.to_string(),
+        upgrades,
+        ping_interval: connection.params.ping_interval.as_millis() as u64,
+        ping_timeout: connection.params.ping_timeout.as_millis() as u64,
+        max_payload: connection.params.max_payload,
+    };
+    format!("0{}", params.to_json())
+}
+
+/// A request with `sid`: a poll, a POST, or an upgrade of a live session.
+async fn existing_session(
+    state: &Arc<GatewayState>,
+    hub_name: &str,
+    sid: &str,
+    query: &EngineQuery<'_>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Result<Response, EngineError> {
+    let transport = transport_of(query)?;
+    let hub = state
+        .hubs
+        .get(hub_name)
+        .ok_or_else(EngineError::unknown_sid)?;
+    let connection = hub.connection(sid).ok_or_else(EngineError::unknown_sid)?;
+    if let Some(token) = gate::token_of(query.access_token.as_deref(), request.headers())
+        && connection.token_fingerprint != Some(state.fingerprint(token))
+    {
+        return Err(EngineError::unauthorized(
+            "access token does not match the one this session started with",
+        ));
+    }
+    match (transport, connection.transport()) {
+        (TransportKind::Polling, Transport::WebSocket) => Err(EngineError::bad_request(
+            "this session was upgraded to WebSocket; polling requests are no longer accepted",
+        )),
+        (TransportKind::Polling, _) => match *request.method() {
+            Method::GET => Ok(polling::poll(&hub, &connection).await),
+            Method::POST => Ok(polling::push(&hub, &connection, request.into_body()).await),
+            _ => Err(EngineError::bad_request("polling requests are GET or POST")),
+        },
+        (TransportKind::WebSocket, Transport::Polling) => {
+            let upgrade = upgrade.map_err(|_| {
+                EngineError::bad_request("transport=websocket needs a WebSocket upgrade request")
+            })?;
+            Ok(state
+                .configure_websocket(upgrade, connection.params.max_payload)
+                .on_upgrade(move |socket| websocket::serve_upgrade(socket, hub, connection)))
+        }
+        (TransportKind::WebSocket, _) => Err(EngineError::bad_request(
+            "this session is already upgrading or upgraded to WebSocket",
+        )),
+    }
+}

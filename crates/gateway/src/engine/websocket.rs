@@ -1,0 +1,221 @@
+//! WebSocket transport: one task per connection reads client frames and
+//! writes queued packets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use portcullis_protocol::engine::Packet;
+
+use super::inbound::{Flow, on_client_packet, protocol_error};
+use crate::hub::{Connection, DisconnectReason, Ending, Frame, Hub, Transport};
+
+/// How long an upgrading client may take between opening the WebSocket and
+/// completing the probe (`2probe` … `5`).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Close code for "message too big" (RFC 6455).
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Serves a connection that started on this WebSocket: the open packet goes
+/// first, then the session runs.
+pub(crate) async fn serve_new(
+    mut socket: WebSocket,
+    hub: Hub,
+    connection: Arc<Connection>,
+    open: String,
+) {
+    if socket.send(Message::Text(open.into())).await.is_err() {
+        hub.end(
+            &connection,
+            Ending::ByClient,
+            DisconnectReason::TransportClosed,
+        );
+        return;
+    }
+    run(socket, &hub, &connection).await;
+}
+
+/// Serves a WebSocket that upgrades a polling connection.
+pub(crate) async fn serve_upgrade(mut socket: WebSocket, hub: Hub, connection: Arc<Connection>) {
+    let upgraded = tokio::select! {
+        _ = connection.closed.cancelled() => false,
+        done = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&mut socket, &connection)) => done.unwrap_or(false),
+    };
+    if !upgraded {
+        // The session goes on over polling; this WebSocket is dropped.
+        if connection.transport() == Transport::Upgrading {
+            connection.set_transport(Transport::Polling);
+        }
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
+    run(socket, &hub, &connection).await;
+}
+
+/// The probe exchange; true once the client sent `5` and the WebSocket
+/// carries the session.
+async fn probe(socket: &mut WebSocket, connection: &Connection) -> bool {
+    if !matches!(next_text(socket).await.as_deref(), Some("2probe")) {
+        return false;
+    }
+    if socket
+        .send(Message::Text(Utf8Bytes::from_static("3probe")))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    // From now on a pending or new poll is released with a noop, so the
+    // client can pause polling and send `5`.
+    connection.set_transport(Transport::Upgrading);
+    loop {
+        match next_text(socket).await.as_deref() {
+            Some("5") => {
+                connection.set_transport(Transport::WebSocket);
+                return true;
+            }
+            Some("6") => continue,
+            _ => return false,
+        }
+    }
+}
+
+async fn next_text(socket: &mut WebSocket) -> Option<String> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Text(text)) => return Some(text.to_string()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// The session loop: queued packets out, client packets in, until the
+/// connection ends.
+async fn run(mut socket: WebSocket, hub: &Hub, connection: &Arc<Connection>) {
+    loop {
+        let woken = connection.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if write_queued(&mut socket, connection).await.is_err() {
+            hub.end(
+                connection,
+                Ending::ByClient,
+                DisconnectReason::TransportClosed,
+            );
+            return;
+        }
+        if let Some(ending) = connection.ending() {
+            finish(socket, connection, ending).await;
+            return;
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = connection.closed.cancelled() => {}
+            message = socket.recv() => {
+                if read(message, hub, connection) == Flow::Stop && connection.ending().is_none() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes every queued frame, then flushes once.
+async fn write_queued(socket: &mut WebSocket, connection: &Connection) -> Result<(), axum::Error> {
+    let frames = connection.drain();
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for frame in frames {
+        socket.feed(to_message(frame)).await?;
+    }
+    socket.flush().await
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(text) => match Utf8Bytes::try_from(text) {
+            Ok(text) => Message::Text(text),
+            // Text frames are built from `String`s; this cannot happen.
+            Err(_) => Message::Text(Utf8Bytes::from_static("")),
+        },
+        Frame::Binary(bytes) => Message::Binary(bytes),
+    }
+}
+
+/// Handles one read result.
+fn read(
+    message: Option<Result<Message, axum::Error>>,
+    hub: &Hub,
+    connection: &Arc<Connection>,
+) -> Flow {
+    let message = match message {
+        Some(Ok(message)) => message,
+        Some(Err(error)) => {
+            let reason = if is_too_big(&error) {
+                DisconnectReason::PayloadTooLarge
+            } else {
+                DisconnectReason::TransportClosed
+            };
+            let ending = if reason == DisconnectReason::PayloadTooLarge {
+                Ending::ByServer
+            } else {
+                Ending::ByClient
+            };
+            hub.end(connection, ending, reason);
+            return Flow::Stop;
+        }
+        None => {
+            hub.end(
+                connection,
+                Ending::ByClient,
+                DisconnectReason::TransportClosed,
+            );
+            return Flow::Stop;
+        }
+    };
+    match message {
+        Message::Text(text) => match Packet::decode_text(&text) {
+            Ok(packet) => on_client_packet(hub, connection, packet),
+            Err(error) => protocol_error(hub, connection, &error.to_string()),
+        },
+        Message::Binary(bytes) => on_client_packet(hub, connection, Packet::Binary(bytes)),
+        Message::Ping(_) | Message::Pong(_) => {
+            connection.touch();
+            Flow::Continue
+        }
+        Message::Close(_) => {
+            hub.end(
+                connection,
+                Ending::ByClient,
+                DisconnectReason::TransportClosed,
+            );
+            Flow::Stop
+        }
+    }
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    // axum does not expose tungstenite's error type; its message names it.
+    let text = error.to_string();
+    text.contains("too long") || text.contains("Space limit")
+}
+
+/// Sends what is left and closes the WebSocket.
+async fn finish(mut socket: WebSocket, connection: &Connection, ending: Ending) {
+    let _ = write_queued(&mut socket, connection).await;
+    let code = match connection.disconnect_reason() {
+        Some(DisconnectReason::PayloadTooLarge) => Some(CLOSE_TOO_BIG),
+        _ if ending == Ending::ByServer => Some(1000),
+        _ => None,
+    };
+    let frame = code.map(|code| CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(""),
+    });
+    let _ = socket.send(Message::Close(frame)).await;
+    let _ = socket.close().await;
+}

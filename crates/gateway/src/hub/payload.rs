@@ -1,0 +1,99 @@
+//! What the handler sends to clients: Engine.IO packets, encoded once and
+//! shared by every recipient.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use portcullis_protocol::engine::{DecodeError, Packet, RECORD_SEPARATOR};
+
+/// One Engine.IO packet as the client's transport carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text packet including its type digit (`4hello`, `2`, `1`), UTF-8.
+    Text(Bytes),
+    /// A binary message: its raw bytes.
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// A text frame from packet text such as `42["ev"]`.
+    pub fn text(text: impl Into<String>) -> Self {
+        Frame::Text(Bytes::from(text.into()))
+    }
+
+    /// Whether this is the Engine.IO close packet `1`.
+    pub fn is_close(&self) -> bool {
+        matches!(self, Frame::Text(t) if t.as_ref() == b"1")
+    }
+
+    /// Size in bytes on the wire (before any base64).
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(b) | Frame::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the frame carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame as a packet.
+    pub fn to_packet(&self) -> Result<Packet, DecodeError> {
+        match self {
+            Frame::Text(text) => Packet::decode_text(std::str::from_utf8(text).unwrap_or("")),
+            Frame::Binary(bytes) => Ok(Packet::Binary(bytes.clone())),
+        }
+    }
+}
+
+impl From<Packet> for Frame {
+    fn from(packet: Packet) -> Self {
+        match packet {
+            Packet::Binary(bytes) => Frame::Binary(bytes),
+            other => Frame::text(other.to_text().unwrap_or_default()),
+        }
+    }
+}
+
+/// A sequence of frames delivered together and in order (a Socket.IO binary
+/// event is one text frame followed by its attachments). Cloning is cheap.
+///
+/// ```
+/// use portcullis_gateway::hub::Payload;
+/// let payload = Payload::parse("42[\"a\"]\u{1e}bAQID").unwrap();
+/// assert_eq!(payload.frames().len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload(Arc<[Frame]>);
+
+impl Payload {
+    /// A payload of one packet.
+    pub fn packet(packet: Packet) -> Self {
+        Payload(Arc::new([Frame::from(packet)]))
+    }
+
+    /// A payload of several frames.
+    pub fn from_frames(frames: Vec<Frame>) -> Self {
+        Payload(frames.into())
+    }
+
+    /// Parses the Engine.IO polling payload format (`\x1e`-joined, binary as
+    /// `b` + base64), which is what the tunnel carries. Records are validated
+    /// as packets but kept as text, so nothing is re-encoded.
+    pub fn parse(eio_payload: &str) -> Result<Self, DecodeError> {
+        let frames = eio_payload
+            .split(RECORD_SEPARATOR)
+            .map(|record| match Packet::decode_record(record)? {
+                Packet::Binary(bytes) => Ok(Frame::Binary(bytes)),
+                _ => Ok(Frame::text(record)),
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        Ok(Payload::from_frames(frames))
+    }
+
+    /// The frames, in order.
+    pub fn frames(&self) -> &[Frame] {
+        &self.0
+    }
+}

@@ -1,0 +1,83 @@
+//! `portcullis`: the gateway binary.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use portcullis_gateway::Gateway;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token(args) => match args.mint() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        },
+        Command::Serve(args) => match args.resolve() {
+            Ok(config) => serve(config),
+            Err(message) => fail(&message),
+        },
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("portcullis: {message}");
+    ExitCode::from(2)
+}
+
+fn serve(config: portcullis_gateway::GatewayConfig) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => return fail(&format!("cannot listen on {}: {error}", config.listen)),
+        };
+        let local = listener.local_addr().unwrap_or(config.listen);
+        let gateway = Gateway::new(config);
+        // The one line application servers need; printed to stdout so scripts
+        // can read it.
+        println!("{}", gateway.connection_string(local));
+        tracing::info!(%local, "portcullis listening");
+        match gateway.serve(listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&format!("server error: {error}")),
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,234 @@
+//! The gateway service: configuration, shared state, routes and serving.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::RandomState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use http::StatusCode;
+use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
+use tokio::net::TcpListener;
+
+use crate::echo::EchoHandler;
+use crate::engine::{self, CorsPolicy};
+use crate::hub::{DisconnectReason, HubSettings, Hubs};
+
+/// Everything the gateway is told at start.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Access keys: tokens signed with any of them are accepted.
+    pub access_keys: AccessKeys,
+    /// Accept clients without a token on every hub (default: deny).
+    pub allow_anonymous: bool,
+    /// The URL clients and application servers reach the gateway at, when it
+    /// differs from `listen` (behind a proxy). When set, token audiences must
+    /// match its scheme and host too.
+    pub public_endpoint: Option<url::Url>,
+    /// Default Engine.IO ping interval.
+    pub ping_interval: Duration,
+    /// Default Engine.IO ping timeout.
+    pub ping_timeout: Duration,
+    /// Largest payload a client may send at once, in bytes.
+    pub max_payload: u64,
+    /// Largest access token accepted, in bytes.
+    pub max_token_bytes: usize,
+    /// Most client connections held at once.
+    pub max_connections: usize,
+    /// Most packets queued for one client before it is closed as too slow.
+    pub max_queued_frames: usize,
+    /// How long the application server may take to accept a connection.
+    pub connect_timeout: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub token_leeway: Duration,
+    /// Per-hub settings by hub name.
+    pub hubs: HashMap<String, HubSettings>,
+    /// Hubs served by the built-in echo application.
+    pub echo_hubs: Vec<String>,
+    /// Browser origins allowed on the client endpoint (empty: any).
+    pub allowed_origins: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Defaults for `listen` and `keys`: Engine.IO's usual 25 s / 20 s
+    /// heartbeat and 1 MB payloads.
+    pub fn new(listen: SocketAddr, access_keys: AccessKeys) -> Self {
+        GatewayConfig {
+            listen,
+            access_keys,
+            allow_anonymous: false,
+            public_endpoint: None,
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            max_token_bytes: 8 * 1024,
+            max_connections: 100_000,
+            max_queued_frames: 4096,
+            connect_timeout: Duration::from_secs(30),
+            token_leeway: Duration::from_secs(30),
+            hubs: HashMap::new(),
+            echo_hubs: Vec::new(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// State shared by every request.
+pub(crate) struct GatewayState {
+    pub config: GatewayConfig,
+    pub hubs: Hubs,
+    pub verifier: ClientTokenVerifier,
+    pub cors: CorsPolicy,
+    pub fingerprint_keys: RandomState,
+}
+
+impl GatewayState {
+    /// Applies the gateway's WebSocket limits: small buffers (idle connections
+    /// are mostly buffers) and the payload limit.
+    pub(crate) fn configure_websocket(
+        &self,
+        upgrade: WebSocketUpgrade,
+        max_payload: u64,
+    ) -> WebSocketUpgrade {
+        let max = usize::try_from(max_payload).unwrap_or(usize::MAX);
+        upgrade
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(max)
+            .max_frame_size(max)
+    }
+}
+
+/// The gateway: build it from a [`GatewayConfig`], attach handlers to hubs,
+/// then [`Gateway::serve`].
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use portcullis_auth::AccessKeys;
+/// use portcullis_gateway::{Gateway, GatewayConfig};
+///
+/// let config = GatewayConfig::new("127.0.0.1:8080".parse().unwrap(), AccessKeys::generate());
+/// let gateway = Gateway::new(config);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// println!("{}", gateway.connection_string(listener.local_addr()?));
+/// gateway.serve(listener, std::future::pending()).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// A gateway with `config`; hubs named in `config.echo_hubs` get the echo
+    /// application attached.
+    pub fn new(config: GatewayConfig) -> Self {
+        let verifier = ClientTokenVerifier::new(VerifierConfig {
+            keys: config.access_keys.clone(),
+            leeway_secs: config.token_leeway.as_secs(),
+            max_token_bytes: config.max_token_bytes,
+            public_endpoint: config.public_endpoint.clone(),
+        });
+        let default_settings = HubSettings {
+            allow_anonymous: config.allow_anonymous,
+        };
+        let hubs = Hubs::new(default_settings, config.hubs.clone());
+        for name in &config.echo_hubs {
+            hubs.get_or_create(name)
+                .attach(Arc::new(EchoHandler::new(&config)));
+        }
+        let cors = CorsPolicy {
+            allowed_origins: config.allowed_origins.clone(),
+        };
+        Gateway {
+            state: Arc::new(GatewayState {
+                config,
+                hubs,
+                verifier,
+                cors,
+                fingerprint_keys: RandomState::new(),
+            }),
+        }
+    }
+
+    /// The gateway's hubs.
+    pub fn hubs(&self) -> &Hubs {
+        &self.state.hubs
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.state.config
+    }
+
+    /// The connection string application servers use: the public endpoint
+    /// when configured, else `http://<local_addr>`.
+    pub fn connection_string(&self, local_addr: SocketAddr) -> ConnectionString {
+        let endpoint = self
+            .state
+            .config
+            .public_endpoint
+            .clone()
+            .unwrap_or_else(|| {
+                url::Url::parse(&format!("http://{local_addr}/"))
+                    .expect("a socket address is a valid host")
+            });
+        ConnectionString::new(endpoint, self.state.config.access_keys.primary())
+    }
+
+    /// The HTTP routes of the gateway.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/clients/socketio/hubs/{hub}", any(engine::client_endpoint))
+            .route(
+                "/clients/socketio/hubs/{hub}/",
+                any(engine::client_endpoint),
+            )
+            .fallback(not_found)
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let router = self.router();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                for hub in state.hubs.all() {
+                    hub.close_all(DisconnectReason::Shutdown);
+                }
+            })
+            .await
+    }
+}
+
+async fn health(State(state): State<Arc<GatewayState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "connections": state.hubs.connection_count(),
+        "hubs": state.hubs.len(),
+    }))
+}
+
+async fn not_found() -> Response {
+    let body = serde_json::json!({
+        "code": 404,
+        "message": "no such endpoint: clients connect to /clients/socketio/hubs/{hub}; status is at /health",
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}

@@ -1,0 +1,52 @@
+//! Feeds arbitrary UTF-8 to client token verification and connection string parsing.
+//!
+//! Run with `cargo +nightly fuzz run jwt_verify` from `fuzz/`.
+
+#![no_main]
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
+
+/// Two verifiers: one that ignores the audience's host, one pinned to a public endpoint.
+fn verifiers() -> &'static [ClientTokenVerifier; 2] {
+    static VERIFIERS: OnceLock<[ClientTokenVerifier; 2]> = OnceLock::new();
+    VERIFIERS.get_or_init(|| {
+        let keys = AccessKeys::new(vec!["fuzz-key".to_owned(), "second-key".to_owned()])
+            .expect("static keys are valid");
+        let mut pinned = VerifierConfig::new(keys.clone());
+        pinned.public_endpoint =
+            ConnectionString::from_str("Endpoint=http://localhost:8080;AccessKey=k")
+                .ok()
+                .map(|cs| cs.endpoint);
+        [
+            ClientTokenVerifier::new(VerifierConfig::new(keys)),
+            ClientTokenVerifier::new(pinned),
+        ]
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // Everything after the first newline (if any) is the hub name.
+    let (token, hub) = text.split_once('\n').unwrap_or((text, "chat"));
+    for verifier in verifiers() {
+        if let Err(error) = verifier.verify(token, hub) {
+            let message = error.to_string();
+            assert!(
+                token.len() < 24 || !message.contains(token),
+                "token echoed: {message}"
+            );
+        }
+        let _ = verifier.verify_with(token, &|aud| aud.len() % 2 == 0);
+    }
+    if let Ok(parsed) = ConnectionString::from_str(text) {
+        let again = ConnectionString::from_str(&parsed.to_string());
+        assert!(again.is_ok(), "Display output does not parse back");
+        let _ = parsed.client_url(hub);
+    }
+});

@@ -102,7 +102,12 @@ fn decode_payload(body: &str) -> Vec<String> {
 }
 
 /// One HTTP request (owned arguments, so it can be spawned).
-async fn fetch(client: reqwest::Client, method: Method, url: String, body: Option<String>) -> Reply {
+async fn fetch(
+    client: reqwest::Client,
+    method: Method,
+    url: String,
+    body: Option<String>,
+) -> Reply {
     let mut request = client.request(method.clone(), &url);
     if let Some(body) = body {
         request = request
@@ -134,14 +139,20 @@ fn check_open(packet: &str, upgrades: &[&str]) -> String {
     let json = packet
         .strip_prefix('0')
         .unwrap_or_else(|| panic!("the open packet should start with \"0\": {packet:?}"));
-    let value: Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("open packet JSON {json:?}: {e}"));
+    let value: Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("open packet JSON {json:?}: {e}"));
     let object = value.as_object().expect("open packet is a JSON object");
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["maxPayload", "pingInterval", "pingTimeout", "sid", "upgrades"],
+        [
+            "maxPayload",
+            "pingInterval",
+            "pingTimeout",
+            "sid",
+            "upgrades"
+        ],
         "open packet keys"
     );
     let sid = value["sid"].as_str().expect("sid is a string");
@@ -408,7 +419,11 @@ async fn handshake_polling_fails_with_invalid_eio() {
     let eio = Eio::start();
     // Missing EIO: any 400 will do (engine.io answers code 5).
     let missing = eio.get(eio.url("transport=polling")).await;
-    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "missing EIO: {missing:?}");
+    assert_eq!(
+        missing.status,
+        StatusCode::BAD_REQUEST,
+        "missing EIO: {missing:?}"
+    );
     let abc = eio.get(eio.url("EIO=abc&transport=polling")).await;
     abc.assert_error(5, "EIO=abc");
     let v3 = eio.get(eio.url("EIO=3&transport=polling")).await;
@@ -461,7 +476,11 @@ async fn handshake_websocket_fails_with_invalid_eio() {
         "missing EIO: expected HTTP 400, got {:?}",
         missing.as_ref().err()
     );
-    assert_ws_refused(eio.connect("EIO=abc&transport=websocket").await, 5, "EIO=abc");
+    assert_ws_refused(
+        eio.connect("EIO=abc&transport=websocket").await,
+        5,
+        "EIO=abc",
+    );
     assert_ws_refused(eio.connect("EIO=3&transport=websocket").await, 5, "EIO=3");
 }
 
@@ -512,7 +531,11 @@ async fn message_polling_closes_the_session_upon_invalid_packet_format() {
     let push = eio.post(eio.polling_url(&sid), "abc").await;
     assert_eq!(push.status, StatusCode::BAD_REQUEST, "POST abc: {push:?}");
     let poll = eio.get(eio.polling_url(&sid)).await;
-    assert_eq!(poll.status, StatusCode::BAD_REQUEST, "poll after abc: {poll:?}");
+    assert_eq!(
+        poll.status,
+        StatusCode::BAD_REQUEST,
+        "poll after abc: {poll:?}"
+    );
     eio.gw.wait_connections(0).await;
 }
 
@@ -535,10 +558,16 @@ async fn message_polling_closes_the_session_upon_duplicate_poll_requests() {
         StatusCode::BAD_REQUEST,
         "duplicate poll: {second:?}"
     );
-    let first = within("the first poll", first).await.expect("first poll task");
+    let first = within("the first poll", first)
+        .await
+        .expect("first poll task");
     assert_eq!(first.packets("first poll"), ["1"], "close packet expected");
     let later = eio.get(eio.polling_url(&sid)).await;
-    assert_eq!(later.status, StatusCode::BAD_REQUEST, "later poll: {later:?}");
+    assert_eq!(
+        later.status,
+        StatusCode::BAD_REQUEST,
+        "later poll: {later:?}"
+    );
     eio.gw.wait_connections(0).await;
 }
 
@@ -693,10 +722,16 @@ async fn close_polling_forcefully_closes_the_session() {
     tokio::time::sleep(SETTLE).await;
     assert!(!pending.is_finished(), "the poll should be pending");
     eio.send(&sid, "1").await;
-    let released = within("the pending poll", pending).await.expect("poll task");
+    let released = within("the pending poll", pending)
+        .await
+        .expect("poll task");
     assert_eq!(released.packets("released poll"), ["6"], "noop expected");
     let later = eio.get(eio.polling_url(&sid)).await;
-    assert_eq!(later.status, StatusCode::BAD_REQUEST, "poll after close: {later:?}");
+    assert_eq!(
+        later.status,
+        StatusCode::BAD_REQUEST,
+        "poll after close: {later:?}"
+    );
     eio.gw.wait_connections(before).await;
 }
 
@@ -728,7 +763,9 @@ async fn upgrade_from_polling_to_websocket() {
     tokio::time::sleep(SETTLE).await;
     assert!(!pending.is_finished(), "the poll should be pending");
     let mut ws = eio.probe(&sid).await;
-    let released = within("the pending poll", pending).await.expect("poll task");
+    let released = within("the pending poll", pending)
+        .await
+        .expect("poll task");
     assert_eq!(released.packets("released poll"), ["6"], "noop expected");
     send_text(&mut ws, "5").await;
     send_text(&mut ws, "4hello").await;
@@ -741,7 +778,11 @@ async fn upgrade_ignores_http_requests_with_same_sid_after_upgrade() {
     let sid = eio.open_polling().await;
     let mut ws = eio.upgrade(&sid).await;
     let poll = eio.get(eio.polling_url(&sid)).await;
-    assert_eq!(poll.status, StatusCode::BAD_REQUEST, "poll after upgrade: {poll:?}");
+    assert_eq!(
+        poll.status,
+        StatusCode::BAD_REQUEST,
+        "poll after upgrade: {poll:?}"
+    );
     send_text(&mut ws, "4hello").await;
     assert_eq!(next_non_ping(&mut ws).await, Message::text("4hello"));
 }
@@ -797,7 +838,9 @@ async fn path_without_trailing_slash_works() {
     let base = format!("{}/clients/socketio/hubs/{HUB}", eio.gw.http());
     let token = &eio.token;
     let open = eio
-        .get(format!("{base}?EIO=4&transport=polling&access_token={token}"))
+        .get(format!(
+            "{base}?EIO=4&transport=polling&access_token={token}"
+        ))
         .await;
     let packets = open.packets("handshake without trailing slash");
     assert_eq!(packets.len(), 1, "{open:?}");

@@ -1,6 +1,8 @@
 //! Property tests: the decoders never panic, and encoding round-trips.
 
-use portcullis_protocol::engine::{decode_payload, encode_payload, OpenParams, Packet, RECORD_SEPARATOR};
+use portcullis_protocol::engine::{
+    OpenParams, Packet, RECORD_SEPARATOR, decode_payload, encode_payload,
+};
 use proptest::prelude::*;
 
 /// Text without the record separator: what a packet's data may hold.

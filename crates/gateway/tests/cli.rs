@@ -1,0 +1,177 @@
+//! The command line: configuration from flags, environment and TOML file, the
+//! printed connection string, and the `token` subcommand.
+
+mod common;
+
+use std::process::Command;
+
+use common::{KEY, TestGateway};
+use portcullis_auth::{AccessKeys, ClientTokenVerifier, VerifierConfig};
+
+fn portcullis(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("PORTCULLIS_ACCESS_KEY")
+        .output()
+        .expect("run portcullis")
+}
+
+async fn open_packet(gateway: &TestGateway, hub: &str, token: Option<&str>) -> (u16, String) {
+    let query = match token {
+        Some(t) => format!("EIO=4&transport=polling&access_token={t}"),
+        None => "EIO=4&transport=polling".to_owned(),
+    };
+    let response = reqwest::get(gateway.client_url(hub, &query)).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[test]
+fn token_subcommand_mints_verifiable_tokens() {
+    let output = portcullis(&[
+        "token",
+        "--hub",
+        "chat",
+        "--user",
+        "alice",
+        "--role",
+        "admin",
+        "--group",
+        "g1",
+        "--ttl",
+        "10m",
+        "--access-key",
+        KEY,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let verifier = ClientTokenVerifier::new(VerifierConfig::new(
+        AccessKeys::new(vec![KEY.into()]).unwrap(),
+    ));
+    let claims = verifier
+        .verify(&token, "chat")
+        .expect("a valid token for hub chat");
+    assert_eq!(claims.user_id(), Some("alice"));
+    assert_eq!(claims.roles(), ["admin"]);
+    assert_eq!(claims.groups(), ["g1"]);
+    let exp: u64 = claims.get("exp")[0].parse().unwrap();
+    let iat: u64 = claims.get("iat")[0].parse().unwrap();
+    assert_eq!(exp - iat, 600);
+    assert!(verifier.verify(&token, "other").is_err());
+}
+
+#[test]
+fn token_subcommand_reads_a_connection_string() {
+    let output = portcullis(&[
+        "token",
+        "--hub",
+        "chat",
+        "--connection-string",
+        "Endpoint=http://localhost;Port=9000;AccessKey=cs-key;Version=1.0;",
+    ]);
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let verifier = ClientTokenVerifier::new(VerifierConfig::new(
+        AccessKeys::new(vec!["cs-key".into()]).unwrap(),
+    ));
+    verifier
+        .verify(&token, "chat")
+        .expect("signed with the connection string's key");
+}
+
+#[test]
+fn token_subcommand_without_key_explains() {
+    let output = portcullis(&["token", "--hub", "chat"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--access-key"));
+}
+
+#[test]
+fn bad_config_file_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "ping_interval_ms = \"soon\"\n").unwrap();
+    let output = portcullis(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid config file"), "{stderr}");
+
+    let output = portcullis(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        "/nonexistent/portcullis.toml",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
+}
+
+#[tokio::test]
+async fn generates_a_key_when_none_is_given() {
+    let gateway = TestGateway::start(&["--config", "/dev/null"]);
+    let key = gateway
+        .connection_string
+        .split(';')
+        .find_map(|part| part.strip_prefix("AccessKey="))
+        .expect("AccessKey in the connection string");
+    assert!(key.len() >= 32, "a generated key is long: {key}");
+    assert_ne!(key, KEY);
+    assert!(gateway.connection_string.ends_with(";Version=1.0;"));
+}
+
+#[tokio::test]
+async fn settings_come_from_the_environment() {
+    let gateway = TestGateway::start_with_env(
+        &[],
+        &[
+            ("PORTCULLIS_ECHO_HUBS", "envhub"),
+            ("PORTCULLIS_PING_INTERVAL_MS", "1234"),
+            ("PORTCULLIS_MAX_PAYLOAD", "4321"),
+        ],
+    );
+    let (status, body) = open_packet(&gateway, "envhub", Some(&gateway.token("envhub"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"pingInterval\":1234"), "{body}");
+    assert!(body.contains("\"maxPayload\":4321"), "{body}");
+}
+
+#[tokio::test]
+async fn settings_come_from_a_toml_file_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("portcullis-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("portcullis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "access_keys = [\"{KEY}\"]\necho_hubs = [\"open\", \"closed\"]\nping_interval_ms = 2222\nping_timeout_ms = 1111\n\n[hubs.open]\nallow_anonymous = true\n"
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--ping-timeout-ms",
+        "3333",
+    ]);
+    let (status, body) = open_packet(&gateway, "open", None).await;
+    assert_eq!(status, 200, "hub 'open' allows anonymous clients: {body}");
+    assert!(
+        body.contains("\"pingInterval\":2222") && body.contains("\"pingTimeout\":3333"),
+        "{body}"
+    );
+    let (status, _) = open_packet(&gateway, "closed", None).await;
+    assert_eq!(status, 401, "other hubs still deny anonymous clients");
+    let (status, _) = open_packet(&gateway, "closed", Some(&gateway.token("closed"))).await;
+    assert_eq!(status, 200, "the file's access key is used");
+}

@@ -796,7 +796,13 @@ async fn upgrade_ignores_websocket_connection_with_same_sid_after_upgrade() {
         .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
         .await
     {
-        Err(_) => {}
+        // Refused at the HTTP level (what engine.io does).
+        Err(tungstenite::Error::Http(response)) => assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "second WebSocket with the same sid"
+        ),
+        Err(other) => panic!("second WebSocket: expected HTTP 400 or a close, got {other}"),
         Ok(mut second) => {
             // Accepted at the HTTP level: it must then be closed without
             // carrying the session (a probe gets no answer).

@@ -414,3 +414,22 @@ async fn session_requests_must_keep_the_token_and_hub() {
         assert_eq!(response.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn invalid_hub_names_are_refused() {
+    let gateway = echo_gateway();
+    for hub in ["a%20b", "a.b%2Fc", "x%3Cscript%3E", &"h".repeat(129)] {
+        let response = reqwest::get(gateway.client_url(hub, "EIO=4&transport=polling"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "hub {hub}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid hub name"),
+            "{body}"
+        );
+    }
+}

@@ -158,7 +158,9 @@ impl<'a> Header<'a> {
             out.push_str(&self.attachments.to_string());
             out.push('-');
         }
-        if self.namespace != "/" {
+        // An explicit "/," keeps data that starts with '/' from reading as a
+        // namespace.
+        if self.namespace != "/" || self.data.starts_with('/') {
             out.push_str(self.namespace);
             out.push(',');
         }

@@ -33,6 +33,9 @@ function connect(gw, { hub = HUB, token, transports, upgrade, ...rest } = {}) {
 
 /** A comparable form of a message: strings as is, binary as "bin:<hex>". */
 function normalize(data) {
+  // engine.io-parser decodes an empty message packet ("4") without a data
+  // field, so engine.io-client hands `undefined` to "message" listeners.
+  if (data === undefined) return "";
   if (typeof data === "string") return data;
   if (Buffer.isBuffer(data)) return `bin:${data.toString("hex")}`;
   if (data instanceof ArrayBuffer) return `bin:${Buffer.from(data).toString("hex")}`;
@@ -245,6 +248,32 @@ test("upgrade polling → websocket loses, duplicates and reorders nothing", asy
 
 const FAST_HEARTBEAT = { pingIntervalMs: 300, pingTimeoutMs: 200 };
 
+// engine.io-client closes a session that sees no ping within
+// pingInterval + pingTimeout of the previous one, so the next ping must come
+// pingInterval after the pong, not after the whole ping timeout.
+test("heartbeat: the gateway pings every pingInterval when pongs come back at once", async (t) => {
+  const { pingIntervalMs } = FAST_HEARTBEAT;
+  const gw = await startGateway(t, FAST_HEARTBEAT);
+  const ws = new WebSocket(`${gw.wsUrl()}?EIO=4&transport=websocket&access_token=${gw.token()}`);
+  ws.on("error", () => {});
+  t.after(() => ws.terminate());
+  const pings = [];
+  let closed = null;
+  ws.on("close", (code) => (closed = code));
+  ws.on("message", (data) => {
+    if (data.toString() === "2") {
+      pings.push(Date.now());
+      ws.send("3");
+    }
+  });
+  await waitUntil(() => pings.length >= 5 || closed !== null, { timeout: 5_000, message: "5 pings" });
+  assert.equal(closed, null, "the connection stays open while pongs are sent");
+  const gaps = pings.slice(1).map((at, i) => at - pings[i]);
+  for (const gap of gaps) {
+    assert.ok(gap <= pingIntervalMs + 100, `pings ${pingIntervalMs} ms apart, got gaps ${gaps.join(", ")} ms`);
+  }
+});
+
 for (const transport of ["polling", "websocket"]) {
   test(`heartbeat: a ${transport} session answering pings stays open for several cycles`, async (t) => {
     const gw = await startGateway(t, FAST_HEARTBEAT);
@@ -261,10 +290,10 @@ for (const transport of ["polling", "websocket"]) {
     assert.equal(params.pingTimeout, 200);
     const openedAt = Date.now();
 
-    // 7 pings take at least 7 × 300 ms; fail early if the session dies.
-    await waitUntil(() => pings >= 7 || closed, { timeout: 8_000, message: "7 pings" });
+    // 8 pings take at least 8 × 300 ms; fail early if the session dies.
+    await waitUntil(() => pings >= 8 || closed, { timeout: 8_000, message: "8 pings" });
     assert.equal(closed, null, `session closed after ${Date.now() - openedAt} ms and ${pings} pings`);
-    assert.ok(Date.now() - openedAt >= 2_000, "7 ping cycles last more than 2 s");
+    assert.ok(Date.now() - openedAt >= 2_000, "8 ping cycles last more than 2 s");
     assert.equal(socket.readyState, "open");
     assert.equal(socket.transport.name, transport);
     assert.equal(await gw.connections(), 1);

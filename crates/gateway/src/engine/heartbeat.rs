@@ -29,19 +29,28 @@ async fn wait(connection: &Connection, duration: std::time::Duration) -> bool {
     }
 }
 
+/// Engine.IO's schedule: a ping `ping_interval` after the previous pong, and
+/// the connection ends if that ping's pong takes longer than `ping_timeout`.
+/// (Clients expect the next ping within interval + timeout of the last one.)
 async fn ping_until_timeout(hub: &Hub, connection: &Arc<Connection>) -> Option<DisconnectReason> {
     let ping = Payload::packet(Packet::Ping(String::new()));
     loop {
         if !wait(connection, connection.params.ping_interval).await {
             return None;
         }
+        let pong = connection.pong_arrived.notified();
+        tokio::pin!(pong);
+        pong.as_mut().enable();
         connection.expect_pong();
         hub.send_to_connection_now(connection.id.as_str(), &ping);
-        if !wait(connection, connection.params.ping_timeout).await {
-            return None;
-        }
-        if connection.awaiting_pong() {
-            return Some(DisconnectReason::PingTimeout);
+        tokio::select! {
+            _ = connection.closed.cancelled() => return None,
+            _ = &mut pong => {}
+            _ = sleep(connection.params.ping_timeout) => {
+                if connection.awaiting_pong() {
+                    return Some(DisconnectReason::PingTimeout);
+                }
+            }
         }
     }
 }

@@ -37,6 +37,9 @@ pub(crate) async fn client_endpoint(
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = if request.method() == Method::OPTIONS {
         state.cors.preflight(request.headers())
+    } else if !crate::hub::is_valid_hub_name(&hub) {
+        EngineError::bad_request("invalid hub name: use 1 to 128 letters, digits, '_', '-' or '.'")
+            .into_response()
     } else {
         match route(&state, &hub, upgrade, request).await {
             Ok(response) => response,

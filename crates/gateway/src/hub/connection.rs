@@ -49,6 +49,8 @@ pub struct Connection {
     pub(crate) wake: Notify,
     /// Cancelled once, when the connection ends.
     pub(crate) closed: CancellationToken,
+    /// Wakes the heartbeat when an awaited pong arrives.
+    pub(crate) pong_arrived: Notify,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,7 @@ impl Connection {
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
+            pong_arrived: Notify::new(),
         }
     }
 
@@ -227,7 +230,12 @@ impl Connection {
     pub(crate) fn pong(&self) -> bool {
         let mut state = self.lock();
         state.last_seen = Instant::now();
-        std::mem::replace(&mut state.awaiting_pong, false)
+        let expected = std::mem::replace(&mut state.awaiting_pong, false);
+        drop(state);
+        if expected {
+            self.pong_arrived.notify_one();
+        }
+        expected
     }
 
     pub(crate) fn expect_pong(&self) {

@@ -13,6 +13,8 @@ pub enum Filter {
     ConnectionId(String),
     /// `userId eq 'user'`.
     UserId(String),
+    /// `userId eq null`: the connection has no user id.
+    UserIdIsNull,
     /// `'group' in groups`.
     InGroup(String),
     /// Negation.
@@ -51,6 +53,7 @@ impl Filter {
             Filter::All => true,
             Filter::ConnectionId(id) => subject.connection_id() == id,
             Filter::UserId(user) => subject.user_id() == Some(user.as_str()),
+            Filter::UserIdIsNull => subject.user_id().is_none(),
             Filter::InGroup(group) => subject.in_group(group),
             Filter::Not(inner) => !inner.matches(subject),
             Filter::And(all) => all.iter().all(|f| f.matches(subject)),
@@ -71,7 +74,9 @@ impl Filter {
                 .find(|c| *c != Candidates::Everyone)
                 .unwrap_or(Candidates::Everyone),
             Filter::Or(any) => union(any.iter().map(Filter::candidates)),
-            Filter::All | Filter::UserId(_) | Filter::Not(_) => Candidates::Everyone,
+            Filter::All | Filter::UserId(_) | Filter::UserIdIsNull | Filter::Not(_) => {
+                Candidates::Everyone
+            }
         }
     }
 

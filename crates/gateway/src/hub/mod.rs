@@ -68,6 +68,15 @@ impl Borrow<str> for ConnectionId {
     }
 }
 
+/// Whether `name` is an acceptable hub name: 1 to 128 ASCII letters, digits,
+/// `_`, `-` or `.` (hub names appear in URLs, token audiences and logs).
+pub fn is_valid_hub_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// Per-hub settings.
 #[derive(Debug, Clone, Default)]
 pub struct HubSettings {

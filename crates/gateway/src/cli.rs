@@ -86,6 +86,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Milliseconds an application server may be without a tunnel before its
+    /// clients are closed so they re-negotiate [default: 30000].
+    #[arg(long, env = "PORTCULLIS_SERVER_GRACE_MS")]
+    pub server_grace_ms: Option<u64>,
     /// Attach the built-in echo application to this hub (smoke tests of a
     /// deployment, conformance runs); repeatable.
     #[arg(long = "echo-hub", env = "PORTCULLIS_ECHO_HUBS", value_delimiter = ',')]
@@ -107,6 +111,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_queued_packets: Option<usize>,
     connect_timeout_ms: Option<u64>,
+    server_grace_ms: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     echo_hubs: Option<Vec<String>>,
     #[serde(default)]
@@ -158,6 +163,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.connect_timeout_ms.or(file.connect_timeout_ms) {
             config.connect_timeout = ms(v);
+        }
+        if let Some(v) = self.server_grace_ms.or(file.server_grace_ms) {
+            config.server_grace = ms(v);
         }
         config.max_payload = self
             .max_payload

@@ -16,5 +16,6 @@ pub mod engine;
 mod gate;
 pub mod hub;
 pub mod server;
+mod tunnel;
 
 pub use server::{Gateway, GatewayConfig};

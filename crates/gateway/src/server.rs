@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
+use crate::tunnel::{TunnelSettings, Tunnels};
 
 /// Everything the gateway is told at start.
 #[derive(Debug, Clone)]
@@ -55,6 +56,11 @@ pub struct GatewayConfig {
     pub echo_hubs: Vec<String>,
     /// Browser origins allowed on the client endpoint (empty: any).
     pub allowed_origins: Vec<String>,
+    /// How long an application server may be without a tunnel before its
+    /// clients are closed (they then re-negotiate).
+    pub server_grace: Duration,
+    /// Largest tunnel frame accepted from an application server, in bytes.
+    pub max_tunnel_frame: usize,
 }
 
 impl GatewayConfig {
@@ -77,6 +83,8 @@ impl GatewayConfig {
             hubs: HashMap::new(),
             echo_hubs: Vec::new(),
             allowed_origins: Vec::new(),
+            server_grace: Duration::from_secs(30),
+            max_tunnel_frame: 16 * 1024 * 1024,
         }
     }
 }
@@ -88,6 +96,7 @@ pub(crate) struct GatewayState {
     pub verifier: ClientTokenVerifier,
     pub cors: CorsPolicy,
     pub fingerprint_keys: RandomState,
+    pub tunnels: Tunnels,
 }
 
 impl GatewayState {
@@ -148,6 +157,15 @@ impl Gateway {
         let cors = CorsPolicy {
             allowed_origins: config.allowed_origins.clone(),
         };
+        let tunnels = Tunnels::new(TunnelSettings {
+            access_keys: config.access_keys.all().to_vec(),
+            origin_host: config
+                .public_endpoint
+                .as_ref()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| config.listen.ip().to_string()),
+            grace: config.server_grace,
+        });
         Gateway {
             state: Arc::new(GatewayState {
                 config,
@@ -155,6 +173,7 @@ impl Gateway {
                 verifier,
                 cors,
                 fingerprint_keys: RandomState::new(),
+                tunnels,
             }),
         }
     }
@@ -193,6 +212,8 @@ impl Gateway {
                 "/clients/socketio/hubs/{hub}/",
                 any(engine::client_endpoint),
             )
+            .route("/server/tunnel", get(crate::tunnel::tunnel_endpoint))
+            .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
             .fallback(not_found)
             .with_state(self.state.clone())
     }

@@ -9,6 +9,7 @@
 mod connection;
 mod filter;
 mod handler;
+pub mod odata;
 mod payload;
 
 use std::borrow::Borrow;
@@ -235,7 +236,7 @@ impl Hub {
         }
     }
 
-    fn deliver(&self, connection: &Arc<Connection>, payload: &Payload) {
+    pub(crate) fn deliver(&self, connection: &Arc<Connection>, payload: &Payload) {
         match connection.enqueue(payload) {
             Ok(false) => {}
             Ok(true) => self.end(
@@ -249,7 +250,7 @@ impl Hub {
 
     /// Connections matching `filter` (within `group` if given), found by the
     /// filter's plan.
-    fn select(&self, group: Option<&str>, filter: &Filter) -> Vec<Arc<Connection>> {
+    pub(crate) fn select(&self, group: Option<&str>, filter: &Filter) -> Vec<Arc<Connection>> {
         let members = read(&self.0.members);
         let matching = |id: &ConnectionId| {
             members
@@ -334,6 +335,10 @@ impl Hub {
 
     /// Adds the connections matching `filter` to every group in `groups`.
     pub async fn add_to_groups(&self, groups: &[String], filter: &Filter) -> usize {
+        self.add_to_groups_now(groups, filter)
+    }
+
+    pub(crate) fn add_to_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
         let targets = self.select(None, filter);
         let mut members = write(&self.0.members);
         for connection in &targets {
@@ -354,6 +359,10 @@ impl Hub {
 
     /// Removes the connections matching `filter` from every group in `groups`.
     pub async fn remove_from_groups(&self, groups: &[String], filter: &Filter) -> usize {
+        self.remove_from_groups_now(groups, filter)
+    }
+
+    pub(crate) fn remove_from_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
         let targets = self.select(None, filter);
         let mut members = write(&self.0.members);
         for connection in &targets {
@@ -367,6 +376,10 @@ impl Hub {
     /// Removes one connection from the groups for which `which` is true (all
     /// groups with a prefix, say). Returns how many it left.
     pub async fn leave_groups_where(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
+        self.leave_groups_where_now(id, which)
+    }
+
+    pub(crate) fn leave_groups_where_now(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
         let mut members = write(&self.0.members);
         let Some((key, member)) = members.connections.get_key_value(id) else {
             return 0;
@@ -377,6 +390,14 @@ impl Hub {
             members.leave(&key, group);
         }
         leaving.len()
+    }
+
+    /// Whether `user` has at least one connection.
+    pub async fn user_exists(&self, user: &str) -> bool {
+        read(&self.0.members)
+            .connections
+            .values()
+            .any(|m| m.connection.user_id() == Some(user))
     }
 
     /// Whether `group` has at least one member.
@@ -395,6 +416,10 @@ impl Hub {
 
     /// Closes a connection; the client is told with an Engine.IO close packet.
     pub async fn close_connection(&self, id: &str, reason: &str) -> bool {
+        self.close_connection_now(id, reason)
+    }
+
+    pub(crate) fn close_connection_now(&self, id: &str, reason: &str) -> bool {
         match self.connection(id) {
             Some(connection) => {
                 self.end(

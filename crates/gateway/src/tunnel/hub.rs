@@ -1,0 +1,359 @@
+//! `TunnelHub`: serves a hub's clients through the application servers
+//! attached over tunnels (the official Node SDK, or our Rust server crate).
+//!
+//! New clients are spread across the attached servers; every event of a
+//! client goes to the server that accepted it (its tunnel token's `sub`,
+//! stable across tunnel reconnects). A server gone for longer than the grace
+//! period has its clients closed, so they re-negotiate elsewhere.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::StatusCode;
+use portcullis_protocol::engine::Packet;
+use portcullis_protocol::socket::{Header, PacketKind};
+use portcullis_tunnel::cloud_events::{self, ConnectEventBody, ConnectOutcome, EventContext};
+use portcullis_tunnel::group_name::namespace_group_prefix;
+
+use super::client::{Next, TunnelClient};
+use super::socket::TunnelSocket;
+use crate::hub::{
+    Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
+    Refusal,
+};
+
+/// Settings of the tunnels of one gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct TunnelSettings {
+    pub access_keys: Vec<String>,
+    pub origin_host: String,
+    /// How long a server may have no tunnel before its clients are closed.
+    pub grace: Duration,
+}
+
+/// The handler of a hub whose application servers attach over tunnels.
+pub(crate) struct TunnelHub {
+    pub hub: Hub,
+    settings: TunnelSettings,
+    state: Mutex<State>,
+    event_ids: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    servers: BTreeMap<Arc<str>, Server>,
+    next_server: usize,
+    clients: HashMap<ConnectionId, Arc<TunnelClient>>,
+}
+
+#[derive(Default)]
+struct Server {
+    sockets: Vec<Arc<TunnelSocket>>,
+    /// Bumped whenever the server loses its last socket, so an old grace
+    /// timer can tell a reconnect happened meanwhile.
+    epoch: u64,
+}
+
+impl TunnelHub {
+    pub fn new(hub: Hub, settings: TunnelSettings) -> Self {
+        TunnelHub {
+            hub,
+            settings,
+            state: Mutex::new(State::default()),
+            event_ids: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_socket(&self, server: &Arc<str>, socket: Arc<TunnelSocket>) {
+        let mut state = self.lock();
+        state
+            .servers
+            .entry(server.clone())
+            .or_default()
+            .sockets
+            .push(socket);
+    }
+
+    /// Removes a closed tunnel; if it was the server's last, its clients are
+    /// closed after the grace period unless it comes back.
+    pub fn remove_socket(self: &Arc<Self>, server: &Arc<str>, socket_id: u64) {
+        let epoch = {
+            let mut state = self.lock();
+            let Some(entry) = state.servers.get_mut(server) else {
+                return;
+            };
+            entry.sockets.retain(|s| s.id != socket_id);
+            if !entry.sockets.is_empty() {
+                return;
+            }
+            entry.epoch += 1;
+            entry.epoch
+        };
+        let this = self.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.settings.grace).await;
+            this.expire_server(&server, epoch);
+        });
+    }
+
+    fn expire_server(&self, server: &Arc<str>, epoch: u64) {
+        let orphans: Vec<ConnectionId> = {
+            let mut state = self.lock();
+            match state.servers.get(server) {
+                Some(entry) if entry.sockets.is_empty() && entry.epoch == epoch => {}
+                _ => return,
+            }
+            state.servers.remove(server);
+            state
+                .clients
+                .values()
+                .filter(|c| &c.server == server)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        tracing::info!(hub = %self.hub.name(), %server, clients = orphans.len(), "application server gone; closing its clients");
+        for id in orphans {
+            self.hub
+                .close_connection_now(id.as_str(), "application server gone");
+        }
+    }
+
+    /// A live tunnel of `server`.
+    fn socket_of(&self, server: &str) -> Option<Arc<TunnelSocket>> {
+        let state = self.lock();
+        let sockets = &state.servers.get(server)?.sockets;
+        sockets
+            .iter()
+            .rev()
+            .find(|s| !s.closed.is_cancelled())
+            .cloned()
+    }
+
+    /// The next server for a new client, round robin over live servers.
+    fn pick_server(&self) -> Option<(Arc<str>, Arc<TunnelSocket>)> {
+        let mut state = self.lock();
+        let live: Vec<(Arc<str>, Arc<TunnelSocket>)> = state
+            .servers
+            .iter()
+            .filter_map(|(id, s)| {
+                let socket = s.sockets.iter().rev().find(|s| !s.closed.is_cancelled())?;
+                Some((id.clone(), socket.clone()))
+            })
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let index = state.next_server % live.len();
+        state.next_server = state.next_server.wrapping_add(1);
+        live.into_iter().nth(index)
+    }
+
+    pub fn client(&self, id: &str) -> Option<Arc<TunnelClient>> {
+        self.lock().clients.get(id).cloned()
+    }
+
+    fn context(&self, client: &TunnelClient) -> EventContext {
+        let event_id = self.event_ids.fetch_add(1, Ordering::Relaxed).to_string();
+        EventContext::new(self.hub.name(), client.id.as_str(), event_id)
+            .with_user_id(client.user_id.clone())
+            .with_origin_host(self.settings.origin_host.clone())
+            .with_access_keys(self.settings.access_keys.iter().cloned())
+    }
+
+    /// Queues an Engine.IO record for the client's server.
+    pub fn forward(self: &Arc<Self>, client: &Arc<TunnelClient>, record: &str) {
+        if client.push_record(record) {
+            self.spawn_pump(client.clone());
+        }
+    }
+
+    /// Sends the client's queued events one at a time, in order.
+    fn spawn_pump(self: &Arc<Self>, client: Arc<TunnelClient>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match client.next() {
+                    Next::Idle => return,
+                    Next::Message(payload) => this.send_user_event(&client, &payload).await,
+                    Next::Disconnected(reason) => {
+                        this.send_disconnected(&client, &reason);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn send_user_event(&self, client: &TunnelClient, payload: &str) {
+        let Some(socket) = self.socket_of(&client.server) else {
+            // The server is between tunnels; its grace timer decides.
+            self.hub
+                .close_connection_now(client.id.as_str(), "application server unavailable");
+            return;
+        };
+        let ctx = self.context(client);
+        match socket
+            .request(|ack| cloud_events::user_message(&ctx, payload, ack))
+            .await
+        {
+            Ok(response) if (200..300).contains(&response.status_code) => {}
+            Ok(response) => {
+                // Web PubSub semantics: a refused user event drops the client.
+                let why = format!("application server answered {}", response.status_code);
+                self.hub.close_connection_now(client.id.as_str(), &why);
+            }
+            Err(error) => {
+                self.hub
+                    .close_connection_now(client.id.as_str(), &error.to_string());
+            }
+        }
+    }
+
+    fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
+        self.lock().clients.remove(&client.id);
+        if let Some(socket) = self.socket_of(&client.server) {
+            let ctx = self.context(client);
+            socket.notify(|ack| cloud_events::disconnected(&ctx, reason, ack));
+        }
+    }
+
+    /// Handles a client's Socket.IO packet before it goes to the server:
+    /// namespace disconnects leave their groups, invoke acks are taken.
+    fn inspect_client_message(&self, client: &TunnelClient, text: &str) -> bool {
+        let Ok(header) = Header::parse(text) else {
+            return false;
+        };
+        match header.kind {
+            PacketKind::Disconnect => {
+                let prefix = namespace_group_prefix(header.namespace);
+                self.hub
+                    .leave_groups_where_now(client.id.as_str(), |g| g.starts_with(&prefix));
+                false
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => match header.ack_id {
+                Some(id) => client.intercept_ack(text, id, header.attachments),
+                None => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+fn to_multimap(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in pairs {
+        map.entry(k).or_default().push(v);
+    }
+    map
+}
+
+impl HubHandler for Arc<TunnelHub> {
+    fn connect(
+        &self,
+        _hub: &Hub,
+        request: ConnectRequest,
+    ) -> BoxFuture<'static, Result<Accept, Refusal>> {
+        let this = self.clone();
+        Box::pin(async move { this.connect_client(request).await })
+    }
+
+    fn on_connected(&self, _hub: &Hub, connection: &ConnectionId) {
+        if let Some(client) = self.client(connection.as_str())
+            && let Some(socket) = self.socket_of(&client.server)
+        {
+            let ctx = self.context(&client);
+            socket.notify(|ack| cloud_events::connected(&ctx, ack));
+        }
+    }
+
+    fn on_packet(&self, _hub: &Hub, connection: &ConnectionId, packet: Packet) {
+        let Some(client) = self.client(connection.as_str()) else {
+            return;
+        };
+        let record = match packet {
+            Packet::Message(text) => {
+                if self.inspect_client_message(&client, &text) {
+                    return;
+                }
+                format!("4{text}")
+            }
+            Packet::Binary(bytes) => {
+                if client.intercept_attachment(&bytes) {
+                    return;
+                }
+                let mut record = String::from("b");
+                base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut record);
+                record
+            }
+            Packet::Pong(data) => format!("3{data}"),
+            _ => return,
+        };
+        self.forward(&client, &record);
+    }
+
+    fn on_disconnected(&self, _hub: &Hub, connection: &ConnectionId, reason: &DisconnectReason) {
+        let Some(client) = self.client(connection.as_str()) else {
+            return;
+        };
+        if client.end(reason.to_string()) {
+            self.spawn_pump(client);
+        }
+    }
+}
+
+impl TunnelHub {
+    async fn connect_client(self: &Arc<Self>, request: ConnectRequest) -> Result<Accept, Refusal> {
+        let Some((server, socket)) = self.pick_server() else {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no application server is attached to hub '{}'; start the application and retry",
+                    request.hub
+                ),
+            ));
+        };
+        let client = Arc::new(TunnelClient::new(
+            request.connection_id.clone(),
+            request.user_id().map(str::to_owned),
+            server,
+        ));
+        let body = ConnectEventBody {
+            claims: request.claims.0.clone(),
+            query: to_multimap(request.query),
+            headers: to_multimap(request.headers.iter().filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })),
+            ..ConnectEventBody::default()
+        };
+        let ctx = self.context(&client);
+        let response = socket
+            .request(|ack| cloud_events::connect(&ctx, &body, ack))
+            .await
+            .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        let content = response.content.as_deref().unwrap_or_default();
+        match cloud_events::parse_connect_response(response.status_code, content) {
+            Ok(ConnectOutcome::Accepted(open)) => {
+                self.lock().clients.insert(client.id.clone(), client);
+                Ok(Accept {
+                    ping_interval: Duration::from_millis(open.ping_interval),
+                    ping_timeout: Duration::from_millis(open.ping_timeout),
+                    max_payload: open.max_payload,
+                    heartbeat: Heartbeat::Application,
+                })
+            }
+            Ok(ConnectOutcome::Rejected { status, message }) => Err(Refusal::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                message,
+            )),
+            Err(error) => Err(Refusal::new(StatusCode::BAD_GATEWAY, error.to_string())),
+        }
+    }
+}

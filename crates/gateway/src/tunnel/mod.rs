@@ -1,0 +1,354 @@
+//! The server tunnel (`/server/tunnel`), through which application servers
+//! (the official Node SDK, or the Rust server crate) serve a hub's clients,
+//! and the same REST operations over plain HTTP (`/api/hubs/...`).
+
+mod client;
+mod hub;
+mod rest;
+mod socket;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use portcullis_tunnel::rest::parse_rest;
+use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage};
+
+pub(crate) use hub::{TunnelHub, TunnelSettings};
+use rest::{RestOutcome, Target};
+use socket::TunnelSocket;
+
+use crate::engine::EngineError;
+use crate::hub::{ConnectionId, Hubs, is_valid_hub_name};
+use crate::server::GatewayState;
+
+/// The tunnel handlers of the gateway's hubs.
+pub(crate) struct Tunnels {
+    settings: TunnelSettings,
+    by_hub: Mutex<HashMap<String, Arc<TunnelHub>>>,
+    socket_ids: AtomicU64,
+}
+
+impl Tunnels {
+    pub fn new(settings: TunnelSettings) -> Self {
+        Tunnels {
+            settings,
+            by_hub: Mutex::new(HashMap::new()),
+            socket_ids: AtomicU64::new(1),
+        }
+    }
+
+    /// The tunnel handler of `name`, if application servers ever attached.
+    pub fn get(&self, name: &str) -> Option<Arc<TunnelHub>> {
+        self.lock().get(&name.to_lowercase()).cloned()
+    }
+
+    /// The tunnel handler of `name`, attached to the hub on first use. Fails
+    /// if the hub is served by something else (the echo application).
+    fn attach(&self, hubs: &Hubs, name: &str) -> Result<Arc<TunnelHub>, EngineError> {
+        let hub = hubs.get_or_create(name);
+        let mut by_hub = self.lock();
+        if let Some(tunnel) = by_hub.get(hub.name()) {
+            return Ok(tunnel.clone());
+        }
+        if hub.handler().is_some() {
+            return Err(EngineError::new(
+                StatusCode::CONFLICT,
+                crate::engine::ErrorCode::BadRequest,
+                format!("hub '{name}' is served by the built-in echo application; use another hub"),
+            ));
+        }
+        let tunnel = Arc::new(TunnelHub::new(hub.clone(), self.settings.clone()));
+        hub.attach(Arc::new(tunnel.clone()));
+        by_hub.insert(hub.name().to_owned(), tunnel.clone());
+        Ok(tunnel)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TunnelHub>>> {
+        self.by_hub.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// Whether a tunnel token's audience is this hub's tunnel URL
+/// (`ws://host/server/tunnel?hub=H`; scheme and host are not checked).
+fn tunnel_audience_ok(aud: &str, hub: &str) -> bool {
+    let Ok(url) = url::Url::parse(aud) else {
+        return false;
+    };
+    url.path().trim_end_matches('/').ends_with("/server/tunnel")
+        && url
+            .query_pairs()
+            .any(|(k, v)| k == "hub" && v.eq_ignore_ascii_case(hub))
+}
+
+/// `GET /server/tunnel?hub=H&access_token=JWT`: an application server attaches.
+pub(crate) async fn tunnel_endpoint(
+    State(state): State<Arc<GatewayState>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Response {
+    match attach_server(&state, upgrade, &request) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn attach_server(
+    state: &Arc<GatewayState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: &Request,
+) -> Result<Response, EngineError> {
+    let query = request.uri().query().unwrap_or("");
+    let hub = query_param(query, "hub").unwrap_or_default();
+    if !is_valid_hub_name(&hub) {
+        return Err(EngineError::bad_request(
+            "the tunnel needs ?hub=NAME with 1 to 128 letters, digits, '_', '-' or '.'",
+        ));
+    }
+    let query_token = query_param(query, "access_token");
+    let token =
+        crate::gate::token_of(query_token.as_deref(), request.headers()).ok_or_else(|| {
+            EngineError::unauthorized(
+                "the tunnel needs ?access_token=<jwt> signed with an access key",
+            )
+        })?;
+    let expected = format!("ws://<gateway>/server/tunnel?hub={hub}");
+    let claims = state
+        .verifier
+        .verify_with_expected(token, &expected, &|aud| tunnel_audience_ok(aud, &hub))
+        .map_err(|e| EngineError::unauthorized(e.to_string()))?;
+    // The SDK signs with a `sub` per process, stable across reconnects.
+    let server: Arc<str> = match claims.user_id() {
+        Some(sub) => Arc::from(sub),
+        None => Arc::from(ConnectionId::generate().as_str()),
+    };
+    let upgrade = upgrade.map_err(|_| {
+        EngineError::bad_request("the tunnel is a WebSocket: send an upgrade request")
+    })?;
+    let tunnel = state.tunnels.attach(&state.hubs, &hub)?;
+    // Echo the first offered subprotocol (clients fail on a missing echo).
+    let offered = request
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|p| p.trim().to_owned());
+    let upgrade = match offered {
+        Some(protocol) if !protocol.is_empty() => upgrade.protocols([protocol]),
+        _ => upgrade,
+    };
+    let socket_id = state.tunnels.socket_ids.fetch_add(1, Ordering::Relaxed);
+    let max_frame = state.config.max_tunnel_frame;
+    Ok(upgrade
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |ws| serve_tunnel(ws, tunnel, server, socket_id, max_frame)))
+}
+
+async fn serve_tunnel(
+    ws: WebSocket,
+    tunnel: Arc<TunnelHub>,
+    server: Arc<str>,
+    socket_id: u64,
+    max_frame: usize,
+) {
+    let (sink, mut stream) = ws.split();
+    let socket = TunnelSocket::spawn(socket_id, sink);
+    socket.send(&TunnelMessage::ConnectionConnected {
+        connection_id: ConnectionId::generate().to_string(),
+        user_id: None,
+        reconnection_token: None,
+    });
+    tunnel.add_socket(&server, socket.clone());
+    tracing::info!(hub = %tunnel.hub.name(), %server, "application server attached");
+    loop {
+        let message = tokio::select! {
+            _ = socket.closed.cancelled() => break,
+            message = stream.next() => message,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+        };
+        match portcullis_tunnel::decode_with_limit(&bytes, max_frame) {
+            Ok(TunnelMessage::HttpResponse(response)) => socket.on_response(response),
+            Ok(TunnelMessage::HttpRequest(request)) => {
+                handle_request(&tunnel, &socket, request).await
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(hub = %tunnel.hub.name(), %server, %error, "invalid tunnel frame dropped")
+            }
+        }
+    }
+    socket.close();
+    tunnel.remove_socket(&server, socket_id);
+    tracing::info!(hub = %tunnel.hub.name(), %server, "tunnel closed");
+}
+
+/// A REST call from the application server, answered on the same tunnel.
+/// Runs inline so the calls of one tunnel apply in order; an `:invoke`
+/// stream continues in its own task.
+async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, request: HttpRequest) {
+    let call = match parse_rest(&request.method, &request.url) {
+        Ok(call) if call.hub().eq_ignore_ascii_case(tunnel.hub.name()) => call,
+        Ok(_) => {
+            socket.send(&reply(
+                &request,
+                403,
+                Some("a tunnel may only operate on its own hub".into()),
+            ));
+            return;
+        }
+        Err(error) => {
+            socket.send(&reply(
+                &request,
+                error.status_code(),
+                Some(error.to_string()),
+            ));
+            return;
+        }
+    };
+    let body = request.content.clone().unwrap_or_default();
+    let target = Target {
+        hub: &tunnel.hub,
+        tunnel: Some(tunnel),
+    };
+    match rest::execute(target, call, &body).await {
+        RestOutcome::Done(status, body) => {
+            let mut response = HttpResponse::reply_to(&request, status);
+            if !body.is_empty() {
+                response = response.with_content(body);
+            }
+            socket.send(&TunnelMessage::HttpResponse(response));
+        }
+        RestOutcome::Stream(mut lines) => {
+            let head = HttpResponse::reply_to(&request, 200).with_not_completed(true);
+            socket.send(&TunnelMessage::HttpResponse(head));
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                while let Some(line) = lines.recv().await {
+                    let chunk = HttpResponse::reply_to(&request, 200)
+                        .with_not_completed(true)
+                        .with_content(line);
+                    socket.send(&TunnelMessage::HttpResponse(chunk));
+                }
+                socket.send(&TunnelMessage::HttpResponse(HttpResponse::reply_to(
+                    &request, 200,
+                )));
+            });
+        }
+    }
+}
+
+fn reply(request: &HttpRequest, status: u16, message: Option<String>) -> TunnelMessage {
+    let mut response = HttpResponse::reply_to(request, status);
+    if let Some(message) = message {
+        let body = serde_json::json!({ "code": status, "message": message });
+        response = response.with_content(body.to_string());
+    }
+    TunnelMessage::HttpResponse(response)
+}
+
+/// `/api/hubs/{hub}/...`: the REST operations over plain HTTP, for operators
+/// and other backends, authenticated with a Bearer JWT signed by an access
+/// key whose audience is a URL under `/api/`.
+pub(crate) async fn rest_endpoint(
+    State(state): State<Arc<GatewayState>>,
+    request: Request,
+) -> Response {
+    match rest_over_http(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn rest_over_http(
+    state: &Arc<GatewayState>,
+    request: Request,
+) -> Result<Response, EngineError> {
+    let token = crate::gate::token_of(None, request.headers()).ok_or_else(|| {
+        EngineError::unauthorized(
+            "the REST API needs an Authorization: Bearer <jwt> header signed with an access key",
+        )
+    })?;
+    let audience_ok = |aud: &str| url::Url::parse(aud).is_ok_and(|u| u.path().starts_with("/api/"));
+    state
+        .verifier
+        .verify_with_expected(token, "a URL under /api/", &audience_ok)
+        .map_err(|e| EngineError::unauthorized(e.to_string()))?;
+    let method = request.method().as_str().to_owned();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let call = parse_rest(&method, &path_and_query).map_err(|e| {
+        let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+        EngineError::new(status, crate::engine::ErrorCode::BadRequest, e.to_string())
+    })?;
+    if !is_valid_hub_name(call.hub()) {
+        return Err(EngineError::bad_request(
+            "invalid hub name: use 1 to 128 letters, digits, '_', '-' or '.'",
+        ));
+    }
+    let limit = usize::try_from(state.config.max_payload).unwrap_or(usize::MAX);
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            EngineError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::engine::ErrorCode::BadRequest,
+                format!("the body exceeds --max-payload ({limit} bytes)"),
+            )
+        })?;
+    let hub = state.hubs.get_or_create(call.hub());
+    let tunnel = state.tunnels.get(call.hub());
+    let target = Target {
+        hub: &hub,
+        tunnel: tunnel.as_ref(),
+    };
+    Ok(match rest::execute(target, call, &body).await {
+        RestOutcome::Done(status, body) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body.clone()).into_response();
+            if !body.is_empty() {
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            response
+        }
+        RestOutcome::Stream(lines) => {
+            let stream = tokio_stream_from(lines);
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            response
+        }
+    })
+}
+
+fn tokio_stream_from(
+    mut lines: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    futures_util::stream::poll_fn(move |cx| lines.poll_recv(cx).map(|line| line.map(Ok)))
+}

@@ -1,0 +1,333 @@
+//! The server tunnel, driven by a hand-written application server that speaks
+//! the tunnel protocol (the official SDK is exercised in tests/compat): who
+//! may attach, and the events and answers that cross it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, TestGateway};
+use futures_util::{SinkExt, StreamExt};
+use portcullis_auth::{ClientTokenOptions, mint_client_token};
+use portcullis_tunnel::cloud_events::ConnectResponse;
+use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn tunnel_token(hub: &str, sub: &str, key: &str) -> String {
+    let options = ClientTokenOptions {
+        user_id: Some(sub.into()),
+        ..Default::default()
+    };
+    mint_client_token(
+        key,
+        &format!("ws://localhost/server/tunnel?hub={hub}"),
+        &options,
+    )
+}
+
+async fn attach(gateway: &TestGateway, hub: &str, token: &str) -> Result<Ws, u16> {
+    let url = format!(
+        "{}/server/tunnel?hub={hub}&access_token={token}",
+        gateway.ws()
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// The next tunnel message, skipping keep-alives.
+async fn next(ws: &mut Ws) -> TunnelMessage {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a tunnel message in time")
+            .expect("tunnel open")
+            .expect("tunnel frame");
+        if let Message::Binary(bytes) = message {
+            match frame::decode(&bytes).expect("valid frame") {
+                TunnelMessage::ServiceStatus { .. } => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+async fn next_request(ws: &mut Ws) -> HttpRequest {
+    match next(ws).await {
+        TunnelMessage::HttpRequest(request) => request,
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+async fn reply(ws: &mut Ws, response: HttpResponse) {
+    ws.send(Message::Binary(frame::encode(
+        &TunnelMessage::HttpResponse(response),
+    )))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn only_servers_with_a_valid_token_attach() {
+    let gateway = TestGateway::start(&["--echo-hub", "echo"]);
+    assert_eq!(attach(&gateway, "chat", "").await.err(), Some(401));
+    assert_eq!(
+        attach(&gateway, "chat", &tunnel_token("chat", "s1", "wrong-key"))
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        attach(&gateway, "chat", &tunnel_token("other", "s1", KEY))
+            .await
+            .err(),
+        Some(401),
+        "audience names another hub"
+    );
+    let client_token = gateway.token("chat");
+    assert_eq!(
+        attach(&gateway, "chat", &client_token).await.err(),
+        Some(401),
+        "client tokens cannot attach servers"
+    );
+    assert_eq!(
+        attach(&gateway, "echo", &tunnel_token("echo", "s1", KEY))
+            .await
+            .err(),
+        Some(409),
+        "the echo hub is taken"
+    );
+
+    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "s1", KEY))
+        .await
+        .expect("attached");
+    assert!(
+        matches!(
+            next(&mut ws).await,
+            TunnelMessage::ConnectionConnected { .. }
+        ),
+        "ConnectionConnected comes first"
+    );
+}
+
+#[tokio::test]
+async fn carries_a_client_session_through_the_tunnel() {
+    let gateway = TestGateway::start(&[]);
+    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut ws).await,
+        TunnelMessage::ConnectionConnected { .. }
+    ));
+
+    // A client's handshake becomes a blocking `connect` event.
+    let handshake = tokio::spawn({
+        let url = gateway.client_url(
+            "chat",
+            &format!(
+                "EIO=4&transport=polling&foo=bar&access_token={}",
+                gateway.token("chat")
+            ),
+        );
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    });
+    let connect = next_request(&mut ws).await;
+    assert_eq!(
+        connect.header("ce-type"),
+        Some("azure.webpubsub.sys.connect")
+    );
+    assert_eq!(connect.header("ce-hub"), Some("chat"));
+    assert_eq!(connect.header("ce-userId"), Some("tester"));
+    let connection_id = connect.header("ce-connectionId").unwrap().to_owned();
+    let body: serde_json::Value =
+        serde_json::from_slice(connect.content.as_ref().unwrap()).unwrap();
+    assert_eq!(body["claims"]["sub"], serde_json::json!(["tester"]));
+    assert_eq!(body["query"]["foo"], serde_json::json!(["bar"]));
+    assert_eq!(body["query"]["EIO"], serde_json::json!(["4"]));
+    let open = ConnectResponse {
+        sid: connection_id.clone(),
+        upgrades: vec![],
+        ping_interval: 25_000,
+        ping_timeout: 20_000,
+        max_payload: 100_000,
+    };
+    reply(
+        &mut ws,
+        HttpResponse::reply_to(&connect, 200).with_content(open.to_body()),
+    )
+    .await;
+    let open_packet = handshake.await.unwrap();
+    assert!(
+        open_packet.starts_with(&format!(
+            "0{{\"sid\":\"{connection_id}\",\"upgrades\":[\"websocket\"]"
+        )),
+        "{open_packet}"
+    );
+    assert!(open_packet.contains("\"maxPayload\":100000"));
+
+    let connected = next_request(&mut ws).await;
+    assert_eq!(
+        connected.header("ce-type"),
+        Some("azure.webpubsub.sys.connected")
+    );
+
+    // Client packets become user events, in order.
+    let post = |body: &'static str| {
+        let url = gateway.client_url(
+            "chat",
+            &format!("EIO=4&transport=polling&sid={connection_id}"),
+        );
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post("40\u{1e}42[\"hi\"]").await, 200);
+    let event = next_request(&mut ws).await;
+    assert_eq!(
+        event.header("ce-type"),
+        Some("azure.webpubsub.user.message")
+    );
+    assert_eq!(event.content.as_deref(), Some(&b"40\x1e42[\"hi\"]"[..]));
+    reply(&mut ws, HttpResponse::reply_to(&event, 200)).await;
+
+    // The server answers through REST calls over the tunnel.
+    let send = HttpRequest::new(
+        1,
+        "POST",
+        format!(
+            "https://host/api/hubs/chat/connections/{connection_id}/:send?api-version=2023-07-01"
+        ),
+    )
+    .with_content("40{\"sid\":\"s1\"}\u{1e}42[\"welcome\"]");
+    ws.send(Message::Binary(frame::encode(&TunnelMessage::HttpRequest(
+        send,
+    ))))
+    .await
+    .unwrap();
+    match next(&mut ws).await {
+        TunnelMessage::HttpResponse(response) => {
+            assert_eq!((response.ack_id, response.status_code), (1, 202))
+        }
+        other => panic!("{other:?}"),
+    }
+    let poll = reqwest::get(gateway.client_url(
+        "chat",
+        &format!("EIO=4&transport=polling&sid={connection_id}"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        poll.text().await.unwrap(),
+        "40{\"sid\":\"s1\"}\u{1e}42[\"welcome\"]"
+    );
+
+    // The server's CONNECT put the client in the namespace group: a broadcast
+    // to '0~Lw~' reaches it.
+    let broadcast = HttpRequest::new(
+        2,
+        "POST",
+        "https://host/api/hubs/chat/:send?api-version=2023-07-01&filter=%270%7ELw%7E%27+in+groups",
+    )
+    .with_content("42[\"all\"]");
+    ws.send(Message::Binary(frame::encode(&TunnelMessage::HttpRequest(
+        broadcast,
+    ))))
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut ws).await, TunnelMessage::HttpResponse(r) if r.status_code == 202));
+    let poll = reqwest::get(gateway.client_url(
+        "chat",
+        &format!("EIO=4&transport=polling&sid={connection_id}"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(poll.text().await.unwrap(), "42[\"all\"]");
+
+    // The client leaves: `disconnected` always follows.
+    assert_eq!(post("1").await, 200);
+    let disconnected = next_request(&mut ws).await;
+    assert_eq!(
+        disconnected.header("ce-type"),
+        Some("azure.webpubsub.sys.disconnected")
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(disconnected.content.as_ref().unwrap()).unwrap();
+    assert!(body["reason"].is_string());
+    gateway.wait_connections(0).await;
+}
+
+#[tokio::test]
+async fn a_refused_connect_reaches_the_client_and_leaves_nothing() {
+    let gateway = TestGateway::start(&[]);
+    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
+        .await
+        .unwrap();
+    next(&mut ws).await;
+    let handshake = tokio::spawn({
+        let url = gateway.client_url(
+            "chat",
+            &format!(
+                "EIO=4&transport=polling&access_token={}",
+                gateway.token("chat")
+            ),
+        );
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    });
+    let connect = next_request(&mut ws).await;
+    reply(
+        &mut ws,
+        HttpResponse::reply_to(&connect, 400)
+            .with_content("EIO server refused connection with error: nope"),
+    )
+    .await;
+    let (status, body) = handshake.await.unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("EIO server refused connection with error: nope"),
+        "{body}"
+    );
+    assert_eq!(gateway.connections().await, 0);
+}
+
+#[tokio::test]
+async fn without_a_server_clients_get_503() {
+    let gateway = TestGateway::start(&["--server-grace-ms", "100"]);
+    let ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
+        .await
+        .unwrap();
+    drop(ws);
+    let url = gateway.client_url(
+        "chat",
+        &format!(
+            "EIO=4&transport=polling&access_token={}",
+            gateway.token("chat")
+        ),
+    );
+    for _ in 0..50 {
+        let response = reqwest::get(&url).await.unwrap();
+        if response.status() == 503 {
+            let body = response.text().await.unwrap();
+            assert!(body.contains("'chat'"), "{body}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("a hub whose only server left must refuse clients with 503");
+}

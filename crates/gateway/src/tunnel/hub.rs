@@ -19,7 +19,7 @@ use portcullis_tunnel::cloud_events::{self, ConnectEventBody, ConnectOutcome, Ev
 use portcullis_tunnel::group_name::namespace_group_prefix;
 
 use super::client::{Next, TunnelClient};
-use super::socket::TunnelSocket;
+use super::socket::{RequestError, TunnelSocket};
 use crate::hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
     Refusal,
@@ -40,6 +40,8 @@ pub(crate) struct TunnelHub {
     settings: TunnelSettings,
     state: Mutex<State>,
     event_ids: AtomicU64,
+    /// Woken when a tunnel attaches, for events waiting for their server.
+    socket_added: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -64,6 +66,7 @@ impl TunnelHub {
             settings,
             state: Mutex::new(State::default()),
             event_ids: AtomicU64::new(1),
+            socket_added: tokio::sync::Notify::new(),
         }
     }
 
@@ -184,7 +187,7 @@ impl TunnelHub {
                     Next::Idle => return,
                     Next::Message(payload) => this.send_user_event(&client, &payload).await,
                     Next::Disconnected(reason) => {
-                        this.send_disconnected(&client, &reason);
+                        this.send_disconnected(&client, &reason).await;
                         return;
                     }
                 }
@@ -192,34 +195,53 @@ impl TunnelHub {
         });
     }
 
-    async fn send_user_event(&self, client: &TunnelClient, payload: &str) {
-        let Some(socket) = self.socket_of(&client.server) else {
-            // The server is between tunnels; its grace timer decides.
-            self.hub
-                .close_connection_now(client.id.as_str(), "application server unavailable");
-            return;
-        };
-        let ctx = self.context(client);
-        match socket
-            .request(|ack| cloud_events::user_message(&ctx, payload, ack))
-            .await
-        {
-            Ok(response) if (200..300).contains(&response.status_code) => {}
-            Ok(response) => {
-                // Web PubSub semantics: a refused user event drops the client.
-                let why = format!("application server answered {}", response.status_code);
-                self.hub.close_connection_now(client.id.as_str(), &why);
+    /// A live tunnel of `server`, waiting up to the grace period for one
+    /// while the server reconnects (the SDK does so within a second).
+    async fn wait_socket_of(&self, server: &str) -> Option<Arc<TunnelSocket>> {
+        let deadline = tokio::time::Instant::now() + self.settings.grace;
+        loop {
+            let added = self.socket_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if let Some(socket) = self.socket_of(server) {
+                return Some(socket);
             }
-            Err(error) => {
-                self.hub
-                    .close_connection_now(client.id.as_str(), &error.to_string());
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
             }
         }
     }
 
-    fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
+    async fn send_user_event(&self, client: &TunnelClient, payload: &str) {
+        // One retry: a tunnel that closes mid-request is usually replaced
+        // by the same server a moment later.
+        for _ in 0..2 {
+            let Some(socket) = self.wait_socket_of(&client.server).await else {
+                break;
+            };
+            let ctx = self.context(client);
+            match socket
+                .request(|ack| cloud_events::user_message(&ctx, payload, ack))
+                .await
+            {
+                Ok(response) if (200..300).contains(&response.status_code) => return,
+                Ok(response) => {
+                    // Web PubSub semantics: a refused user event drops the client.
+                    let why = format!("application server answered {}", response.status_code);
+                    self.hub.close_connection_now(client.id.as_str(), &why);
+                    return;
+                }
+                Err(RequestError::Timeout) => break,
+                Err(RequestError::Closed) => continue,
+            }
+        }
+        self.hub
+            .close_connection_now(client.id.as_str(), "application server unavailable");
+    }
+
+    async fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
         self.lock().clients.remove(&client.id);
-        if let Some(socket) = self.socket_of(&client.server) {
+        if let Some(socket) = self.wait_socket_of(&client.server).await {
             let ctx = self.context(client);
             socket.notify(|ack| cloud_events::disconnected(&ctx, reason, ack));
         }

@@ -249,6 +249,10 @@ pub struct TokenArgs {
     /// The gateway's URL, for the token's audience [default: http://127.0.0.1:8080].
     #[arg(long)]
     pub endpoint: Option<url::Url>,
+    /// Mint an operator token for the REST API (`/api/hubs/{hub}/...`)
+    /// instead of a client token.
+    #[arg(long)]
+    pub api: bool,
 }
 
 impl TokenArgs {
@@ -272,7 +276,12 @@ impl TokenArgs {
         if key.is_empty() {
             return Err("the access key is empty".into());
         }
-        let audience = ConnectionString::new(endpoint, key.clone()).client_url(&self.hub);
+        let audience = if self.api {
+            let base = endpoint.as_str().trim_end_matches('/');
+            format!("{base}/api/hubs/{}", self.hub)
+        } else {
+            ConnectionString::new(endpoint, key.clone()).client_url(&self.hub)
+        };
         let options = ClientTokenOptions {
             user_id: self.user,
             roles: self.roles,

@@ -374,3 +374,38 @@ async fn bad_requests_get_clear_errors() {
     let sid = open_session(&gateway).await;
     assert!(!sid.is_empty());
 }
+
+#[tokio::test]
+async fn the_token_subcommand_mints_operator_tokens() {
+    let gateway = TestGateway::start(&["--echo-hub", HUB]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--api", "--hub", HUB, "--access-key", KEY])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let response = reqwest::Client::new()
+        .head(format!("{}/api/hubs/{HUB}/groups/none", gateway.http()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "authenticated: the group does not exist"
+    );
+    // Without --api the token is a client token, refused by the REST API.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["token", "--hub", HUB, "--access-key", KEY])
+        .output()
+        .unwrap();
+    let client_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let response = reqwest::Client::new()
+        .head(format!("{}/api/hubs/{HUB}/groups/none", gateway.http()))
+        .bearer_auth(&client_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}

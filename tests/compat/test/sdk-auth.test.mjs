@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import jwt from "jsonwebtoken";
+import WebSocket from "ws";
 
 import { startGateway } from "./support/gateway.mjs";
 import {
@@ -20,6 +21,30 @@ import {
 } from "./support/sdk-app.mjs";
 
 const HUB = "sdk";
+
+/** The HTTP status a websocket-only handshake is refused with (or 101). */
+function wsHandshakeStatus(gateway, hub, token) {
+  const url = new URL(`${gateway.wsUrl(hub)}?EIO=4&transport=websocket`);
+  if (token !== null) url.searchParams.set("access_token", token);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error("websocket handshake: no answer within 5 s"));
+    }, 5_000);
+    ws.on("unexpected-response", (_req, res) => {
+      clearTimeout(timer);
+      resolve(res.statusCode);
+      ws.terminate();
+    });
+    ws.on("open", () => {
+      clearTimeout(timer);
+      resolve(101);
+      ws.close();
+    });
+    ws.on("error", () => {});
+  });
+}
 
 /** A handshake request as engine.io-client makes it, answered status + body. */
 async function handshake(gateway, hub, token) {
@@ -101,6 +126,7 @@ for (const [kind, make] of Object.entries(BAD_TOKENS)) {
 
     const raw = await handshake(gateway, HUB, bad);
     assert.equal(raw.status, 401, `raw handshake answered ${raw.status}: ${raw.body}`);
+    assert.equal(await wsHandshakeStatus(gateway, HUB, bad), 401, "websocket-only handshake");
 
     const socket = await connectClient(t, app, { token: bad });
     const error = await connectError(socket);
@@ -195,7 +221,7 @@ test("passport: login, negotiate with the session cookie, socket.request.user re
   assert.equal(await emitAck(socket, "whoami"), "john");
 });
 
-test("passport: a wrong password gets no session; its socket is refused by the guard (unauthorized)", async (t) => {
+test("passport: without a login, or for an unknown user, the socket is refused by the middlewares (guard: unauthorized)", async (t) => {
   const gateway = await startGateway(t);
   const app = await startSdkApp(t, gateway, { hub: HUB, passport: true, sio: "sdk" });
 
@@ -205,11 +231,27 @@ test("passport: a wrong password gets no session; its socket is refused by the g
   const negotiated = await negotiateWith(app, { cookie: failed.cookie || undefined });
   assert.equal(jwtPayload(negotiated.token).userId, undefined);
 
-  // The token is valid (the gateway lets it in), but the app's guard refuses.
+  // The token is valid (the gateway lets it in), but the app's middlewares
+  // refuse: with no userId claim restorePassport() leaves no session, and
+  // passport.session() (0.6+) fails before the guard is reached, with its
+  // own message.
   const socket = await connectClient(t, app, { negotiated });
   const error = await connectError(socket);
-  assert.equal(error.message, "unauthorized");
+  assert.match(error.message, /^(unauthorized|Login sessions require session support\b.*)$/);
   await app.waitFor("eio-connection", {});
+  assert.equal(app.seen("connection").length, 0);
+
+  // A valid token for a user passport does not know (deleted since): the
+  // session is restored, deserializeUser finds nobody, the guard refuses.
+  const now = Math.floor(Date.now() / 1000);
+  const stale = jwt.sign(
+    { userId: 42, iat: now, exp: now + 600, aud: `http://127.0.0.1:${gateway.port}/clients/socketio/hubs/${HUB}` },
+    gateway.accessKey,
+    { noTimestamp: true },
+  );
+  const guarded = await connectClient(t, app, { token: stale });
+  const guardError = await connectError(guarded);
+  assert.equal(guardError.message, "unauthorized");
   assert.equal(app.seen("connection").length, 0);
 
   // A logged-in user on the same app still gets through.

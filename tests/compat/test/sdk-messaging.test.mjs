@@ -216,9 +216,20 @@ test("broadcast with acks: all answer, one does not (timeout, partial responses)
   assert.deepEqual([...fromA.responses].sort(), ["b:q4", "c:q4"]);
 });
 
+/** A "/chat" socket over the same manager (Engine.IO connection) as `socket`. */
+async function chatOf(socket) {
+  const chat = socket.io.socket("/chat");
+  chat.inbox = inbox(chat);
+  await connected(chat);
+  return chat;
+}
+
 test("disconnectSockets(false): namespace sockets leave, the connection stays", async (t) => {
   const { gateway, app, sockets } = await setup(t, { clients: 2 });
   const [a, b] = sockets;
+  // A second namespace on each connection: socket.io-client closes a
+  // manager's connection when its last socket is gone, so this keeps it open.
+  const chats = await Promise.all(sockets.map(chatOf));
   const engineIds = sockets.map((s) => s.io.engine.id);
   const ids = sockets.map((s) => s.id);
 
@@ -228,25 +239,23 @@ test("disconnectSockets(false): namespace sockets leave, the connection stays", 
     const report = await app.waitFor("disconnect", { id });
     assert.equal(report.reason, "client namespace disconnect");
   }
-  // The Engine.IO connections are still open, at the client and the gateway.
+  // The "/chat" sockets and the Engine.IO connections are untouched.
   for (const s of sockets) assert.equal(s.io.engine.readyState, "open");
+  for (const c of chats) assert.equal(c.connected, true);
   assert.equal(await gateway.connections(), 2);
+  assert.equal(await emitAck(chats[1], "echo", "chat alive"), "chat alive");
 
-  // The sockets can connect again over the same connections.
+  // "/" can connect again over the same connection.
   a.connect();
   await connected(a);
   assert.equal(a.io.engine.id, engineIds[0]);
   assert.equal(await emitAck(a, "echo", "again"), "again");
-  // b, still disconnected from "/", gets no "/" broadcast any more (the
-  // gateway took its connection out of the namespace group). b's connection
-  // joins "/chat" so that a "/chat" barrier proves the earlier "/" emit has
-  // been delivered everywhere it was going to be.
-  const bChat = b.io.socket("/chat");
-  bChat.inbox = inbox(bChat);
-  await connected(bChat.connect());
+  // b, still out of "/", gets no "/" broadcast any more (the gateway took its
+  // connection out of the namespace group); the "/chat" barrier proves the
+  // earlier "/" emit has been delivered wherever it was going.
   await app.command("emit", { target: {}, event: "after", args: [1] });
   await a.inbox.waitFor("after");
-  await barrier(app, [bChat], { nsp: "/chat" });
+  await barrier(app, [chats[1]], { nsp: "/chat" });
   assert.deepEqual(eventsOn(b.io, "/", "after"), []);
 });
 
@@ -257,7 +266,7 @@ test("disconnectSockets(true) closes the connections; in a room only its members
 
   await app.command("disconnectSockets", { target: { to: "doomed" }, close: true });
   assert.equal(await disconnected(a), "io server disconnect");
-  const report = await app.waitFor("disconnect", { id: a.id });
+  const report = await app.waitFor("disconnect", { id: a.sid });
   assert.ok(["transport close", "client namespace disconnect", "server namespace disconnect"].includes(report.reason), report.reason);
   await waitUntil(() => a.io.engine.readyState === "closed", { message: "a's engine to close" });
   await gateway.waitForConnections(2);
@@ -267,7 +276,7 @@ test("disconnectSockets(true) closes the connections; in a room only its members
 
   await app.command("disconnectSockets", { target: {}, close: true });
   for (const s of [b, c]) assert.equal(await disconnected(s), "io server disconnect");
-  for (const s of [b, c]) await app.waitFor("disconnect", { id: s.id });
+  for (const s of [b, c]) await app.waitFor("disconnect", { id: s.sid });
   await gateway.waitForConnections(0);
   // the app's Engine.IO sockets are closed too (the gateway sent disconnected)
   await app.waitForCount("eio-close", {}, 3);
@@ -279,15 +288,17 @@ test("socket.disconnect(true) closes the connection; socket.disconnect() only th
 
   await app.command("socketDisconnect", { id: a.id, close: true });
   assert.equal(await disconnected(a), "io server disconnect");
-  assert.equal((await app.waitFor("disconnect", { id: a.id })).reason, "server namespace disconnect");
+  assert.equal((await app.waitFor("disconnect", { id: a.sid })).reason, "server namespace disconnect");
   await waitUntil(() => a.io.engine.readyState === "closed", { message: "a's engine to close" });
   await gateway.waitForConnections(1);
-  await app.waitFor("eio-close", { connId: (await app.waitFor("connection", { id: a.id })).connId });
+  await app.waitFor("eio-close", { connId: (await app.waitFor("connection", { id: a.sid })).connId });
 
+  const bChat = await chatOf(b); // keeps b's connection open (see above)
   await app.command("socketDisconnect", { id: b.id, close: false });
   assert.equal(await disconnected(b), "io server disconnect");
-  assert.equal((await app.waitFor("disconnect", { id: b.id })).reason, "server namespace disconnect");
+  assert.equal((await app.waitFor("disconnect", { id: b.sid })).reason, "server namespace disconnect");
   assert.equal(b.io.engine.readyState, "open");
+  assert.equal(bChat.connected, true);
   assert.equal(await gateway.connections(), 1);
   b.connect();
   await connected(b);
@@ -298,7 +309,7 @@ test("client-side disconnect reaches the app; the gateway forgets the connection
   const { gateway, app, sockets } = await setup(t, { clients: 2 });
   const [a, b] = sockets;
   a.disconnect();
-  assert.equal((await app.waitFor("disconnect", { id: a.id })).reason, "client namespace disconnect");
+  assert.equal((await app.waitFor("disconnect", { id: a.sid })).reason, "client namespace disconnect");
   await gateway.waitForConnections(1);
   await app.waitForCount("eio-close", {}, 1);
   assert.equal(await emitAck(b, "echo", 1), 1);
@@ -308,9 +319,9 @@ test("namespaces: multiplexing, per-namespace broadcast, middleware refusal, unk
   const { app, sockets } = await setup(t, { clients: 1 });
   const [root] = sockets;
   // More namespaces over the same manager (one Engine.IO connection).
+  // (a socket made by manager.socket() connects by itself: autoConnect)
   const chat = root.io.socket("/chat");
   chat.inbox = inbox(chat);
-  chat.connect();
   await connected(chat);
   const chatConnection = await app.waitFor("connection", { nsp: "/chat", id: chat.id });
   assert.equal(chatConnection.connId, root.io.engine.id);
@@ -336,14 +347,14 @@ test("namespaces: multiplexing, per-namespace broadcast, middleware refusal, unk
 
   // middleware refusal
   const locked = root.io.socket("/locked");
-  const lockedError = await connectError(locked.connect());
+  const lockedError = await connectError(locked);
   assert.equal(lockedError.message, "locked out");
   await app.waitFor("locked-middleware", {});
   assert.equal(app.seen("connection", { nsp: "/locked" }).length, 0);
 
   // unknown namespace
   const nope = root.io.socket("/nope");
-  const nopeError = await connectError(nope.connect());
+  const nopeError = await connectError(nope);
   assert.equal(nopeError.message, "Invalid namespace");
 
   // a refused socket gets no namespace broadcast; the others still work

@@ -215,11 +215,15 @@ struct Effects {
     close: bool,
     /// `41/ns,{"close":false}`: answer with a client DISCONNECT for `ns`.
     disconnect_namespaces: Vec<String>,
+    /// The payload as the client must see it: the `{"close":…}` data of a
+    /// DISCONNECT is for the gateway only (socket.io-client's parser rejects
+    /// a DISCONNECT with data and drops the whole connection).
+    rewritten: Option<Payload>,
 }
 
 fn effects_of(payload: &Payload) -> Effects {
     let mut effects = Effects::default();
-    for frame in payload.frames() {
+    for (index, frame) in payload.frames().iter().enumerate() {
         let Frame::Text(text) = frame else { continue };
         let Some(sio) = std::str::from_utf8(text)
             .ok()
@@ -242,6 +246,18 @@ fn effects_of(payload: &Payload) -> Effects {
                         .push(header.namespace.to_owned()),
                     None => {}
                 }
+                if !header.data.is_empty() {
+                    let bare = Header {
+                        data: "",
+                        ..header.clone()
+                    };
+                    let mut frames = effects
+                        .rewritten
+                        .take()
+                        .map_or_else(|| payload.frames().to_vec(), |p| p.frames().to_vec());
+                    frames[index] = Frame::text(format!("4{}", bare.encode()));
+                    effects.rewritten = Some(Payload::from_frames(frames));
+                }
                 effects.leave.push(prefix);
             }
             _ => {}
@@ -261,6 +277,7 @@ fn close_flag(data: &str) -> Option<bool> {
 /// Delivers `payload` to `targets` in order, with its effects.
 fn send(target: Target<'_>, targets: &[Arc<Connection>], payload: &Payload) {
     let effects = effects_of(payload);
+    let payload = effects.rewritten.as_ref().unwrap_or(payload);
     for connection in targets {
         target.hub.deliver(connection, payload);
         apply(target, connection, &effects);
@@ -381,9 +398,22 @@ mod tests {
 
         let close = effects_of(&Payload::parse("41{\"close\":true}").unwrap());
         assert!(close.close);
-        let soft = effects_of(&Payload::parse("41/chat,{\"close\":false}").unwrap());
+        assert_eq!(
+            close.rewritten,
+            Some(Payload::parse("41").unwrap()),
+            "the client gets a bare DISCONNECT"
+        );
+        let soft = effects_of(&Payload::parse("42[1]\u{1e}41/chat,{\"close\":false}").unwrap());
         assert_eq!(soft.disconnect_namespaces, vec!["/chat".to_owned()]);
         assert!(!soft.close);
+        assert_eq!(
+            soft.rewritten,
+            Some(Payload::parse("42[1]\u{1e}41/chat,").unwrap())
+        );
+        assert_eq!(
+            effects_of(&Payload::parse("41/chat,").unwrap()).rewritten,
+            None
+        );
         assert_eq!(
             effects_of(&Payload::parse("2").unwrap()),
             Effects::default()

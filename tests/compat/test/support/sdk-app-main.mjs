@@ -6,10 +6,10 @@
 // `usePassport()` + `restorePassport()` + a guard middleware), plus a test
 // harness over IPC:
 //
-//   child → parent  { type: "ready", port }                 once the SDK is attached
-//                   { type: "report", kind, ... }           something happened
-//                   { type: "reply", id, ok, value|error }  answer to a command
-//   parent → child  { id, cmd, ... }                        see `commands` below
+//   child → parent  { type: "ready", port }                    once the SDK is attached
+//                   { type: "report", kind, ... }              something happened
+//                   { type: "reply", reqId, ok, value|error }  answer to a command
+//   parent → child  { reqId, cmd, ... }                        see `commands` below
 //
 // Configuration comes from the SDK_APP_CONFIG environment variable (JSON):
 //   { name, hub, connectionString, passport: bool, sio: "app" | "sdk",
@@ -21,8 +21,12 @@
 import http from "node:http";
 import { createRequire } from "node:module";
 
+// `node --test test/` also runs the files under test/support: outside a
+// fork by sdk-app.mjs there is nothing to do.
+if (typeof process.send !== "function" || !process.env.SDK_APP_CONFIG) process.exit(0);
+
 const require = createRequire(import.meta.url);
-const config = JSON.parse(process.env.SDK_APP_CONFIG || "{}");
+const config = JSON.parse(process.env.SDK_APP_CONFIG);
 const NAME = config.name ?? "app";
 
 const sdkEntry = require.resolve("@azure/web-pubsub-socket.io");
@@ -210,17 +214,18 @@ const commands = {
 };
 
 process.on("message", async (message) => {
-  if (!message || message.id === undefined) return;
+  if (!message || message.reqId === undefined) return;
+  const { reqId } = message;
   const handler = commands[message.cmd];
   if (!handler) {
-    send({ type: "reply", id: message.id, ok: false, error: `unknown command ${message.cmd}` });
+    send({ type: "reply", reqId, ok: false, error: `unknown command ${message.cmd}` });
     return;
   }
   try {
     const value = await handler(message);
-    send({ type: "reply", id: message.id, ok: true, value });
+    send({ type: "reply", reqId, ok: true, value });
   } catch (error) {
-    send({ type: "reply", id: message.id, ok: false, error: error.stack ?? String(error) });
+    send({ type: "reply", reqId, ok: false, error: error.stack ?? String(error) });
   }
 });
 

@@ -139,9 +139,9 @@ export class SdkApp {
       this.reports.push(message);
       for (const listener of this.listeners) listener(message);
     } else if (message.type === "reply") {
-      const waiter = this.pending.get(message.id);
+      const waiter = this.pending.get(message.reqId);
       if (!waiter) return;
-      this.pending.delete(message.id);
+      this.pending.delete(message.reqId);
       if (message.ok) waiter.resolve(message.value);
       else waiter.reject(new Error(`app ${this.name}: command failed: ${message.error}`));
     }
@@ -150,10 +150,10 @@ export class SdkApp {
   /** Sends a command and awaits its reply (with a deadline). */
   command(cmd, fields = {}, timeout = COMMAND_TIMEOUT_MS) {
     if (!this.running) return Promise.reject(new Error(`app ${this.name} is not running`));
-    const id = this.nextId++;
-    const reply = new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.child.send({ id, cmd, ...fields });
-    return withTimeout(reply, timeout, `app ${this.name}: reply to ${cmd}`).finally(() => this.pending.delete(id));
+    const reqId = this.nextId++;
+    const reply = new Promise((resolve, reject) => this.pending.set(reqId, { resolve, reject }));
+    this.child.send({ ...fields, reqId, cmd });
+    return withTimeout(reply, timeout, `app ${this.name}: reply to ${cmd}`).finally(() => this.pending.delete(reqId));
   }
 
   /** Reports of `kind` matching `match` (an object of fields or a predicate). */
@@ -267,6 +267,10 @@ export async function connectClient(t, app, { nsp = "/", username, negotiated, t
   const socket = ioClient(`${negotiated.endpoint}${nsp === "/" ? "" : nsp}`, opts);
   socket.inbox = inbox(socket);
   recordPackets(socket.io);
+  // socket.id is cleared on disconnect; `sid` keeps the last one.
+  socket.on("connect", () => {
+    socket.sid = socket.id;
+  });
   t.after(() => {
     socket.io.reconnection(false);
     socket.disconnect();

@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// clients are closed so they re-negotiate [default: 30000].
     #[arg(long, env = "PORTCULLIS_SERVER_GRACE_MS")]
     pub server_grace_ms: Option<u64>,
+    /// Milliseconds between keep-alive messages on each tunnel (at most
+    /// 60000: the official SDK drops a tunnel silent for 120 s) [default: 30000].
+    #[arg(long, env = "PORTCULLIS_TUNNEL_KEEPALIVE_MS")]
+    pub tunnel_keepalive_ms: Option<u64>,
+    /// Largest tunnel frame accepted from an application server, in bytes
+    /// [default: 16777216].
+    #[arg(long, env = "PORTCULLIS_MAX_TUNNEL_FRAME")]
+    pub max_tunnel_frame: Option<usize>,
     /// Attach the built-in echo application to this hub (smoke tests of a
     /// deployment, conformance runs); repeatable.
     #[arg(long = "echo-hub", env = "PORTCULLIS_ECHO_HUBS", value_delimiter = ',')]
@@ -112,6 +120,8 @@ struct FileConfig {
     max_queued_packets: Option<usize>,
     connect_timeout_ms: Option<u64>,
     server_grace_ms: Option<u64>,
+    tunnel_keepalive_ms: Option<u64>,
+    max_tunnel_frame: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     echo_hubs: Option<Vec<String>>,
     #[serde(default)]
@@ -167,6 +177,13 @@ impl ServeArgs {
         if let Some(v) = self.server_grace_ms.or(file.server_grace_ms) {
             config.server_grace = ms(v);
         }
+        if let Some(v) = self.tunnel_keepalive_ms.or(file.tunnel_keepalive_ms) {
+            config.tunnel_keepalive = ms(v);
+        }
+        config.max_tunnel_frame = self
+            .max_tunnel_frame
+            .or(file.max_tunnel_frame)
+            .unwrap_or(config.max_tunnel_frame);
         config.max_payload = self
             .max_payload
             .or(file.max_payload)
@@ -207,6 +224,9 @@ impl ServeArgs {
 fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
         return Err("ping interval and timeout must be greater than zero".into());
+    }
+    if config.tunnel_keepalive.is_zero() || config.tunnel_keepalive > Duration::from_secs(60) {
+        return Err("--tunnel-keepalive-ms must be between 1 and 60000".into());
     }
     if config.max_payload == 0 || config.max_token_bytes == 0 || config.max_queued_frames == 0 {
         return Err(

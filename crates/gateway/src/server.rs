@@ -61,6 +61,9 @@ pub struct GatewayConfig {
     pub server_grace: Duration,
     /// Largest tunnel frame accepted from an application server, in bytes.
     pub max_tunnel_frame: usize,
+    /// Interval of the keep-alive status messages on every tunnel (the
+    /// official SDK drops a tunnel that hears nothing for 120 s).
+    pub tunnel_keepalive: Duration,
 }
 
 impl GatewayConfig {
@@ -85,6 +88,7 @@ impl GatewayConfig {
             allowed_origins: Vec::new(),
             server_grace: Duration::from_secs(30),
             max_tunnel_frame: 16 * 1024 * 1024,
+            tunnel_keepalive: Duration::from_secs(30),
         }
     }
 }

@@ -331,3 +331,31 @@ async fn without_a_server_clients_get_503() {
     }
     panic!("a hub whose only server left must refuse clients with 503");
 }
+
+#[tokio::test]
+async fn idle_tunnels_get_keepalive_messages() {
+    let gateway = TestGateway::start(&["--tunnel-keepalive-ms", "200"]);
+    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut ws).await,
+        TunnelMessage::ConnectionConnected { .. }
+    ));
+    let mut keepalives = 0;
+    while keepalives < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .expect("a keep-alive in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(bytes) = message
+            && matches!(
+                frame::decode(&bytes).unwrap(),
+                TunnelMessage::ServiceStatus { .. }
+            )
+        {
+            keepalives += 1;
+        }
+    }
+}

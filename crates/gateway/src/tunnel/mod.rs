@@ -152,11 +152,21 @@ fn attach_server(
         _ => upgrade,
     };
     let socket_id = state.tunnels.socket_ids.fetch_add(1, Ordering::Relaxed);
-    let max_frame = state.config.max_tunnel_frame;
+    let limits = TunnelLimits {
+        max_frame: state.config.max_tunnel_frame,
+        keepalive: state.config.tunnel_keepalive,
+    };
     Ok(upgrade
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_upgrade(move |ws| serve_tunnel(ws, tunnel, server, socket_id, max_frame)))
+        .max_message_size(limits.max_frame)
+        .max_frame_size(limits.max_frame)
+        .on_upgrade(move |ws| serve_tunnel(ws, tunnel, server, socket_id, limits)))
+}
+
+/// Per-tunnel settings.
+#[derive(Debug, Clone, Copy)]
+struct TunnelLimits {
+    max_frame: usize,
+    keepalive: std::time::Duration,
 }
 
 async fn serve_tunnel(
@@ -164,10 +174,10 @@ async fn serve_tunnel(
     tunnel: Arc<TunnelHub>,
     server: Arc<str>,
     socket_id: u64,
-    max_frame: usize,
+    limits: TunnelLimits,
 ) {
     let (sink, mut stream) = ws.split();
-    let socket = TunnelSocket::spawn(socket_id, sink);
+    let socket = TunnelSocket::spawn(socket_id, sink, limits.keepalive);
     socket.send(&TunnelMessage::ConnectionConnected {
         connection_id: ConnectionId::generate().to_string(),
         user_id: None,
@@ -185,7 +195,7 @@ async fn serve_tunnel(
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
             Some(Ok(Message::Close(_)) | Err(_)) | None => break,
         };
-        match portcullis_tunnel::decode_with_limit(&bytes, max_frame) {
+        match portcullis_tunnel::decode_with_limit(&bytes, limits.max_frame) {
             Ok(TunnelMessage::HttpResponse(response)) => socket.on_response(response),
             Ok(TunnelMessage::HttpRequest(request)) => {
                 handle_request(&tunnel, &socket, request).await

@@ -15,10 +15,6 @@ use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// The SDK closes a tunnel that hears nothing for 120 s; a status message
-/// every 30 s keeps it open (WebSocket pings do not count for it).
-pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-
 /// How long the gateway waits for an answer to a request it sent.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,7 +44,11 @@ pub(crate) struct TunnelSocket {
 impl TunnelSocket {
     /// Wraps the sink of a tunnel WebSocket: spawns its writer (with the
     /// keep-alive) and returns the shared handle.
-    pub fn spawn(id: u64, sink: SplitSink<WebSocket, Message>) -> Arc<TunnelSocket> {
+    pub fn spawn(
+        id: u64,
+        sink: SplitSink<WebSocket, Message>,
+        keepalive: Duration,
+    ) -> Arc<TunnelSocket> {
         let (outbound, frames) = mpsc::channel(OUTBOUND_QUEUE);
         let socket = Arc::new(TunnelSocket {
             id,
@@ -57,7 +57,7 @@ impl TunnelSocket {
             next_ack: AtomicU64::new(1),
             closed: CancellationToken::new(),
         });
-        tokio::spawn(write_frames(sink, frames, socket.closed.clone()));
+        tokio::spawn(write_frames(sink, frames, socket.closed.clone(), keepalive));
         socket
     }
 
@@ -122,11 +122,12 @@ async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut frames: mpsc::Receiver<Bytes>,
     closed: CancellationToken,
+    interval: Duration,
 ) {
     let keepalive = frame::encode(&TunnelMessage::ServiceStatus {
         message: "keepalive".to_owned(),
     });
-    let mut ticker = tokio::time::interval(KEEPALIVE_INTERVAL);
+    let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     loop {
         let next = tokio::select! {

@@ -375,37 +375,37 @@ async fn bad_requests_get_clear_errors() {
     assert!(!sid.is_empty());
 }
 
-#[tokio::test]
-async fn the_token_subcommand_mints_operator_tokens() {
-    let gateway = TestGateway::start(&["--echo-hub", HUB]);
+/// A token minted by `portcullis token` with `args`.
+fn token_from_cli(args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["token", "--api", "--hub", HUB, "--access-key", KEY])
+        .args(["token", "--hub", HUB, "--access-key", KEY])
+        .args(args)
         .output()
         .unwrap();
     assert!(output.status.success());
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    let response = reqwest::Client::new()
-        .head(format!("{}/api/hubs/{HUB}/groups/none", gateway.http()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_token_subcommand_mints_operator_tokens() {
+    let gateway = TestGateway::start(&["--echo-hub", HUB]);
+    let head = |token: String| {
+        let url = format!("{}/api/hubs/{HUB}/groups/none", gateway.http());
+        async move {
+            reqwest::Client::new()
+                .head(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
     assert_eq!(
-        response.status(),
+        head(token_from_cli(&["--api"])).await,
         404,
         "authenticated: the group does not exist"
     );
     // Without --api the token is a client token, refused by the REST API.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["token", "--hub", HUB, "--access-key", KEY])
-        .output()
-        .unwrap();
-    let client_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    let response = reqwest::Client::new()
-        .head(format!("{}/api/hubs/{HUB}/groups/none", gateway.http()))
-        .bearer_auth(&client_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(head(token_from_cli(&[])).await, 401);
 }

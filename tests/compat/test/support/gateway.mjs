@@ -59,6 +59,26 @@ function childEnv() {
 /**
  * Resolves with `promise`, or rejects after `ms` with a message naming `what`.
  */
+/**
+ * Stops a child process: SIGTERM, then SIGKILL after STOP_TIMEOUT_MS; resolves
+ * once `exited` (the child's exit promise) has.
+ */
+export async function stopChild(child, exited) {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill("SIGTERM");
+    let timer;
+    const forced = new Promise((resolve) => {
+      timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve();
+      }, STOP_TIMEOUT_MS);
+    });
+    await Promise.race([exited, forced]);
+    clearTimeout(timer);
+  }
+  await exited;
+}
+
 export function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -273,19 +293,7 @@ export class Gateway {
     }
     const child = this.child;
     if (!child) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      let timer;
-      const forced = new Promise((resolve) => {
-        timer = setTimeout(() => {
-          child.kill("SIGKILL");
-          resolve();
-        }, STOP_TIMEOUT_MS);
-      });
-      await Promise.race([this.exited, forced]);
-      clearTimeout(timer);
-    }
-    await this.exited;
+    await stopChild(child, this.exited);
     child.stdout?.destroy();
     child.stderr?.destroy();
   }

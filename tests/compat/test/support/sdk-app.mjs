@@ -17,7 +17,7 @@ import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { io as ioClient } from "socket.io-client";
 
-import { waitUntil, withTimeout } from "./gateway.mjs";
+import { stopChild, waitUntil, withTimeout } from "./gateway.mjs";
 
 const MAIN = fileURLToPath(new URL("./sdk-app-main.mjs", import.meta.url));
 const READY_TIMEOUT_MS = 20_000;
@@ -197,21 +197,7 @@ export class SdkApp {
   }
 
   async stop() {
-    const child = this.child;
-    if (!child) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      let timer;
-      const forced = new Promise((resolve) => {
-        timer = setTimeout(() => {
-          child.kill("SIGKILL");
-          resolve();
-        }, STOP_TIMEOUT_MS);
-      });
-      await Promise.race([this.exited, forced]);
-      clearTimeout(timer);
-    }
-    await this.exited;
+    if (this.child) await stopChild(this.child, this.exited);
   }
 }
 

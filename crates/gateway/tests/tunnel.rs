@@ -359,3 +359,54 @@ async fn idle_tunnels_get_keepalive_messages() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_server_may_leave_heartbeats_to_the_gateway() {
+    let gateway = TestGateway::start(&[]);
+    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "rust-app", KEY))
+        .await
+        .unwrap();
+    next(&mut ws).await;
+    let handshake = tokio::spawn({
+        let url = gateway.client_url(
+            "chat",
+            &format!(
+                "EIO=4&transport=polling&access_token={}",
+                gateway.token("chat")
+            ),
+        );
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    });
+    let connect = next_request(&mut ws).await;
+    let sid = connect.header("ce-connectionId").unwrap().to_owned();
+    let body = serde_json::json!({
+        "socketio": { "sid": sid, "upgrades": [], "pingInterval": 200, "pingTimeout": 2000, "maxPayload": 1000 },
+        "heartbeat": "gateway",
+    });
+    reply(
+        &mut ws,
+        HttpResponse::reply_to(&connect, 200).with_content(body.to_string()),
+    )
+    .await;
+    assert!(handshake.await.unwrap().contains("\"pingInterval\":200"));
+    assert!(next_request(&mut ws).await.header("ce-type") == Some("azure.webpubsub.sys.connected"));
+
+    // The gateway pings the client itself; the pong does not cross the tunnel.
+    let poll_url = gateway.client_url("chat", &format!("EIO=4&transport=polling&sid={sid}"));
+    let poll = reqwest::get(&poll_url).await.unwrap().text().await.unwrap();
+    assert_eq!(poll, "2");
+    let status = reqwest::Client::new()
+        .post(&poll_url)
+        .body("3\u{1e}42[\"after\"]")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let event = next_request(&mut ws).await;
+    assert_eq!(
+        event.content.as_deref(),
+        Some(&b"42[\"after\"]"[..]),
+        "only the message crosses the tunnel"
+    );
+}

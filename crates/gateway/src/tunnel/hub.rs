@@ -269,6 +269,23 @@ impl TunnelHub {
     }
 }
 
+/// Who keeps the client alive: the official SDK pings through the tunnel;
+/// an application server that answers `connect` with `"heartbeat":"gateway"`
+/// beside `socketio` (our Rust server crate) leaves it to the gateway, so
+/// idle clients cost the tunnel nothing.
+fn heartbeat_owner(connect_body: &[u8]) -> Heartbeat {
+    #[derive(serde::Deserialize)]
+    struct Extension {
+        heartbeat: Option<String>,
+    }
+    match serde_json::from_slice::<Extension>(connect_body) {
+        Ok(Extension {
+            heartbeat: Some(owner),
+        }) if owner == "gateway" => Heartbeat::Gateway,
+        _ => Heartbeat::Application,
+    }
+}
+
 fn to_multimap(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in pairs {
@@ -368,7 +385,7 @@ impl TunnelHub {
                     ping_interval: Duration::from_millis(open.ping_interval),
                     ping_timeout: Duration::from_millis(open.ping_timeout),
                     max_payload: open.max_payload,
-                    heartbeat: Heartbeat::Application,
+                    heartbeat: heartbeat_owner(content),
                 })
             }
             Ok(ConnectOutcome::Rejected { status, message }) => Err(Refusal::new(

@@ -112,10 +112,6 @@ impl Conn {
         all
     }
 
-    pub fn is_closed(&self) -> bool {
-        lock(&self.sockets).closed
-    }
-
     /// Whether no socket was ever accepted on this connection.
     pub fn never_connected(&self) -> bool {
         let sockets = lock(&self.sockets);

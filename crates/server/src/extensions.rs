@@ -59,10 +59,6 @@ impl Extensions {
     pub fn contains<T: Send + Sync + 'static>(&self) -> bool {
         self.lock().contains_key(&TypeId::of::<T>())
     }
-
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
-    }
 }
 
 impl fmt::Debug for Extensions {

@@ -1,1 +1,112 @@
-//! wip
+//! Socket.IO servers in Rust on a Portcullis gateway.
+//!
+//! The gateway holds the clients' connections (Engine.IO over polling and
+//! WebSocket) and checks their access tokens at the handshake; this crate
+//! runs the Socket.IO protocol on top and gives you the API socket.io and
+//! socketioxide users know: namespaces, connect middlewares, typed events
+//! with serde, acknowledgements both ways, binary attachments, rooms and
+//! broadcasts, and the verified claims of every connection.
+//!
+//! # Attaching
+//!
+//! **Embedded** (this release): the gateway and the application run in one
+//! process. [`SocketIo::attach`] hands the server a hub of an in-process
+//! [`Gateway`](portcullis_gateway::Gateway); nothing is serialized between
+//! them. Over the tunnel to a remote gateway comes next, with the same API.
+//!
+//! **Heartbeats.** With this crate the gateway keeps the clients alive
+//! itself (it sends the Engine.IO pings and consumes the pongs), so an idle
+//! client costs the application nothing: no task, no timer, no traffic. The
+//! official Node SDK, by contrast, runs the heartbeat in the application
+//! (its engine.io server pings every client through the service).
+//!
+//! **Rooms are gateway groups**, named exactly as the official SDK names
+//! them (`0~<base64url(namespace)>~<base64url(room)>`), and each connected
+//! socket is in its namespace group and its socket-id room. A broadcast is
+//! one group send with a filter; the gateway does the fan-out.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use portcullis_auth::AccessKeys;
+//! use portcullis_gateway::{Gateway, GatewayConfig};
+//! use portcullis_server::{SocketIo, SocketRef, extract::{AckSender, Data}};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize, Serialize)]
+//! struct ChatMessage { room: String, text: String }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let io = SocketIo::new();
+//! io.ns("/chat", |socket: SocketRef| async move {
+//!     // The verified user of the access token.
+//!     let user = socket.user_id().unwrap_or("anonymous").to_owned();
+//!     socket.on("join", |socket: SocketRef, Data(room): Data<String>| async move {
+//!         socket.join(room);
+//!     });
+//!     socket.on("message", move |socket: SocketRef, Data(msg): Data<ChatMessage>, ack: Option<AckSender>| {
+//!         let user = user.clone();
+//!         async move {
+//!             socket.to(msg.room.clone()).emit("message", &(user, &msg)).ok();
+//!             if let Some(ack) = ack {
+//!                 ack.send(&"sent").ok();
+//!             }
+//!         }
+//!     });
+//! })
+//! .with(|socket: SocketRef| async move {
+//!     // Refused sockets get a CONNECT_ERROR with this message.
+//!     socket.user_id().map(|_| ()).ok_or("log in first")
+//! });
+//!
+//! let addr = "127.0.0.1:8080".parse().unwrap();
+//! let gateway = Gateway::new(GatewayConfig::new(addr, AccessKeys::generate()));
+//! io.attach(&gateway, "chat").unwrap();
+//! gateway.serve(tokio::net::TcpListener::bind(addr).await?, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! In the browser, after fetching a token from your `/negotiate`:
+//!
+//! ```js
+//! const socket = io(endpoint + "/chat", {
+//!   path: "/clients/socketio/hubs/chat",
+//!   query: { access_token: token },
+//! });
+//! socket.emit("join", "general");
+//! socket.emit("message", { room: "general", text: "hi" }, (status) => console.log(status));
+//! ```
+//!
+//! # Data conventions
+//!
+//! - Emitted data: a tuple is spread into several arguments, `&()` sends
+//!   none, anything else is one argument.
+//! - Received data ([`Data<T>`](extract::Data), acknowledgements): one
+//!   argument deserializes as itself, several as a tuple, none as `()`.
+//! - Binary: attachments are given separately ([`Bin`](extract::Bin),
+//!   [`WithBinary`]) and sent with `.bin(...)`; top-level binary arguments
+//!   are removed from the data.
+
+#![warn(missing_docs)]
+
+mod ack;
+mod backend;
+mod conn;
+mod embedded;
+mod errors;
+mod extensions;
+pub mod extract;
+mod io;
+mod ns;
+mod operators;
+mod packet;
+mod socket;
+
+pub use ack::{AckFuture, AckStream, FromAck, WithBinary};
+pub use errors::{AckError, AttachError, SendError};
+pub use extensions::Extensions;
+pub use io::{Config, SocketIo, SocketIoBuilder};
+pub use ns::Namespace;
+pub use operators::{BroadcastOperator, Emitter, IntoRooms};
+pub use portcullis_auth::Claims;
+pub use socket::{DisconnectReason, Handshake, Sid, SocketRef};

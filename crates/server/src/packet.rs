@@ -321,14 +321,18 @@ mod tests {
     #[test]
     fn reassembles_attachments() {
         let mut d = Decoder::default();
-        let text = r#"52-/chat,7["up",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        let text =
+            r#"52-/chat,7["up",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
         assert!(d.text(text).unwrap().is_none());
         assert!(d.binary(Bytes::from_static(b"a")).unwrap().is_none());
         let p = d.binary(Bytes::from_static(b"b")).unwrap().unwrap();
         assert_eq!(p.kind, PacketKind::BinaryEvent);
         assert_eq!(p.namespace, "/chat");
         assert_eq!(p.ack_id, Some(7));
-        assert_eq!(p.attachments, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(
+            p.attachments,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
         assert!(d.binary(Bytes::from_static(b"c")).is_err());
     }
 
@@ -341,10 +345,22 @@ mod tests {
 
     #[test]
     fn encodes_events_and_acks() {
-        let p = encode(PacketKind::Event, "/", None, &event_data("hi", vec![json!(1)], 0), &[]);
+        let p = encode(
+            PacketKind::Event,
+            "/",
+            None,
+            &event_data("hi", vec![json!(1)], 0),
+            &[],
+        );
         assert_eq!(p.frames(), [Frame::text(r#"42["hi",1]"#)]);
         let bin = [Bytes::from_static(b"\x01")];
-        let p = encode(PacketKind::Event, "/c", Some(3), &event_data("b", vec![], 1), &bin);
+        let p = encode(
+            PacketKind::Event,
+            "/c",
+            Some(3),
+            &event_data("b", vec![], 1),
+            &bin,
+        );
         assert_eq!(
             p.frames(),
             [
@@ -352,7 +368,13 @@ mod tests {
                 Frame::Binary(bin[0].clone())
             ]
         );
-        let p = encode(PacketKind::Ack, "/", Some(9), &ack_data(vec![json!("ok")], 0), &[]);
+        let p = encode(
+            PacketKind::Ack,
+            "/",
+            Some(9),
+            &ack_data(vec![json!("ok")], 0),
+            &[],
+        );
         assert_eq!(p.frames(), [Frame::text(r#"439["ok"]"#)]);
     }
 
@@ -361,6 +383,9 @@ mod tests {
         assert_eq!(args_value(vec![], false), Value::Null);
         assert_eq!(args_value(vec![json!(1)], false), json!(1));
         assert_eq!(args_value(vec![json!(1), json!(2)], false), json!([1, 2]));
-        assert_eq!(args_value(vec![json!("a"), placeholder(0)], true), json!("a"));
+        assert_eq!(
+            args_value(vec![json!("a"), placeholder(0)], true),
+            json!("a")
+        );
     }
 }

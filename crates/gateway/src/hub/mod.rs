@@ -303,7 +303,10 @@ impl Hub {
         self.send_to_connection_now(id, &payload)
     }
 
-    pub(crate) fn send_to_connection_now(&self, id: &str, payload: &Payload) -> bool {
+    /// [`Hub::send_to_connection`] without waiting: the in-process form,
+    /// for handlers that run inside the gateway (their packets are queued
+    /// at once).
+    pub fn send_to_connection_now(&self, id: &str, payload: &Payload) -> bool {
         match self.connection(id) {
             Some(connection) => {
                 self.deliver(&connection, payload);
@@ -315,9 +318,22 @@ impl Hub {
 
     /// Sends a payload to every connection matching `filter`; returns how many.
     pub async fn send_to_all(&self, filter: &Filter, payload: Payload) -> usize {
+        self.send_to_all_now(filter, &payload)
+    }
+
+    /// [`Hub::send_to_all`] without waiting.
+    pub fn send_to_all_now(&self, filter: &Filter, payload: &Payload) -> usize {
         let targets = self.select(None, filter);
-        targets.iter().for_each(|c| self.deliver(c, &payload));
+        targets.iter().for_each(|c| self.deliver(c, payload));
         targets.len()
+    }
+
+    /// The ids of the connections matching `filter` (within `group` if given).
+    pub fn select_ids(&self, group: Option<&str>, filter: &Filter) -> Vec<ConnectionId> {
+        self.select(group, filter)
+            .iter()
+            .map(|c| c.id.clone())
+            .collect()
     }
 
     /// Sends a payload to the members of `group` matching `filter`.
@@ -338,7 +354,8 @@ impl Hub {
         self.add_to_groups_now(groups, filter)
     }
 
-    pub(crate) fn add_to_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
+    /// [`Hub::add_to_groups`] without waiting; returns how many connections matched.
+    pub fn add_to_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
         let targets = self.select(None, filter);
         let mut members = write(&self.0.members);
         for connection in &targets {
@@ -362,7 +379,8 @@ impl Hub {
         self.remove_from_groups_now(groups, filter)
     }
 
-    pub(crate) fn remove_from_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
+    /// [`Hub::remove_from_groups`] without waiting; returns how many connections matched.
+    pub fn remove_from_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
         let targets = self.select(None, filter);
         let mut members = write(&self.0.members);
         for connection in &targets {
@@ -379,7 +397,8 @@ impl Hub {
         self.leave_groups_where_now(id, which)
     }
 
-    pub(crate) fn leave_groups_where_now(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
+    /// [`Hub::leave_groups_where`] without waiting.
+    pub fn leave_groups_where_now(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
         let mut members = write(&self.0.members);
         let Some((key, member)) = members.connections.get_key_value(id) else {
             return 0;
@@ -419,7 +438,8 @@ impl Hub {
         self.close_connection_now(id, reason)
     }
 
-    pub(crate) fn close_connection_now(&self, id: &str, reason: &str) -> bool {
+    /// [`Hub::close_connection`] without waiting.
+    pub fn close_connection_now(&self, id: &str, reason: &str) -> bool {
         match self.connection(id) {
             Some(connection) => {
                 self.end(

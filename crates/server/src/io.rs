@@ -1,0 +1,381 @@
+//! The server: configuration, namespaces, attachment to a gateway, and the
+//! server-wide emit API.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use portcullis_gateway::Gateway;
+use portcullis_gateway::hub::{ConnectionId, Hub, is_valid_hub_name};
+use serde::Serialize;
+
+use crate::ack::{AckStream, FromAck};
+use crate::backend::Backend;
+use crate::conn::{Conn, lock};
+use crate::embedded::EmbeddedHandler;
+use crate::errors::{AttachError, SendError};
+use crate::ns::{Namespace, NamespaceInner, Namespaces};
+use crate::operators::{BroadcastOperator, IntoRooms};
+use crate::socket::{Sid, SocketRef};
+
+/// Settings of a [`SocketIo`] server; see [`SocketIoBuilder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Engine.IO ping interval (default 25 s). The gateway sends the pings.
+    pub ping_interval: Duration,
+    /// How long the gateway waits for a pong (default 20 s).
+    pub ping_timeout: Duration,
+    /// Largest payload a client may send at once, in bytes (default 1 MB;
+    /// the gateway's own limit caps it).
+    pub max_payload: u64,
+    /// How long a client may stay without joining any namespace before its
+    /// connection is closed (default 45 s, as socket.io).
+    pub connect_timeout: Duration,
+    /// Default wait for acknowledgements of `emit_with_ack` (default 5 s).
+    pub ack_timeout: Duration,
+    /// Packets of one connection queued for processing before it is closed
+    /// as flooding (default 4096).
+    pub max_queued_packets: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            connect_timeout: Duration::from_secs(45),
+            ack_timeout: Duration::from_secs(5),
+            max_queued_packets: 4096,
+        }
+    }
+}
+
+/// Builds a [`SocketIo`] with non-default settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_server::SocketIo;
+///
+/// let io = SocketIo::builder()
+///     .ping_interval(Duration::from_secs(10))
+///     .ping_timeout(Duration::from_secs(5))
+///     .max_payload(64 * 1024)
+///     .connect_timeout(Duration::from_secs(10))
+///     .ack_timeout(Duration::from_secs(2))
+///     .build();
+/// assert_eq!(io.config().ack_timeout, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SocketIoBuilder {
+    config: Config,
+}
+
+impl SocketIoBuilder {
+    /// Engine.IO ping interval.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// Engine.IO ping timeout.
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ping_timeout = timeout;
+        self
+    }
+
+    /// Largest payload a client may send at once, in bytes.
+    pub fn max_payload(mut self, bytes: u64) -> Self {
+        self.config.max_payload = bytes;
+        self
+    }
+
+    /// How long a client may take to join a namespace.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Default acknowledgement timeout.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ack_timeout = timeout;
+        self
+    }
+
+    /// Packets of one connection queued for processing before it is closed.
+    pub fn max_queued_packets(mut self, packets: usize) -> Self {
+        self.config.max_queued_packets = packets.max(1);
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SocketIo {
+        SocketIo(Arc::new(IoInner {
+            config: self.config,
+            namespaces: RwLock::default(),
+            backend: OnceLock::new(),
+            conns: Mutex::default(),
+            sockets: RwLock::default(),
+        }))
+    }
+}
+
+pub(crate) struct IoInner {
+    pub config: Config,
+    namespaces: RwLock<Namespaces>,
+    backend: OnceLock<Backend>,
+    pub(crate) conns: Mutex<HashMap<ConnectionId, Arc<Conn>>>,
+    sockets: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
+}
+
+impl fmt::Debug for IoInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("hub", &self.backend.get().map(Backend::hub_name))
+            .field("connections", &lock(&self.conns).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IoInner {
+    pub fn backend(&self) -> Option<&Backend> {
+        self.backend.get()
+    }
+
+    pub fn find_namespace(&self, path: &str) -> Option<Arc<NamespaceInner>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .find(path)
+    }
+
+    pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
+        lock(&self.conns).get(id).cloned()
+    }
+
+    pub fn add_socket(&self, socket: &SocketRef) {
+        self.sockets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(socket.ns().to_owned())
+            .or_default()
+            .insert(socket.id().clone(), socket.clone());
+    }
+
+    pub fn remove_socket(&self, socket: &SocketRef) {
+        let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(ns) = sockets.get_mut(socket.ns()) {
+            ns.remove(socket.id());
+            if ns.is_empty() {
+                sockets.remove(socket.ns());
+            }
+        }
+    }
+
+    pub fn sockets_of(&self, namespace: &str) -> Vec<SocketRef> {
+        self.sockets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A Socket.IO server whose clients are held by a Portcullis gateway.
+/// Cheap to clone: every clone is the same server.
+///
+/// Declare namespaces with [`ns`](Self::ns) (and [`dyn_ns`](Self::dyn_ns)),
+/// then attach the server to a gateway's hub with
+/// [`attach`](Self::attach). Clients connect to the gateway at
+/// `/clients/socketio/hubs/{hub}` with an access token.
+///
+/// ```no_run
+/// use portcullis_auth::AccessKeys;
+/// use portcullis_gateway::{Gateway, GatewayConfig};
+/// use portcullis_server::{SocketIo, SocketRef, extract::Data};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = SocketIo::new();
+/// io.ns("/", |socket: SocketRef| async move {
+///     socket.on("echo", |socket: SocketRef, Data(v): Data<serde_json::Value>| async move {
+///         socket.emit("echo", &v).ok();
+///     });
+/// });
+///
+/// let gateway = Gateway::new(GatewayConfig::new("127.0.0.1:8080".parse().unwrap(), AccessKeys::generate()));
+/// io.attach(&gateway, "chat").expect("a fresh hub");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// gateway.serve(listener, std::future::pending()).await
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SocketIo(pub(crate) Arc<IoInner>);
+
+impl Default for SocketIo {
+    fn default() -> Self {
+        SocketIo::new()
+    }
+}
+
+impl SocketIo {
+    /// A server with default settings.
+    pub fn new() -> Self {
+        SocketIo::builder().build()
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> SocketIoBuilder {
+        SocketIoBuilder::default()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// Declares the namespace `path` (`"/"`, `"/chat"`): `handler` runs for
+    /// every socket accepted in it, after the middlewares added with
+    /// [`Namespace::with`]. Declaring a path again replaces it.
+    ///
+    /// Clients connecting to a namespace that is not declared get a
+    /// CONNECT_ERROR `"Invalid namespace"`.
+    pub fn ns<H, Fut>(&self, path: impl Into<String>, handler: H) -> Namespace
+    where
+        H: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let ns = NamespaceInner::new(handler);
+        self.0
+            .namespaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(normalize(path.into()), ns.clone());
+        Namespace(ns)
+    }
+
+    /// Declares a dynamic namespace: every path for which `matcher` returns
+    /// true (and that no static namespace claims) is served by `handler`.
+    /// [`SocketRef::ns`] then tells the path the client asked for.
+    ///
+    /// ```no_run
+    /// use portcullis_server::{SocketIo, SocketRef};
+    ///
+    /// let io = SocketIo::new();
+    /// io.dyn_ns(|path| path.starts_with("/team-"), |socket: SocketRef| async move {
+    ///     println!("joined {}", socket.ns());
+    /// });
+    /// ```
+    pub fn dyn_ns<M, H, Fut>(&self, matcher: M, handler: H) -> Namespace
+    where
+        M: Fn(&str) -> bool + Send + Sync + 'static,
+        H: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let ns = NamespaceInner::new(handler);
+        self.0
+            .namespaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert_dynamic(Arc::new(matcher), ns.clone());
+        Namespace(ns)
+    }
+
+    /// Attaches the server to hub `hub` of an in-process gateway (the
+    /// embedded mode): the gateway hands it the hub's clients directly, with
+    /// no tunnel, and keeps the clients' heartbeats itself, so idle
+    /// connections cost the server nothing.
+    pub fn attach(&self, gateway: &Gateway, hub: &str) -> Result<(), AttachError> {
+        if !is_valid_hub_name(hub) {
+            return Err(AttachError::InvalidHubName(hub.to_owned()));
+        }
+        self.attach_hub(&gateway.hubs().get_or_create(hub))
+    }
+
+    /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
+    pub fn attach_hub(&self, hub: &Hub) -> Result<(), AttachError> {
+        if let Some(existing) = self.0.backend.get() {
+            return Err(AttachError::AlreadyAttached(existing.hub_name().to_owned()));
+        }
+        self.0
+            .backend
+            .set(Backend::embedded(hub.clone()))
+            .map_err(|b| AttachError::AlreadyAttached(b.hub_name().to_owned()))?;
+        hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
+        Ok(())
+    }
+
+    /// Broadcasts in namespace `path` (declared or not).
+    pub fn of(&self, path: &str) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.clone(), &normalize(path.to_owned()))
+    }
+
+    /// Broadcasts to rooms of the `/` namespace.
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.of("/").to(rooms)
+    }
+
+    /// Broadcasts to the `/` namespace except some rooms.
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.of("/").except(rooms)
+    }
+
+    /// Broadcasts with binary attachments in the `/` namespace.
+    pub fn bin(&self, binary: impl IntoIterator<Item = impl Into<Bytes>>) -> BroadcastOperator {
+        self.of("/").bin(binary)
+    }
+
+    /// Sets the acknowledgement timeout of a broadcast in the `/` namespace.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
+        self.of("/").timeout(timeout)
+    }
+
+    /// Emits to every socket of the `/` namespace.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), SendError> {
+        self.of("/").emit(event, data)
+    }
+
+    /// Emits to every socket of the `/` namespace and collects their
+    /// acknowledgements (see [`BroadcastOperator::emit_with_ack`]).
+    pub fn emit_with_ack<T: FromAck>(
+        &self,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> AckStream<T> {
+        self.of("/").emit_with_ack(event, data)
+    }
+
+    /// The connected sockets of the `/` namespace.
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.of("/").sockets()
+    }
+
+    /// The connected socket with id `sid`, in any namespace.
+    pub fn get_socket(&self, sid: &str) -> Option<SocketRef> {
+        self.0
+            .sockets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find_map(|m| m.values().find(|s| s.id() == sid).cloned())
+    }
+
+    /// The hub this server is attached to, if any.
+    pub fn hub_name(&self) -> Option<&str> {
+        self.0.backend().map(Backend::hub_name)
+    }
+}
+
+/// socket.io treats a namespace without a leading slash as if it had one.
+fn normalize(path: String) -> String {
+    if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    }
+}

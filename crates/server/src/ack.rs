@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesUnordered, Stream, StreamExt as _};
+use futures_util::stream::{BoxStream, FuturesUnordered, Stream, StreamExt as _};
 use portcullis_protocol::socket::PacketKind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::errors::{AckError, SendError};
@@ -147,6 +147,13 @@ impl<T: FromAck> IntoFuture for AckFuture<T> {
 /// Use it as a [`Stream`] of `(socket id, result)` in arrival order, or
 /// await it for all of them as a `Vec`.
 ///
+/// Over the tunnel, when several application processes share the hub, the
+/// sockets of the *other* processes are reached with one `:invoke` through
+/// the gateway, which answers with their acknowledgements but not their
+/// socket ids: those items carry an empty [`Sid`], and such a socket that
+/// does not answer in time yields no item (the official SDK cannot tell
+/// either). Sockets of this process are reported exactly, timeouts included.
+///
 /// ```no_run
 /// # use portcullis_server::SocketIo;
 /// # use std::time::Duration;
@@ -163,20 +170,33 @@ impl<T: FromAck> IntoFuture for AckFuture<T> {
 pub struct AckStream<T> {
     state: StreamState<T>,
     timeout: Duration,
+    sent_at: Instant,
 }
 
 type AckItem<T> = (Sid, Result<T, AckError>);
 
+/// Acknowledgements from other processes' sockets (tunnel mode).
+pub(crate) type RemoteAcks = mpsc::UnboundedReceiver<AckResponse>;
+
 enum StreamState<T> {
-    Ready(Vec<Result<Pending, (Sid, SendError)>>),
-    Running(FuturesUnordered<BoxFuture<'static, AckItem<T>>>),
+    Ready(Vec<Result<Pending, (Sid, SendError)>>, Option<RemoteAcks>),
+    Running {
+        local: FuturesUnordered<BoxFuture<'static, AckItem<T>>>,
+        local_done: bool,
+        remote: Option<BoxStream<'static, AckItem<T>>>,
+    },
 }
 
 impl<T: FromAck> AckStream<T> {
-    pub(crate) fn new(pending: Vec<Result<Pending, (Sid, SendError)>>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        pending: Vec<Result<Pending, (Sid, SendError)>>,
+        remote: Option<RemoteAcks>,
+        timeout: Duration,
+    ) -> Self {
         AckStream {
-            state: StreamState::Ready(pending),
+            state: StreamState::Ready(pending, remote),
             timeout,
+            sent_at: Instant::now(),
         }
     }
 
@@ -187,40 +207,55 @@ impl<T: FromAck> AckStream<T> {
         self
     }
 
-    /// How many sockets the event was sent to.
+    /// How many sockets of this process the event was sent to (sockets of
+    /// other processes sharing the hub over the tunnel are not counted).
     pub fn len(&self) -> usize {
         match &self.state {
-            StreamState::Ready(v) => v.len(),
-            StreamState::Running(f) => f.len(),
+            StreamState::Ready(v, _) => v.len(),
+            StreamState::Running { local, .. } => local.len(),
         }
     }
 
-    /// Whether no socket was targeted.
+    /// Whether no socket of this process was targeted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn start(&mut self) -> &mut FuturesUnordered<BoxFuture<'static, AckItem<T>>> {
-        if let StreamState::Ready(pending) = &mut self.state {
-            let timeout = self.timeout;
-            let running = std::mem::take(pending)
-                .into_iter()
-                .map(|p| -> BoxFuture<'static, AckItem<T>> {
-                    match p {
-                        Ok(p) => Box::pin(async move {
-                            let sid = p.socket.id().clone();
-                            (sid, p.wait(timeout).await)
-                        }),
-                        Err((sid, e)) => Box::pin(async move { (sid, Err(AckError::Send(e))) }),
-                    }
-                })
-                .collect();
-            self.state = StreamState::Running(running);
-        }
-        match &mut self.state {
-            StreamState::Running(running) => running,
-            StreamState::Ready(_) => unreachable!("started above"),
-        }
+    fn start(&mut self) {
+        let StreamState::Ready(pending, remote) = &mut self.state else {
+            return;
+        };
+        let timeout = self.timeout;
+        let local: FuturesUnordered<_> = std::mem::take(pending)
+            .into_iter()
+            .map(|p| -> BoxFuture<'static, AckItem<T>> {
+                match p {
+                    Ok(p) => Box::pin(async move {
+                        let sid = p.socket.id().clone();
+                        (sid, p.wait(timeout).await)
+                    }),
+                    Err((sid, e)) => Box::pin(async move { (sid, Err(AckError::Send(e))) }),
+                }
+            })
+            .collect();
+        let remote = remote.take().map(|rx| {
+            let deadline = tokio::time::sleep_until(self.sent_at + timeout);
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            )
+            .take_until(deadline)
+            .map(|r: AckResponse| {
+                let answer = T::from_ack(r.data, r.binary).map_err(AckError::Decode);
+                (Sid::unknown(), answer)
+            })
+            .boxed()
+        });
+        self.state = StreamState::Running {
+            local,
+            local_done: false,
+            remote,
+        };
     }
 }
 
@@ -228,8 +263,36 @@ impl<T: FromAck> Stream for AckStream<T> {
     type Item = AckItem<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Every field is Unpin (boxed futures), so the stream is too.
-        self.get_mut().start().poll_next_unpin(cx)
+        // Every field is Unpin (boxed futures and streams), so the stream is too.
+        let this = self.get_mut();
+        this.start();
+        let StreamState::Running {
+            local,
+            local_done,
+            remote,
+        } = &mut this.state
+        else {
+            unreachable!("started above");
+        };
+        if !*local_done {
+            match local.poll_next_unpin(cx) {
+                Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+                Poll::Ready(None) => *local_done = true,
+                Poll::Pending => {}
+            }
+        }
+        if let Some(stream) = remote {
+            match stream.poll_next_unpin(cx) {
+                Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+                Poll::Ready(None) => *remote = None,
+                Poll::Pending => {}
+            }
+        }
+        if *local_done && remote.is_none() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 }
 

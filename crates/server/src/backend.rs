@@ -1,90 +1,119 @@
 //! The operations the Socket.IO layer asks of the gateway, and the helpers
 //! that run handler futures.
 //!
-//! Embedded, they go straight to the gateway's [`Hub`]; its operations
-//! complete without waiting, so they are driven to completion in place.
+//! [`Backend`] is the one place that knows the attach mode. Embedded, the
+//! operations go straight to the gateway's [`Hub`]; they complete without
+//! waiting, so they are driven to completion in place. Over the tunnel,
+//! each becomes the REST call the official SDK would make, sent in program
+//! order (see [`crate::tunnel`]).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use futures_util::FutureExt as _;
-use portcullis_gateway::hub::{ConnectionId, Filter, Hub, Payload};
+use portcullis_gateway::hub::{Filter, Hub, Payload};
 use portcullis_tunnel::group_name::namespace_group_prefix;
+use tokio::sync::mpsc;
+
+use crate::ack::AckResponse;
+use crate::conn::ConnId;
+use crate::tunnel::Link;
 
 /// Where sends and group changes go.
 #[derive(Clone, Debug)]
-pub(crate) struct Backend {
-    hub: Hub,
+pub(crate) enum Backend {
+    /// An in-process gateway hub.
+    Embedded(Hub),
+    /// A gateway reached over the server tunnel.
+    Tunnel(Arc<Link>),
 }
 
 impl Backend {
-    pub fn embedded(hub: Hub) -> Self {
-        Backend { hub }
-    }
-
     pub fn hub_name(&self) -> &str {
-        self.hub.name()
+        match self {
+            Backend::Embedded(hub) => hub.name(),
+            Backend::Tunnel(link) => link.hub(),
+        }
     }
 
-    pub fn send_to(&self, connection: &ConnectionId, payload: Payload) -> bool {
-        let hub = self.hub.clone();
-        let id = connection.clone();
-        run_now(async move { hub.send_to_connection(id.as_str(), payload).await }).unwrap_or(true)
+    /// Sends a payload to one connection; false if it is known to be gone.
+    pub fn send_to(&self, connection: &ConnId, payload: Payload) -> bool {
+        match self {
+            Backend::Embedded(hub) => hub.send_to_connection_now(connection.as_str(), &payload),
+            Backend::Tunnel(link) => {
+                link.send_to_connection(connection, payload);
+                true
+            }
+        }
     }
 
-    pub fn broadcast(&self, filter: Filter, payload: Payload) -> usize {
-        let hub = self.hub.clone();
-        run_now(async move { hub.send_to_all(&filter, payload).await }).unwrap_or(0)
+    /// Sends a payload to every connection matching `filter`.
+    pub fn broadcast(&self, filter: Filter, payload: Payload) {
+        match self {
+            Backend::Embedded(hub) => {
+                hub.send_to_all_now(&filter, &payload);
+            }
+            Backend::Tunnel(link) => link.broadcast(filter, payload),
+        }
     }
 
-    pub fn join(&self, connection: &ConnectionId, groups: Vec<String>) {
-        let hub = self.hub.clone();
-        let filter = Filter::ConnectionId(connection.to_string());
-        run_now(async move { hub.add_to_groups(&groups, &filter).await });
+    pub fn join(&self, connection: &ConnId, groups: Vec<String>) {
+        match self {
+            Backend::Embedded(hub) => {
+                let filter = Filter::ConnectionId(connection.to_string());
+                hub.add_to_groups_now(&groups, &filter);
+            }
+            Backend::Tunnel(link) => link.add_to_groups(connection, groups),
+        }
     }
 
-    pub fn leave(&self, connection: &ConnectionId, groups: Vec<String>) {
-        let hub = self.hub.clone();
-        let filter = Filter::ConnectionId(connection.to_string());
-        run_now(async move { hub.remove_from_groups(&groups, &filter).await });
+    pub fn leave(&self, connection: &ConnId, groups: Vec<String>) {
+        match self {
+            Backend::Embedded(hub) => {
+                let filter = Filter::ConnectionId(connection.to_string());
+                hub.remove_from_groups_now(&groups, &filter);
+            }
+            Backend::Tunnel(link) => link.remove_from_groups(connection, groups),
+        }
     }
 
     /// Leaves the namespace group and every room group of `namespace`.
-    pub fn leave_namespace(&self, connection: &ConnectionId, namespace: &str) {
-        let hub = self.hub.clone();
-        let id = connection.clone();
-        let prefix = namespace_group_prefix(namespace);
-        run_now(async move {
-            hub.leave_groups_where(id.as_str(), |g| g.starts_with(&prefix))
-                .await
-        });
+    ///
+    /// Over the tunnel the gateway does this itself when it forwards the
+    /// DISCONNECT or CONNECT_ERROR that always goes with it, or receives the
+    /// client's DISCONNECT (as the service does for the official SDK).
+    pub fn leave_namespace(&self, connection: &ConnId, namespace: &str) {
+        match self {
+            Backend::Embedded(hub) => {
+                let prefix = namespace_group_prefix(namespace);
+                hub.leave_groups_where_now(connection.as_str(), |g| g.starts_with(&prefix));
+            }
+            Backend::Tunnel(_) => {}
+        }
     }
 
-    pub fn close(&self, connection: &ConnectionId, reason: &str) {
-        let hub = self.hub.clone();
-        let id = connection.clone();
-        let reason = reason.to_owned();
-        run_now(async move { hub.close_connection(id.as_str(), &reason).await });
+    pub fn close(&self, connection: &ConnId, reason: &str) {
+        match self {
+            Backend::Embedded(hub) => {
+                hub.close_connection_now(connection.as_str(), reason);
+            }
+            Backend::Tunnel(link) => link.close_connection(connection, reason),
+        }
     }
-}
 
-/// Polls `future` once; if it is not done, finishes it on a task. Returns
-/// its output when it completed in place.
-pub(crate) fn run_now<F>(future: F) -> Option<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let mut future = Box::pin(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => {
-            spawn(future);
-            None
+    /// Acknowledgements of `payload` (an EVENT without ack id) from the
+    /// matching connections served by *other* application processes: over
+    /// the tunnel, one `:invoke`; embedded, there are none.
+    pub fn remote_acks(
+        &self,
+        filter: &Filter,
+        payload: Payload,
+    ) -> Option<mpsc::UnboundedReceiver<AckResponse>> {
+        match self {
+            Backend::Embedded(_) => None,
+            Backend::Tunnel(link) => Some(link.invoke_remote(filter, payload)),
         }
     }
 }
@@ -122,33 +151,5 @@ where
             handle.spawn(future);
         }
         Err(_) => tracing::error!("a Socket.IO operation needs a Tokio runtime; it was dropped"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn run_now_completes_ready_futures_in_place() {
-        assert_eq!(run_now(async { 7 }), Some(7));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = done.clone();
-        assert_eq!(
-            run_now(async move {
-                rx.await.ok();
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            }),
-            None
-        );
-        tx.send(()).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the pending part finishes on a task");
     }
 }

@@ -1,12 +1,14 @@
 //! One client connection (an Engine.IO session) as the Socket.IO layer sees
 //! it: its verified claims, handshake, sockets per namespace and inbox.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 use portcullis_auth::Claims;
-use portcullis_gateway::hub::{ConnectRequest, ConnectionId, TransportKind};
+use portcullis_gateway::hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
 use tokio::task::AbortHandle;
 
@@ -17,8 +19,41 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A connection id as the gateway gave it (the Engine.IO `sid`), in either
+/// attach mode.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ConnId(Arc<str>);
+
+impl ConnId {
+    pub fn new(id: &str) -> Self {
+        ConnId(Arc::from(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({})", self.0)
+    }
+}
+
+impl Borrow<str> for ConnId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 pub(crate) struct Conn {
-    pub id: ConnectionId,
+    pub id: ConnId,
     pub claims: Claims,
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
@@ -54,13 +89,30 @@ pub(crate) enum Queued {
 }
 
 impl Conn {
-    pub fn new(request: ConnectRequest) -> Self {
+    /// A connection handed over in-process (embedded mode).
+    pub fn from_request(request: ConnectRequest) -> Self {
+        Conn::new(
+            ConnId::new(request.connection_id.as_str()),
+            request.claims,
+            request.query,
+            request.headers,
+            request.transport,
+        )
+    }
+
+    pub fn new(
+        id: ConnId,
+        claims: Claims,
+        query: Vec<(String, String)>,
+        headers: HeaderMap,
+        transport: TransportKind,
+    ) -> Self {
         Conn {
-            id: request.connection_id,
-            claims: request.claims,
-            query: request.query,
-            headers: request.headers,
-            transport: request.transport,
+            id,
+            claims,
+            query,
+            headers,
+            transport,
             sockets: Mutex::default(),
             inbox: Mutex::default(),
             decoder: Mutex::default(),
@@ -70,6 +122,11 @@ impl Conn {
 
     pub fn socket(&self, namespace: &str) -> Option<SocketRef> {
         lock(&self.sockets).by_namespace.get(namespace).cloned()
+    }
+
+    /// Whether any namespace is joined.
+    pub fn has_sockets(&self) -> bool {
+        !lock(&self.sockets).by_namespace.is_empty()
     }
 
     pub fn has_socket(&self, namespace: &str) -> bool {
@@ -134,6 +191,11 @@ impl Conn {
             inbox.running = true;
             Queued::StartDrain
         }
+    }
+
+    /// Takes the packets not processed yet (the connection is ending).
+    pub fn take_queued(&self) -> Vec<EioPacket> {
+        lock(&self.inbox).queue.drain(..).collect()
     }
 
     /// The next queued packet, or `None` (and the drain stops) when empty.

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_gateway::Gateway;
-use portcullis_gateway::hub::{ConnectionId, Hub, is_valid_hub_name};
+use portcullis_gateway::hub::{Hub, is_valid_hub_name};
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
-use crate::conn::{Conn, lock};
+use crate::conn::{Conn, ConnId, lock};
 use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
@@ -129,7 +129,7 @@ pub(crate) struct IoInner {
     pub config: Config,
     namespaces: RwLock<Namespaces>,
     backend: OnceLock<Backend>,
-    pub(crate) conns: Mutex<HashMap<ConnectionId, Arc<Conn>>>,
+    pub(crate) conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
     sockets: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
 }
 
@@ -145,6 +145,16 @@ impl fmt::Debug for IoInner {
 impl IoInner {
     pub fn backend(&self) -> Option<&Backend> {
         self.backend.get()
+    }
+
+    /// Sets the backend once; the attach modes call this.
+    pub fn set_backend(&self, backend: Backend) -> Result<(), AttachError> {
+        if let Some(existing) = self.backend.get() {
+            return Err(AttachError::AlreadyAttached(existing.hub_name().to_owned()));
+        }
+        self.backend
+            .set(backend)
+            .map_err(|b| AttachError::AlreadyAttached(b.hub_name().to_owned()))
     }
 
     pub fn find_namespace(&self, path: &str) -> Option<Arc<NamespaceInner>> {
@@ -299,13 +309,7 @@ impl SocketIo {
 
     /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
     pub fn attach_hub(&self, hub: &Hub) -> Result<(), AttachError> {
-        if let Some(existing) = self.0.backend.get() {
-            return Err(AttachError::AlreadyAttached(existing.hub_name().to_owned()));
-        }
-        self.0
-            .backend
-            .set(Backend::embedded(hub.clone()))
-            .map_err(|b| AttachError::AlreadyAttached(b.hub_name().to_owned()))?;
+        self.0.set_backend(Backend::Embedded(hub.clone()))?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
     }

@@ -9,10 +9,17 @@
 //!
 //! # Attaching
 //!
-//! **Embedded** (this release): the gateway and the application run in one
-//! process. [`SocketIo::attach`] hands the server a hub of an in-process
+//! **Embedded**: the gateway and the application run in one process.
+//! [`SocketIo::attach`] hands the server a hub of an in-process
 //! [`Gateway`](portcullis_gateway::Gateway); nothing is serialized between
-//! them. Over the tunnel to a remote gateway comes next, with the same API.
+//! them.
+//!
+//! **Over the tunnel**: [`SocketIo::connect_tunnel`] reaches a gateway
+//! elsewhere with its connection string, speaking the protocol of the
+//! official Node SDK, so Node and Rust applications (and several Rust
+//! processes) can share a hub. Switching is one line:
+//! `io.attach(&gateway, "chat")?` or
+//! `let _tunnel = io.connect_tunnel(&connection_string, "chat").await?;`.
 //!
 //! **Heartbeats.** With this crate the gateway keeps the clients alive
 //! itself (it sends the Engine.IO pings and consumes the pongs), so an idle
@@ -97,10 +104,15 @@ mod errors;
 mod extensions;
 pub mod extract;
 mod io;
+#[cfg(feature = "login")]
+pub mod login;
+pub mod negotiate;
 mod ns;
 mod operators;
 mod packet;
+mod session;
 mod socket;
+mod tunnel;
 
 pub use ack::{AckFuture, AckStream, FromAck, WithBinary};
 pub use errors::{AckError, AttachError, SendError};
@@ -110,3 +122,4 @@ pub use ns::Namespace;
 pub use operators::{BroadcastOperator, Emitter, IntoRooms};
 pub use portcullis_auth::Claims;
 pub use socket::{DisconnectReason, Handshake, Sid, SocketRef};
+pub use tunnel::{TunnelError, TunnelHandle, TunnelStats};

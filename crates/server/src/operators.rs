@@ -266,20 +266,32 @@ impl BroadcastOperator {
         let timeout = self.timeout.unwrap_or(self.io.config.ack_timeout);
         let encoded =
             packet::to_args(data).map(|args| packet::event_data(event, args, self.binary.len()));
-        let pending = match encoded {
-            Ok(data) => self
-                .sockets()
-                .into_iter()
-                .map(|s| {
-                    send_event_with_ack(&s, &data, &self.binary).map_err(|e| (s.id().clone(), e))
-                })
-                .collect(),
+        let data = match encoded {
+            Ok(data) => data,
             Err(e) => {
                 tracing::warn!(error = %e, "broadcast data could not be serialized");
-                Vec::new()
+                return AckStream::new(Vec::new(), None, timeout);
             }
         };
-        AckStream::new(pending, timeout)
+        // Sockets of this process: one packet each, with its own ack id.
+        let pending = self
+            .sockets()
+            .into_iter()
+            .map(|s| send_event_with_ack(&s, &data, &self.binary).map_err(|e| (s.id().clone(), e)))
+            .collect();
+        // Sockets of other processes sharing the hub (tunnel mode): the
+        // gateway gives them ack ids and streams their answers back.
+        let remote = self.io.backend().and_then(|backend| {
+            let payload = packet::encode(
+                PacketKind::Event,
+                &self.namespace,
+                None,
+                &data,
+                &self.binary,
+            );
+            backend.remote_acks(&self.filter(), payload)
+        });
+        AckStream::new(pending, remote, timeout)
     }
 
     /// The connected sockets of this process that are targets.

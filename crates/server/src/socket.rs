@@ -40,7 +40,15 @@ impl Sid {
             .into())
     }
 
-    /// The id as text.
+    /// The empty id of an acknowledgement from a socket of another
+    /// application process (see [`AckStream`](crate::AckStream)).
+    pub(crate) fn unknown() -> Self {
+        Sid(Arc::from(""))
+    }
+
+    /// The id as text (empty for a socket of another application process
+    /// that answered a broadcast over the tunnel; see
+    /// [`AckStream`](crate::AckStream)).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -26,6 +26,8 @@ pub struct TestServer {
     pub io: SocketIo,
     pub observations: Observations,
     _shutdown: oneshot::Sender<()>,
+    /// Set when the application is attached over the tunnel.
+    pub tunnel: Option<portcullis_server::TunnelHandle>,
 }
 
 impl TestServer {
@@ -51,6 +53,39 @@ impl TestServer {
             io,
             observations,
             _shutdown: shutdown,
+            tunnel: None,
+        }
+    }
+
+    /// Like [`start`](Self::start), with the application attached over the
+    /// server tunnel (the gateway in-process, reached through its
+    /// connection string) instead of embedded.
+    pub async fn start_tunnel(connect_timeout: Duration) -> TestServer {
+        let (tx, observations) = mpsc::unbounded_channel();
+        let io = SocketIo::builder()
+            .connect_timeout(connect_timeout)
+            .ack_timeout(Duration::from_secs(2))
+            .build();
+        install(&io, tx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
+        let gateway = Gateway::new(GatewayConfig::new(addr, keys));
+        let connection_string = gateway.connection_string(addr).to_string();
+        let (shutdown, rx) = oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(listener, async move {
+            rx.await.ok();
+        }));
+        let tunnel = tokio::time::timeout(DEADLINE, io.connect_tunnel(&connection_string, HUB))
+            .await
+            .expect("the tunnel opens in time")
+            .expect("the tunnel opens");
+        TestServer {
+            addr,
+            io,
+            observations,
+            _shutdown: shutdown,
+            tunnel: Some(tunnel),
         }
     }
 

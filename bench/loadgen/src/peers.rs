@@ -1,0 +1,462 @@
+//! The servers compared, how each is started (one fresh process per
+//! scenario), and their versions.
+//!
+//! Every peer serves the same tiny app on `/clients/socketio/hubs/<hub>/`
+//! with the same auth rule (an HS256 JWT signed with the access key, in
+//! `?access_token=`): `echo` acks its arguments, `join` joins a room,
+//! `emit-room` (room, data) emits `fanout` to the room.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::scenarios::Probe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerId {
+    /// Portcullis with the app in process, written with crates/server
+    /// (`bench-embedded-peer`, src/bin/bench-embedded-peer.rs).
+    PortcullisEmbedded,
+    /// Portcullis with the app over the tunnel: the official Node SDK
+    /// `@azure/web-pubsub-socket.io` (bench/peers/node-sdk-app).
+    PortcullisTunnel,
+    /// The gateway alone with its built-in echo hub (no app): a reference
+    /// for the gateway's own costs, and what the CI run uses.
+    PortcullisEcho,
+    /// Node socket.io 4.8, JWT in `io.use` (bench/peers/node-socketio).
+    NodeUse,
+    /// Node socket.io 4.8, JWT in engine.io `allowRequest`.
+    NodeAllow,
+    /// socketioxide 0.18 behind a tower layer (bench/peers/socketioxide).
+    Socketioxide,
+}
+
+impl PeerId {
+    pub const ALL: [PeerId; 6] = [
+        PeerId::PortcullisEmbedded,
+        PeerId::PortcullisTunnel,
+        PeerId::PortcullisEcho,
+        PeerId::NodeUse,
+        PeerId::NodeAllow,
+        PeerId::Socketioxide,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerId::PortcullisEmbedded => "portcullis-embedded",
+            PeerId::PortcullisTunnel => "portcullis-tunnel",
+            PeerId::PortcullisEcho => "portcullis-echo",
+            PeerId::NodeUse => "node-use",
+            PeerId::NodeAllow => "node-allow",
+            PeerId::Socketioxide => "socketioxide",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerId::PortcullisEmbedded => "Portcullis embedded",
+            PeerId::PortcullisTunnel => "Portcullis + Node SDK (tunnel)",
+            PeerId::PortcullisEcho => "Portcullis echo hub",
+            PeerId::NodeUse => "socket.io (io.use)",
+            PeerId::NodeAllow => "socket.io (allowRequest)",
+            PeerId::Socketioxide => "socketioxide + layer",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            PeerId::PortcullisEmbedded => {
+                "Portcullis gateway with the bench app in process (crates/server)"
+            }
+            PeerId::PortcullisTunnel => {
+                "Portcullis gateway; the bench app on @azure/web-pubsub-socket.io over the server tunnel (two processes)"
+            }
+            PeerId::PortcullisEcho => {
+                "Portcullis gateway with its built-in echo hub and no app: acks are the echoed events, fan-out is triggered through the REST API"
+            }
+            PeerId::NodeUse => {
+                "Node socket.io 4.8, JWT verified in io.use middleware (after the Engine.IO session exists)"
+            }
+            PeerId::NodeAllow => {
+                "Node socket.io 4.8, JWT verified in engine.io allowRequest (403 before a session)"
+            }
+            PeerId::Socketioxide => {
+                "socketioxide 0.18 on axum, JWT verified in a tower layer answering 401"
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PeerId> {
+        let text = text.trim();
+        PeerId::ALL
+            .into_iter()
+            .find(|p| p.name() == text)
+            .or(match text {
+                "embedded" => Some(PeerId::PortcullisEmbedded),
+                "tunnel" | "portcullis" => Some(PeerId::PortcullisTunnel),
+                "echo" => Some(PeerId::PortcullisEcho),
+                "node" => Some(PeerId::NodeUse),
+                "allow" | "allowrequest" => Some(PeerId::NodeAllow),
+                _ => None,
+            })
+    }
+
+    /// The server echoes Engine.IO messages instead of running the app.
+    pub fn echo_mode(self) -> bool {
+        self == PeerId::PortcullisEcho
+    }
+}
+
+/// Where the servers' programs are.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// The repository root.
+    pub root: PathBuf,
+    pub portcullis: PathBuf,
+    pub socketioxide: PathBuf,
+    /// The embedded peer's program (`bench-embedded-peer`): it takes
+    /// `ACCESS_KEY`, `HUB` and `PORT` from the environment and prints
+    /// `LISTENING <port>`. None: not part of this build.
+    pub embedded: Option<PathBuf>,
+    pub node: String,
+}
+
+impl Bins {
+    pub fn node_socketio_dir(&self) -> PathBuf {
+        self.root.join("bench/peers/node-socketio")
+    }
+
+    pub fn node_sdk_dir(&self) -> PathBuf {
+        self.root.join("bench/peers/node-sdk-app")
+    }
+
+    /// Why `peer` cannot run here (None if it can).
+    pub fn unavailable(&self, peer: PeerId) -> Option<(&'static str, String)> {
+        let missing = |p: &Path, hint: &str| {
+            (!p.exists()).then(|| ("skipped", format!("{} not found ({hint})", p.display())))
+        };
+        let portcullis = || missing(&self.portcullis, "cargo build --release --bin portcullis");
+        match peer {
+            PeerId::PortcullisEmbedded => match &self.embedded {
+                None => Some((
+                    "pending",
+                    "no embedded peer program in this build (--embedded-bin)".into(),
+                )),
+                Some(p) => missing(p, "cargo build --release --bin bench-embedded-peer"),
+            },
+            PeerId::PortcullisEcho => portcullis(),
+            PeerId::PortcullisTunnel => portcullis().or_else(|| {
+                missing(
+                    &self
+                        .node_sdk_dir()
+                        .join("node_modules/@azure/web-pubsub-socket.io"),
+                    "npm ci in bench/peers/node-sdk-app",
+                )
+            }),
+            PeerId::NodeUse | PeerId::NodeAllow => missing(
+                &self.node_socketio_dir().join("node_modules/socket.io"),
+                "npm ci in bench/peers/node-socketio",
+            ),
+            PeerId::Socketioxide => missing(
+                &self.socketioxide,
+                "cargo build --release --manifest-path bench/peers/socketioxide/Cargo.toml",
+            ),
+        }
+    }
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub probe: Probe,
+    children: Vec<Child>,
+}
+
+fn command(program: impl AsRef<std::ffi::OsStr>, log: &Path) -> Result<Command> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// Reads stdout lines until `pick` returns a value; the rest is drained in
+/// the background.
+async fn wait_line<T>(
+    child: &mut Child,
+    what: &str,
+    pick: impl Fn(&str) -> Option<T>,
+) -> Result<T> {
+    let stdout: ChildStdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(v) = pick(&line) {
+                return Ok::<_, std::io::Error>(Some(v));
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    let value = match found {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => bail!("{what} exited before it was ready (see its log)"),
+        Ok(Err(e)) => bail!("{what}: reading its output: {e}"),
+        Err(_) => bail!("{what} was not ready within 30 s"),
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(value)
+}
+
+fn listening(line: &str) -> Option<u16> {
+    line.strip_prefix("LISTENING ")?.trim().parse().ok()
+}
+
+fn endpoint_port(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("Endpoint=http://127.0.0.1:")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Starts a fresh `peer`; its stderr goes to `log`.
+pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) -> Result<Running> {
+    let mut children = Vec::new();
+    let mut processes = Vec::new();
+    let addr = match peer {
+        PeerId::PortcullisEcho | PeerId::PortcullisTunnel => {
+            let mut cmd = command(&bins.portcullis, log)?;
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--access-key", key])
+                .args(["--max-connections", "1000000"])
+                .env("RUST_LOG", "warn");
+            if peer == PeerId::PortcullisEcho {
+                cmd.args(["--echo-hub", hub]);
+            }
+            let mut child = cmd.spawn().context("start portcullis")?;
+            let port = wait_line(&mut child, "portcullis", endpoint_port).await?;
+            processes.push(("gateway".to_owned(), child.id().unwrap_or(0)));
+            children.push(child);
+            if peer == PeerId::PortcullisTunnel {
+                let dir = bins.node_sdk_dir();
+                let mut cmd = command(&bins.node, log)?;
+                cmd.arg(dir.join("app.js")).current_dir(&dir).env(
+                    "PORTCULLIS_CONNECTION_STRING",
+                    format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={key};Version=1.0;"),
+                );
+                cmd.env("HUB", hub);
+                let mut child = cmd.spawn().context("start the Node SDK app")?;
+                wait_line(&mut child, "the Node SDK app", |l| {
+                    (l.trim() == "READY").then_some(())
+                })
+                .await?;
+                processes.push(("node-sdk-app".to_owned(), child.id().unwrap_or(0)));
+                children.push(child);
+            }
+            loopback(port)
+        }
+        PeerId::NodeUse | PeerId::NodeAllow => {
+            let dir = bins.node_socketio_dir();
+            let mut cmd = command(&bins.node, log)?;
+            cmd.arg(dir.join("server.js"))
+                .current_dir(&dir)
+                .env("ACCESS_KEY", key)
+                .env("HUB", hub)
+                .env(
+                    "AUTH",
+                    if peer == PeerId::NodeUse {
+                        "use"
+                    } else {
+                        "allow"
+                    },
+                );
+            let mut child = cmd.spawn().context("start node socket.io")?;
+            let port = wait_line(&mut child, "node socket.io", listening).await?;
+            processes.push(("node".to_owned(), child.id().unwrap_or(0)));
+            children.push(child);
+            loopback(port)
+        }
+        PeerId::Socketioxide | PeerId::PortcullisEmbedded => {
+            let program = if peer == PeerId::Socketioxide {
+                bins.socketioxide.clone()
+            } else {
+                bins.embedded
+                    .clone()
+                    .ok_or_else(|| anyhow!("the embedded peer is pending"))?
+            };
+            let mut cmd = command(&program, log)?;
+            cmd.env("ACCESS_KEY", key)
+                .env("HUB", hub)
+                .env("RUST_LOG", "warn");
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("start {}", program.display()))?;
+            let port = wait_line(&mut child, peer.name(), listening).await?;
+            processes.push((peer.name().to_owned(), child.id().unwrap_or(0)));
+            children.push(child);
+            loopback(port)
+        }
+    };
+    crate::net::check_loopback(&addr)?;
+    Ok(Running {
+        addr,
+        probe: Probe { processes },
+        children,
+    })
+}
+
+impl Running {
+    /// Whether every process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then SIGKILL after 3 s; the app before the gateway.
+    pub async fn stop(mut self) {
+        while let Some(mut child) = self.children.pop() {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(3), child.wait())
+                .await
+                .is_err()
+            {
+                child.kill().await.ok();
+            }
+        }
+    }
+}
+
+fn command_output(program: &str, args: &[&str], dir: Option<&Path>) -> Option<String> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn package_version(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("package.json")).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    value.get("version")?.as_str().map(str::to_owned)
+}
+
+fn lock_version(lockfile: &Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lockfile).ok()?;
+    let marker = format!("name = \"{name}\"\nversion = \"");
+    let at = text.find(&marker)? + marker.len();
+    Some(text[at..].split('"').next()?.to_owned())
+}
+
+/// The versions of everything measured.
+pub fn versions(bins: &Bins) -> Value {
+    let mut v = Map::new();
+    let git = command_output("git", &["rev-parse", "--short", "HEAD"], Some(&bins.root));
+    let dirty = command_output(
+        "git",
+        &["status", "--porcelain", "--untracked-files=no"],
+        Some(&bins.root),
+    )
+    .is_some_and(|s| !s.is_empty());
+    v.insert(
+        "portcullis".into(),
+        json!(
+            command_output(bins.portcullis.to_str().unwrap_or(""), &["--version"], None)
+                .map(|s| s.trim_start_matches("portcullis ").to_owned())
+        ),
+    );
+    v.insert(
+        "portcullis_commit".into(),
+        json!(git.map(|g| if dirty { format!("{g}+dirty") } else { g })),
+    );
+    v.insert("loadgen".into(), json!(env!("CARGO_PKG_VERSION")));
+    v.insert(
+        "rustc".into(),
+        json!(command_output("rustc", &["--version"], None)),
+    );
+    v.insert(
+        "node".into(),
+        json!(command_output(&bins.node, &["--version"], None)),
+    );
+    let nm = bins.node_socketio_dir().join("node_modules");
+    v.insert(
+        "socket.io".into(),
+        json!(package_version(&nm.join("socket.io"))),
+    );
+    v.insert(
+        "engine.io".into(),
+        json!(package_version(&nm.join("engine.io"))),
+    );
+    v.insert(
+        "jsonwebtoken (node)".into(),
+        json!(package_version(&nm.join("jsonwebtoken"))),
+    );
+    let sdk = bins.node_sdk_dir().join("node_modules");
+    v.insert(
+        "@azure/web-pubsub-socket.io".into(),
+        json!(package_version(&sdk.join("@azure/web-pubsub-socket.io"))),
+    );
+    v.insert(
+        "socket.io (sdk app)".into(),
+        json!(package_version(&sdk.join("socket.io"))),
+    );
+    let lock = bins.root.join("bench/peers/socketioxide/Cargo.lock");
+    v.insert(
+        "socketioxide".into(),
+        json!(lock_version(&lock, "socketioxide")),
+    );
+    v.insert(
+        "axum (socketioxide peer)".into(),
+        json!(lock_version(&lock, "axum")),
+    );
+    Value::Object(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ready_lines() {
+        assert_eq!(
+            endpoint_port("Endpoint=http://127.0.0.1:40123;AccessKey=k;Version=1.0;"),
+            Some(40123)
+        );
+        assert_eq!(listening("LISTENING 8080"), Some(8080));
+        assert_eq!(listening("something else"), None);
+    }
+
+    #[test]
+    fn parses_peer_names() {
+        for peer in PeerId::ALL {
+            assert_eq!(PeerId::parse(peer.name()), Some(peer));
+        }
+        assert_eq!(PeerId::parse("tunnel"), Some(PeerId::PortcullisTunnel));
+        assert_eq!(PeerId::parse("nope"), None);
+    }
+}

@@ -1,0 +1,546 @@
+//! The application server's end of the server tunnel: one WebSocket to the
+//! gateway, re-opened with a fresh token a second after it is lost, REST
+//! calls correlated by AckId, and the gateway's CloudEvents answered.
+//!
+//! Ordering: calls leave in program order, one writer, one WebSocket, and
+//! the gateway applies a tunnel's calls in arrival order. Like the SDK's
+//! `WebPubSubTransport`, a call addressed to one connection is not sent
+//! before the previous call to that connection was answered. A call that
+//! was sent on a tunnel lost before its answer is not repeated (at most
+//! once); calls made while the tunnel is down wait up to
+//! [`SEND_WAIT`] for it to come back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use portcullis_auth::{ClientTokenOptions, mint_client_token};
+use portcullis_gateway::hub::{Filter, Payload};
+use portcullis_protocol::engine::{Packet as EioPacket, decode_payload};
+use portcullis_tunnel::invoke::InvokeLineDecoder;
+use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use url::Url;
+
+use super::TunnelError;
+use super::rest::{self, Call};
+use crate::ack::AckResponse;
+use crate::conn::ConnId;
+use crate::io::IoInner;
+use crate::packet::Decoder;
+
+/// How long a call made while the tunnel is down waits for it.
+pub(crate) const SEND_WAIT: Duration = Duration::from_secs(30);
+/// Delay before re-opening a lost tunnel (the SDK's fixed 1 s).
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long the gateway has to send `ConnectionConnected`.
+const CONNECTED_WAIT: Duration = Duration::from_secs(10);
+/// Lifetime of a tunnel token (re-minted at every connect).
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+type Writer = mpsc::UnboundedSender<Message>;
+
+/// A REST call waiting for its turn.
+pub(crate) struct Op {
+    call: Call,
+    /// The connection it addresses, for per-connection ordering.
+    connection: Option<ConnId>,
+    /// For `:invoke`: where the acknowledgements go.
+    acks: Option<mpsc::UnboundedSender<AckResponse>>,
+    queued_at: Instant,
+}
+
+/// A call sent and not fully answered.
+struct InFlight {
+    what: String,
+    socket: u64,
+    answered: Option<oneshot::Sender<()>>,
+    acks: Option<(InvokeLineDecoder, mpsc::UnboundedSender<AckResponse>)>,
+    first: bool,
+}
+
+#[derive(Default)]
+struct Calls {
+    next_ack: u64,
+    in_flight: HashMap<u64, InFlight>,
+}
+
+/// The tunnel of one `SocketIo`.
+pub(crate) struct Link {
+    hub: String,
+    server_id: String,
+    endpoint: Url,
+    access_key: String,
+    pub(super) io: Weak<IoInner>,
+    /// The group of every connection this process serves, so `:invoke`
+    /// can leave them out (they get one packet each, see `operators`).
+    pub(super) local_group: String,
+    ops: mpsc::UnboundedSender<Op>,
+    writer: watch::Sender<Option<(u64, Writer)>>,
+    calls: Mutex<Calls>,
+    connected: AtomicBool,
+    pub(super) stats: Stats,
+}
+
+/// Traffic counters of a tunnel.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub events: AtomicU64,
+    pub user_events: AtomicU64,
+    pub calls: AtomicU64,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("hub", &self.hub)
+            .field("server_id", &self.server_id)
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// A link and the receiving end of its call queue.
+    pub fn new(
+        hub: &str,
+        server_id: String,
+        endpoint: Url,
+        access_key: String,
+        io: Weak<IoInner>,
+    ) -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
+        let (ops, queue) = mpsc::unbounded_channel();
+        let local_group = format!("portcullis.server.{server_id}");
+        let link = Arc::new(Link {
+            hub: hub.to_owned(),
+            server_id,
+            endpoint,
+            access_key,
+            io,
+            local_group,
+            ops,
+            writer: watch::Sender::new(None),
+            calls: Mutex::default(),
+            connected: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        (link, queue)
+    }
+
+    pub fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ----- the operations of the Socket.IO layer -----
+
+    fn enqueue(&self, call: Call, connection: Option<&ConnId>) {
+        self.enqueue_op(Op {
+            call,
+            connection: connection.cloned(),
+            acks: None,
+            queued_at: Instant::now(),
+        });
+    }
+
+    fn enqueue_op(&self, op: Op) {
+        if self.ops.send(op).is_err() {
+            tracing::debug!(hub = %self.hub, "tunnel closed; call dropped");
+        }
+    }
+
+    pub fn send_to_connection(&self, connection: &ConnId, payload: Payload) {
+        let call = rest::send_to_connection(&self.hub, connection, &payload);
+        self.enqueue(call, Some(connection));
+    }
+
+    pub fn broadcast(&self, filter: Filter, payload: Payload) {
+        self.enqueue(rest::broadcast(&self.hub, &filter, &payload), None);
+    }
+
+    pub fn add_to_groups(&self, connection: &ConnId, groups: Vec<String>) {
+        let call = rest::add_to_groups(&self.hub, connection, &groups);
+        self.enqueue(call, Some(connection));
+    }
+
+    pub fn remove_from_groups(&self, connection: &ConnId, groups: Vec<String>) {
+        let call = rest::remove_from_groups(&self.hub, connection, &groups);
+        self.enqueue(call, Some(connection));
+    }
+
+    /// Closes a connection the way the SDK does: an Engine.IO close packet.
+    pub fn close_connection(&self, connection: &ConnId, reason: &str) {
+        tracing::debug!(hub = %self.hub, %connection, reason, "closing connection");
+        let close = Payload::packet(EioPacket::Close);
+        self.send_to_connection(connection, close);
+    }
+
+    /// One `:invoke` to the matching connections of other processes.
+    pub fn invoke_remote(
+        &self,
+        filter: &Filter,
+        payload: Payload,
+    ) -> mpsc::UnboundedReceiver<AckResponse> {
+        let remote = filter.clone().and(Filter::Not(Box::new(Filter::InGroup(
+            self.local_group.clone(),
+        ))));
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.enqueue_op(Op {
+            call: rest::invoke(&self.hub, &remote, &payload),
+            connection: None,
+            acks: Some(tx),
+            queued_at: Instant::now(),
+        });
+        rx
+    }
+
+    /// Puts a newly accepted connection in this process's group.
+    pub fn adopt(&self, connection: &ConnId) {
+        let call = rest::add_to_groups(
+            &self.hub,
+            connection,
+            std::slice::from_ref(&self.local_group),
+        );
+        self.enqueue(call, Some(connection));
+    }
+
+    // ----- the wire -----
+
+    /// `ws://host:port/path/server/tunnel?hub=HUB`: the token audience.
+    pub fn tunnel_url(&self) -> String {
+        let mut url = self.endpoint.clone();
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        // Switching between these special schemes cannot fail.
+        let _ = url.set_scheme(scheme);
+        let path = format!("{}server/tunnel", url.path());
+        url.set_path(&path);
+        url.set_query(None);
+        url.set_fragment(None);
+        format!("{url}?hub={}", self.hub)
+    }
+
+    fn token(&self) -> String {
+        let options = ClientTokenOptions {
+            user_id: Some(self.server_id.clone()),
+            ttl: TOKEN_TTL,
+            ..Default::default()
+        };
+        mint_client_token(&self.access_key, &self.tunnel_url(), &options)
+    }
+
+    /// Sends one call when a tunnel is up; `answered` fires at its first
+    /// response (or when it fails).
+    async fn write(&self, op: Op, answered: oneshot::Sender<()>) {
+        let mut writers = self.writer.subscribe();
+        let deadline = op.queued_at + SEND_WAIT;
+        let (socket, writer) = loop {
+            if let Some(current) = writers.borrow_and_update().clone() {
+                break current;
+            }
+            match tokio::time::timeout_at(deadline, writers.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    tracing::warn!(hub = %self.hub, call = %op.call.url, "tunnel down too long; call dropped");
+                    return;
+                }
+            }
+        };
+        let ack_id = {
+            let mut calls = self.lock();
+            calls.next_ack += 1;
+            let ack_id = calls.next_ack;
+            calls.in_flight.insert(
+                ack_id,
+                InFlight {
+                    what: format!("{} {}", op.call.method, op.call.url),
+                    socket,
+                    answered: Some(answered),
+                    acks: op.acks.map(|tx| (InvokeLineDecoder::default(), tx)),
+                    first: true,
+                },
+            );
+            ack_id
+        };
+        let mut request = HttpRequest::new(ack_id, op.call.method, op.call.url);
+        request.local_routing = true;
+        if let Some(content_type) = op.call.content_type {
+            request = request.with_header("Content-Type", content_type);
+        }
+        request.content = op.call.body;
+        let bytes = frame::encode(&TunnelMessage::HttpRequest(request));
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        if writer.send(Message::Binary(bytes)).is_err() {
+            // The tunnel closed meanwhile; `fail_socket` drops the call.
+            self.lock().in_flight.remove(&ack_id);
+        }
+    }
+
+    fn on_response(&self, response: HttpResponse) {
+        let mut calls = self.lock();
+        let Some(call) = calls.in_flight.get_mut(&response.ack_id) else {
+            return;
+        };
+        let ok = (200..300).contains(&response.status_code);
+        if call.first {
+            call.first = false;
+            if !ok {
+                let body = response
+                    .content
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                tracing::warn!(hub = %self.hub, call = %call.what, status = response.status_code, %body, "gateway refused a call");
+                call.acks = None;
+            }
+            if let Some(answered) = call.answered.take() {
+                let _ = answered.send(());
+            }
+        }
+        if let (Some((decoder, tx)), Some(chunk)) = (call.acks.as_mut(), &response.content) {
+            for line in decoder.push(chunk) {
+                match line.ok().and_then(|payload| ack_of(&payload)) {
+                    Some(ack) => {
+                        let _ = tx.send(ack);
+                    }
+                    None => tracing::debug!(hub = %self.hub, "invalid :invoke line ignored"),
+                }
+            }
+        }
+        if !response.not_completed {
+            calls.in_flight.remove(&response.ack_id);
+        }
+    }
+
+    /// The tunnel `socket` closed: its unanswered calls are given up.
+    fn fail_socket(&self, socket: u64) {
+        let mut calls = self.lock();
+        let before = calls.in_flight.len();
+        calls.in_flight.retain(|_, c| c.socket != socket);
+        let lost = before - calls.in_flight.len();
+        if lost > 0 {
+            tracing::warn!(hub = %self.hub, lost, "tunnel lost with calls unanswered");
+        }
+    }
+}
+
+/// The acknowledgement inside an `:invoke` line: an Engine.IO payload
+/// holding one ACK / BINARY_ACK packet and its attachments.
+fn ack_of(payload: &str) -> Option<AckResponse> {
+    let mut decoder = Decoder::default();
+    let mut packet = None;
+    for record in decode_payload(payload).ok()? {
+        packet = match record {
+            EioPacket::Message(text) => decoder.text(&text).ok()?,
+            EioPacket::Binary(bytes) => decoder.binary(bytes).ok()?,
+            _ => return None,
+        };
+    }
+    let packet = packet?;
+    crate::session::ack_response(packet.data, packet.attachments)
+}
+
+/// Sends the queued calls in order, holding a call to a connection until
+/// the previous call to it was answered.
+pub(crate) async fn dispatch(
+    link: Arc<Link>,
+    mut queue: mpsc::UnboundedReceiver<Op>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: HashMap<ConnId, oneshot::Receiver<()>> = HashMap::new();
+    loop {
+        let op = tokio::select! {
+            op = queue.recv() => match op {
+                Some(op) => op,
+                None => return,
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        if let Some(connection) = &op.connection
+            && let Some(previous) = last.remove(connection)
+        {
+            let _ = tokio::time::timeout(SEND_WAIT, previous).await;
+        }
+        let (answered, answer) = oneshot::channel();
+        let connection = op.connection.clone();
+        link.write(op, answered).await;
+        if let Some(connection) = connection {
+            if last.len() >= 1024 {
+                last.retain(|_, rx| {
+                    matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+                });
+            }
+            last.insert(connection, answer);
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How a tunnel session ended.
+enum End {
+    /// Lost or replaced: open a new one.
+    Reconnect,
+    /// Closed for good (`ConnectionClose`, or the handle was dropped).
+    Stop,
+}
+
+/// Keeps the tunnel open until `stop`, reporting the first attach (or why
+/// it is refused) on `first`.
+pub(crate) async fn run(
+    link: Arc<Link>,
+    first: oneshot::Sender<Result<(), TunnelError>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut first = Some(first);
+    let mut sockets = 0u64;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match open(&link).await {
+            Ok(ws) => {
+                sockets += 1;
+                match session(&link, ws, sockets, &mut first, &mut stop).await {
+                    End::Stop => return,
+                    End::Reconnect => {}
+                }
+            }
+            Err(error) => {
+                if error.is_permanent()
+                    && let Some(first) = first.take()
+                {
+                    let _ = first.send(Err(error));
+                    return;
+                }
+                tracing::warn!(hub = %link.hub, %error, "tunnel to the gateway failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn open(link: &Link) -> Result<Ws, TunnelError> {
+    let url = format!(
+        "{}&access_token={}",
+        link.tunnel_url(),
+        form_urlencoded::byte_serialize(link.token().as_bytes()).collect::<String>()
+    );
+    use tokio_tungstenite::tungstenite::Error;
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(Error::Http(response)) => {
+            let message = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err(TunnelError::Refused {
+                status: response.status().as_u16(),
+                message,
+            })
+        }
+        Err(e) => Err(TunnelError::Connect(e.to_string())),
+    }
+}
+
+async fn session(
+    link: &Arc<Link>,
+    ws: Ws,
+    socket: u64,
+    first: &mut Option<oneshot::Sender<Result<(), TunnelError>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> End {
+    let (mut sink, mut stream) = ws.split();
+    // The gateway's first message must be ConnectionConnected.
+    let hello = tokio::time::timeout(CONNECTED_WAIT, stream.next()).await;
+    match hello {
+        Ok(Some(Ok(Message::Binary(bytes))))
+            if matches!(
+                frame::decode(&bytes),
+                Ok(TunnelMessage::ConnectionConnected { .. })
+            ) => {}
+        _ => {
+            tracing::warn!(hub = %link.hub, "the gateway did not confirm the tunnel");
+            return End::Reconnect;
+        }
+    }
+    let (writer, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    let pump = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            let close = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    link.writer.send_replace(Some((socket, writer.clone())));
+    link.connected.store(true, Ordering::Release);
+    tracing::info!(hub = %link.hub, server = %link.server_id, "tunnel to the gateway open");
+    if let Some(first) = first.take() {
+        let _ = first.send(Ok(()));
+    }
+    let end = loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = stop.wait_for(|stop| *stop) => {
+                let _ = writer.send(Message::Close(None));
+                break End::Stop;
+            }
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Reconnect,
+            Some(Ok(_)) => continue,
+        };
+        match frame::decode(&bytes) {
+            Ok(TunnelMessage::HttpResponse(response)) => link.on_response(response),
+            Ok(TunnelMessage::HttpRequest(request)) => {
+                let response = super::events::handle(link, &request);
+                let bytes = frame::encode(&TunnelMessage::HttpResponse(response));
+                let _ = writer.send(Message::Binary(bytes));
+            }
+            Ok(TunnelMessage::ConnectionClose { message }) => {
+                tracing::warn!(hub = %link.hub, %message, "the gateway closed the tunnel for good");
+                break End::Stop;
+            }
+            Ok(TunnelMessage::ConnectionReconnect { .. }) => break End::Reconnect,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(hub = %link.hub, %error, "invalid tunnel frame dropped"),
+        }
+    };
+    link.connected.store(false, Ordering::Release);
+    link.writer.send_if_modified(|current| match current {
+        Some((id, _)) if *id == socket => {
+            *current = None;
+            true
+        }
+        _ => false,
+    });
+    link.fail_socket(socket);
+    drop(writer);
+    let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+    if matches!(end, End::Reconnect) {
+        tracing::warn!(hub = %link.hub, "tunnel to the gateway lost; reconnecting");
+    }
+    end
+}

@@ -1,0 +1,247 @@
+//! The REST calls of the official SDK (`InprocessServerProxy`), built for
+//! the tunnel: same methods, paths, query encoding, headers and bodies
+//! (protocol reference §3.10, §4).
+
+use base64::Engine as _;
+use bytes::Bytes;
+use portcullis_gateway::hub::{Filter, Frame, Payload, odata};
+use portcullis_protocol::engine::RECORD_SEPARATOR;
+
+use crate::conn::ConnId;
+
+/// The SDK's `api-version`.
+const API_VERSION: &str = "api-version=2023-07-01";
+/// The SDK's placeholder host (the tunnel is the real destination).
+const HOST: &str = "https://host";
+
+/// One REST call, as carried by a tunnel `HttpRequest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub method: &'static str,
+    pub url: String,
+    pub content_type: Option<&'static str>,
+    pub body: Option<Bytes>,
+}
+
+fn base(hub: &str) -> String {
+    format!("{HOST}/api/hubs/{hub}")
+}
+
+/// `&filter=<form-urlencoded OData>`, or nothing for "everyone".
+fn filter_param(filter: &Filter) -> String {
+    if *filter == Filter::All {
+        return String::new();
+    }
+    let text = odata::to_odata(filter);
+    let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+    format!("&filter={encoded}")
+}
+
+/// The Engine.IO payload text of `payload` (the polling format the REST
+/// bodies use): records joined by `\x1e`, binary as `b` + base64.
+pub(crate) fn payload_text(payload: &Payload) -> String {
+    let mut out = String::new();
+    for (i, frame) in payload.frames().iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        match frame {
+            Frame::Text(text) => out.push_str(&String::from_utf8_lossy(text)),
+            Frame::Binary(bytes) => {
+                out.push('b');
+                base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn text_body(payload: &Payload) -> Option<Bytes> {
+    Some(Bytes::from(payload_text(payload)))
+}
+
+/// `POST …/connections/{id}/:send` → 202.
+pub(crate) fn send_to_connection(hub: &str, connection: &ConnId, payload: &Payload) -> Call {
+    Call {
+        method: "POST",
+        url: format!("{}/connections/{connection}/:send?{API_VERSION}", base(hub)),
+        content_type: Some("text/plain"),
+        body: text_body(payload),
+    }
+}
+
+/// A broadcast as the SDK's adapter sends it: a group send when the filter
+/// requires one group (the rest as a filter), else a hub send with the
+/// filter. → 202.
+pub(crate) fn broadcast(hub: &str, filter: &Filter, payload: &Payload) -> Call {
+    let url = match filter {
+        Filter::InGroup(group) => format!("{}/groups/{group}/:send?{API_VERSION}", base(hub)),
+        Filter::And(terms) if matches!(terms.first(), Some(Filter::InGroup(_))) => {
+            let Some(Filter::InGroup(group)) = terms.first() else {
+                unreachable!("matched above")
+            };
+            let rest = match &terms[1..] {
+                [only] => only.clone(),
+                more => Filter::And(more.to_vec()),
+            };
+            format!(
+                "{}/groups/{group}/:send?{API_VERSION}{}",
+                base(hub),
+                filter_param(&rest)
+            )
+        }
+        other => format!("{}/:send?{API_VERSION}{}", base(hub), filter_param(other)),
+    };
+    Call {
+        method: "POST",
+        url,
+        content_type: Some("text/plain"),
+        body: text_body(payload),
+    }
+}
+
+fn groups_body(groups: &[String], filter: &Filter) -> Option<Bytes> {
+    let body = serde_json::json!({ "groups": groups, "filter": odata::to_odata(filter) });
+    Some(Bytes::from(body.to_string()))
+}
+
+/// `POST …/:addToGroups` with `connectionId eq '…'` → 200.
+pub(crate) fn add_to_groups(hub: &str, connection: &ConnId, groups: &[String]) -> Call {
+    add_where(hub, groups, &Filter::ConnectionId(connection.to_string()))
+}
+
+/// `POST …/:addToGroups` with any filter → 200.
+pub(crate) fn add_where(hub: &str, groups: &[String], filter: &Filter) -> Call {
+    Call {
+        method: "POST",
+        url: format!("{}/:addToGroups?{API_VERSION}", base(hub)),
+        content_type: Some("application/json"),
+        body: groups_body(groups, filter),
+    }
+}
+
+/// One group: `DELETE …/groups/{g}/connections/{id}` (what `socket.leave`
+/// sends); several: `POST …/:removeFromGroups` → 200.
+pub(crate) fn remove_from_groups(hub: &str, connection: &ConnId, groups: &[String]) -> Call {
+    match groups {
+        [group] => Call {
+            method: "DELETE",
+            url: format!(
+                "{}/groups/{group}/connections/{connection}?{API_VERSION}",
+                base(hub)
+            ),
+            content_type: None,
+            body: None,
+        },
+        _ => Call {
+            method: "POST",
+            url: format!("{}/:removeFromGroups?{API_VERSION}", base(hub)),
+            content_type: Some("application/json"),
+            body: groups_body(groups, &Filter::ConnectionId(connection.to_string())),
+        },
+    }
+}
+
+/// `POST …/:invoke[?filter=]` → 200, then NDJSON acknowledgements.
+pub(crate) fn invoke(hub: &str, filter: &Filter, payload: &Payload) -> Call {
+    Call {
+        method: "POST",
+        url: format!(
+            "{}/:invoke?{API_VERSION}{}",
+            base(hub),
+            filter_param(filter)
+        ),
+        content_type: Some("text/plain"),
+        body: text_body(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_tunnel::group_name::group_name;
+    use portcullis_tunnel::rest::{RestCall, parse_rest};
+
+    fn text(p: &str) -> Payload {
+        Payload::parse(p).unwrap()
+    }
+
+    #[test]
+    fn calls_match_the_sdk_captures() {
+        let c = ConnId::new("conn-abc123");
+        let call = send_to_connection("eio_hub", &c, &text("42[\"hello\",\"world\"]"));
+        assert_eq!(
+            call.url,
+            "https://host/api/hubs/eio_hub/connections/conn-abc123/:send?api-version=2023-07-01"
+        );
+        assert_eq!(call.body.as_deref(), Some(&b"42[\"hello\",\"world\"]"[..]));
+
+        let all = broadcast(
+            "eio_hub",
+            &Filter::InGroup("0~Lw~".into()),
+            &text("42[\"all\",1]"),
+        );
+        assert_eq!(
+            all.url,
+            "https://host/api/hubs/eio_hub/groups/0~Lw~/:send?api-version=2023-07-01"
+        );
+        let to_except = Filter::InGroup(group_name("/", Some("room1"))).and(Filter::Not(Box::new(
+            Filter::InGroup(group_name("/", Some("room2"))),
+        )));
+        assert_eq!(
+            broadcast("eio_hub", &to_except, &text("42[\"r1\",\"x\"]")).url,
+            "https://host/api/hubs/eio_hub/groups/0~Lw~cm9vbTE/:send?api-version=2023-07-01&filter=not+%28%270%7ELw%7Ecm9vbTI%27+in+groups%29"
+        );
+        let two = Filter::Or(vec![
+            Filter::InGroup("0~Lw~YQ".into()),
+            Filter::InGroup("0~Lw~Yg".into()),
+        ]);
+        let call = broadcast(
+            "h",
+            &two,
+            &text("451-[\"m\",{\"_placeholder\":true,\"num\":0}]\u{1e}bAQID"),
+        );
+        assert_eq!(
+            parse_rest(call.method, &call.url).unwrap(),
+            RestCall::SendToAll {
+                hub: "h".into(),
+                filter: Some("'0~Lw~YQ' in groups or '0~Lw~Yg' in groups".into())
+            }
+        );
+        assert_eq!(
+            call.body.as_deref(),
+            Some(&b"451-[\"m\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID"[..])
+        );
+
+        let join = add_to_groups("eio_hub", &c, &["0~Lw~cm9vbTE".into()]);
+        let body: serde_json::Value =
+            serde_json::from_slice(join.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"groups": ["0~Lw~cm9vbTE"], "filter": "connectionId eq 'conn-abc123'"})
+        );
+        assert_eq!(join.content_type, Some("application/json"));
+        let leave = remove_from_groups("eio_hub", &c, &["0~Lw~cm9vbTE".into()]);
+        assert_eq!(
+            (leave.method, leave.url.as_str()),
+            (
+                "DELETE",
+                "https://host/api/hubs/eio_hub/groups/0~Lw~cm9vbTE/connections/conn-abc123?api-version=2023-07-01"
+            )
+        );
+        let many = remove_from_groups("h", &c, &["a".into(), "b".into()]);
+        assert_eq!(
+            parse_rest(many.method, &many.url).unwrap(),
+            RestCall::RemoveFromGroups { hub: "h".into() }
+        );
+        let ask = invoke(
+            "eio_hub",
+            &Filter::InGroup("0~Lw~".into()),
+            &text("42[\"ask\",\"q\"]"),
+        );
+        assert_eq!(
+            ask.url,
+            "https://host/api/hubs/eio_hub/:invoke?api-version=2023-07-01&filter=%270%7ELw%7E%27+in+groups"
+        );
+    }
+}

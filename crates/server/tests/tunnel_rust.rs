@@ -1,0 +1,220 @@
+//! The crate's API against the `rust_socketio` client, with the application
+//! attached over the server tunnel (the same cases as `rust_client.rs`,
+//! which runs them embedded).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DEADLINE, HUB, TestServer};
+use futures_util::FutureExt as _;
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// What a client received: event name and payload.
+type Inbox = mpsc::UnboundedReceiver<(String, Payload)>;
+
+async fn client(server: &TestServer, ns: &str, user: &str) -> (Client, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let url = format!(
+        "{}{}/?access_token={}",
+        server.endpoint(),
+        server.path(),
+        server.token(user, &[])
+    );
+    let client = ClientBuilder::new(url)
+        .namespace(ns)
+        .auth(json!({"client": "rust", "user": user}))
+        .reconnect(false)
+        .on_any(move |event, payload, _| {
+            let tx = tx.clone();
+            async move {
+                tx.send((event.to_string(), payload)).ok();
+            }
+            .boxed()
+        })
+        .connect();
+    let client = tokio::time::timeout(DEADLINE, client)
+        .await
+        .expect("connects in time")
+        .expect("connects");
+    let mut inbox = rx;
+    next(&mut inbox, "welcome").await;
+    (client, inbox)
+}
+
+/// The next `event` received (earlier other events are dropped).
+async fn next(inbox: &mut Inbox, event: &str) -> Payload {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (name, payload) = inbox.recv().await.expect("client still open");
+            if name == event {
+                return payload;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {event} within {DEADLINE:?}"))
+}
+
+/// Events received until `sync` with `tag` (a barrier: the server sent it
+/// after everything else under test).
+async fn until_sync(inbox: &mut Inbox, tag: &str) -> Vec<(String, Payload)> {
+    tokio::time::timeout(DEADLINE, async {
+        let mut seen = Vec::new();
+        loop {
+            let (name, payload) = inbox.recv().await.expect("client still open");
+            if name == "sync" && payload == Payload::Text(vec![json!(tag)]) {
+                return seen;
+            }
+            seen.push((name, payload));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no sync {tag} within {DEADLINE:?}"))
+}
+
+/// Emits with an acknowledgement; the ack's arguments array (rust_socketio
+/// hands acks over as one JSON array of the arguments).
+async fn ack(client: &Client, event: &str, args: Vec<Value>) -> Value {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    client
+        .emit_with_ack(event, Payload::Text(args), DEADLINE, move |payload, _| {
+            let tx = tx.clone();
+            async move {
+                tx.send(payload).ok();
+            }
+            .boxed()
+        })
+        .await
+        .expect("emit");
+    let payload = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no ack to {event}"))
+        .expect("ack");
+    match payload {
+        Payload::Text(mut values) if values.len() == 1 => values.remove(0),
+        other => panic!("unexpected ack payload {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn claims_emits_and_acks() {
+    let mut server = TestServer::start_tunnel(Duration::from_secs(45)).await;
+    let (client, mut inbox) = client(&server, "/chat", "alice").await;
+
+    let connected = server
+        .expect("the connect handler", |v| v["kind"] == "connected")
+        .await;
+    let who = &connected["who"];
+    assert_eq!(who["ns"], "/chat");
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["team"], json!(["blue"]));
+    assert_eq!(who["auth"], json!({"client": "rust", "user": "alice"}));
+
+    client.emit("echo", json!({"a": 1})).await.unwrap();
+    assert_eq!(
+        next(&mut inbox, "echo").await,
+        Payload::Text(vec![json!({"a": 1})])
+    );
+
+    let sum = ack(&client, "add", vec![json!(2), json!(3)]).await;
+    assert_eq!(sum, json!([5]));
+
+    // The server can emit to the socket from anywhere through the io handle.
+    let sid = who["sid"].as_str().unwrap().to_owned();
+    let socket = server.io.get_socket(&sid).expect("the socket is known");
+    socket.emit("direct", &("x", 2)).unwrap();
+    assert_eq!(
+        next(&mut inbox, "direct").await,
+        Payload::Text(vec![json!("x"), json!(2)])
+    );
+    client.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn binary_both_ways() {
+    let mut server = TestServer::start_tunnel(Duration::from_secs(45)).await;
+    let (client, mut inbox) = client(&server, "/", "bob").await;
+    client
+        .emit("upload", Payload::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    let upload = server.expect("the upload", |v| v["kind"] == "upload").await;
+    assert_eq!(upload["files"], json!([[1, 2, 3]]));
+    assert_eq!(upload["data"], Value::Null);
+    assert_eq!(
+        next(&mut inbox, "download").await,
+        Payload::Binary(vec![3u8, 2, 1].into())
+    );
+    client.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn rooms_join_leave_to_except() {
+    let server = TestServer::start_tunnel(Duration::from_secs(45)).await;
+    let (a, mut a_in) = client(&server, "/", "alice").await;
+    let (b, mut b_in) = client(&server, "/", "bob").await;
+
+    assert_eq!(
+        ack(&a, "join", vec![json!(["r", "x"])]).await,
+        json!([["r", "x"]])
+    );
+    // From the test, through the io handle: everyone in "r".
+    server.io.to("r").emit("direct", &1).unwrap();
+    // b broadcasts to "r" (a), then to "r" except "x" (nobody).
+    ack(&b, "to", vec![json!({"rooms": ["r"], "event": "hey"})]).await;
+    ack(
+        &b,
+        "to",
+        vec![json!({"rooms": ["r"], "except": ["x"], "event": "nobody"})],
+    )
+    .await;
+    ack(&b, "sync-all", vec![json!("s1")]).await;
+    let a_got = until_sync(&mut a_in, "s1").await;
+    let b_got = until_sync(&mut b_in, "s1").await;
+    let names = |got: &[(String, Payload)]| got.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a_got), ["direct", "hey"]);
+    assert!(names(&b_got).is_empty(), "{b_got:?}");
+
+    ack(&a, "leave", vec![json!(["r"])]).await;
+    server.io.to("r").emit("direct", &2).unwrap();
+    server.io.except("x").emit("not-x", &3).unwrap();
+    ack(&b, "sync-all", vec![json!("s2")]).await;
+    assert!(names(&until_sync(&mut a_in, "s2").await).is_empty());
+    assert_eq!(names(&until_sync(&mut b_in, "s2").await), ["not-x"]);
+
+    a.disconnect().await.unwrap();
+    b.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_and_client_disconnect_reasons() {
+    let mut server = TestServer::start_tunnel(Duration::from_secs(45)).await;
+    let (kicked, _in1) = client(&server, "/", "alice").await;
+    let first = server.expect("connect", |v| v["kind"] == "connected").await;
+    kicked.emit("kick-me", json!(null)).await.unwrap();
+    let gone = server
+        .expect("the kicked socket", |v| v["kind"] == "disconnected")
+        .await;
+    assert_eq!(gone["sid"], first["who"]["sid"]);
+    assert_eq!(gone["reason"], "server namespace disconnect");
+    assert!(
+        server
+            .io
+            .get_socket(gone["sid"].as_str().unwrap())
+            .is_none()
+    );
+
+    let (leaver, _in2) = client(&server, "/", "bob").await;
+    let second = server.expect("connect", |v| v["kind"] == "connected").await;
+    leaver.disconnect().await.unwrap();
+    let gone = server
+        .expect("the leaving socket", |v| v["kind"] == "disconnected")
+        .await;
+    assert_eq!(gone["sid"], second["who"]["sid"]);
+    assert_eq!(gone["reason"], "client namespace disconnect");
+    assert_eq!(server.io.hub_name(), Some(HUB));
+}

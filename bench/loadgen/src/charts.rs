@@ -90,7 +90,7 @@ pub fn latency(path: &Path, title: &str, series: &[LatencySeries]) -> Result<()>
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
@@ -116,7 +116,7 @@ pub fn memory(path: &Path, title: &str, counts: &[usize], series: &[MemorySeries
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..groups as f64, 0f64..max * 1.2)
+        .build_cartesian_2d(0f64..groups as f64, 0f64..max * 1.7)
         .map_err(err)?;
     let counts_owned: Vec<usize> = counts.to_vec();
     chart

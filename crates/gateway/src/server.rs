@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
@@ -230,6 +231,13 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let router = self.router();
+        // Real-time traffic is many small writes: Nagle's algorithm would hold
+        // each behind the peer's delayed ACK (tens of milliseconds a hop).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -137,6 +137,9 @@ async fn run(args: Args) -> Result<(), String> {
     println!("Chat running at {public_url}");
     println!("Log in as alice/alice or bob/bob (two browsers, or a private window).");
 
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             tokio::signal::ctrl_c().await.ok();

@@ -445,7 +445,8 @@ async fn open(link: &Link) -> Result<Ws, TunnelError> {
         form_urlencoded::byte_serialize(link.token().as_bytes()).collect::<String>()
     );
     use tokio_tungstenite::tungstenite::Error;
-    match tokio_tungstenite::connect_async(url).await {
+    // No Nagle: tunnel frames are small and latency-bound.
+    match tokio_tungstenite::connect_async_with_config(url, None, true).await {
         Ok((ws, _)) => Ok(ws),
         Err(Error::Http(response)) => {
             let message = response

@@ -1,5 +1,6 @@
 //! The crate's API against the real `socket.io-client` (npm), driven by
-//! `tests/node/client.mjs`. Needs `npm ci` in `tests/compat` (done by
+//! `tests/node/client.mjs`, each scenario both embedded and over the server
+//! tunnel. Needs `npm ci` in `tests/compat` (done by
 //! `scripts/test`); without it these tests fail and say so.
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DEADLINE, TestServer};
+use common::{DEADLINE, Mode, TestServer};
 use serde_json::{Value, json};
 
 fn compat_package_json() -> PathBuf {
@@ -58,13 +59,8 @@ async fn scenario(server: &TestServer, name: &str) -> Value {
     serde_json::from_str(line).expect("result is JSON")
 }
 
-fn default_server() -> impl Future<Output = TestServer> {
-    TestServer::start(Duration::from_secs(45))
-}
-
-#[tokio::test]
-async fn namespaces_claims_and_refusals() {
-    let mut server = default_server().await;
+async fn namespaces_claims_and_refusals(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let r = scenario(&server, "namespaces").await;
 
     // "/" and "/chat" share one connection but are distinct sockets whose
@@ -100,9 +96,8 @@ async fn namespaces_claims_and_refusals() {
         .await;
 }
 
-#[tokio::test]
-async fn acks_both_ways_with_timeouts() {
-    let mut server = default_server().await;
+async fn acks_both_ways_with_timeouts(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let r = scenario(&server, "acks").await;
     assert_eq!(r["sum"], 3);
     assert_eq!(r["clientTimeout"], "operation has timed out");
@@ -116,9 +111,8 @@ async fn acks_both_ways_with_timeouts() {
         .await;
 }
 
-#[tokio::test]
-async fn binary_both_ways() {
-    let mut server = default_server().await;
+async fn binary_both_ways(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let r = scenario(&server, "binary").await;
     assert_eq!(r["data"], "file.bin");
     assert_eq!(r["count"], 1);
@@ -142,9 +136,8 @@ fn got(received: &Value, client: &str, event: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn rooms_broadcasts_and_acks_from_many() {
-    let server = default_server().await;
+async fn rooms_broadcasts_and_acks_from_many(mode: Mode) {
+    let server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let r = scenario(&server, "rooms").await;
     let ids = &r["ids"];
     let rec = &r["received"];
@@ -183,9 +176,8 @@ async fn rooms_broadcasts_and_acks_from_many() {
     assert_eq!(by("c")["err"], "timeout");
 }
 
-#[tokio::test]
-async fn server_and_client_disconnects() {
-    let mut server = default_server().await;
+async fn server_and_client_disconnects(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let r = scenario(&server, "disconnects").await;
     let ids = r["ids"].clone();
     assert_eq!(r["kickedWhy"], "io server disconnect");
@@ -211,9 +203,8 @@ async fn server_and_client_disconnects() {
     }
 }
 
-#[tokio::test]
-async fn a_connection_without_connect_is_closed() {
-    let server = TestServer::start(Duration::from_millis(800)).await;
+async fn a_connection_without_connect_is_closed(mode: Mode) {
+    let server = TestServer::start_in(mode, Duration::from_millis(800)).await;
     let r = scenario(&server, "no-connect").await;
     // The timer starts when the gateway registers the connection, after
     // the client started, so the close cannot come sooner than the timeout.
@@ -221,3 +212,12 @@ async fn a_connection_without_connect_is_closed() {
     assert!(closed_after >= 750, "closed too early: {r}");
     assert_eq!(r["reason"], "transport close", "{r}");
 }
+
+in_both_modes!(
+    namespaces_claims_and_refusals,
+    acks_both_ways_with_timeouts,
+    binary_both_ways,
+    rooms_broadcasts_and_acks_from_many,
+    server_and_client_disconnects,
+    a_connection_without_connect_is_closed,
+);

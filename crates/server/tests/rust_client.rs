@@ -1,10 +1,11 @@
-//! The crate's API against the `rust_socketio` client.
+//! The crate's API against the `rust_socketio` client, each case both
+//! embedded and over the server tunnel.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{DEADLINE, HUB, TestServer};
+use common::{DEADLINE, HUB, Mode, TestServer};
 use futures_util::FutureExt as _;
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
@@ -98,9 +99,8 @@ async fn ack(client: &Client, event: &str, args: Vec<Value>) -> Value {
     }
 }
 
-#[tokio::test]
-async fn claims_emits_and_acks() {
-    let mut server = TestServer::start(Duration::from_secs(45)).await;
+async fn claims_emits_and_acks(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let (client, mut inbox) = client(&server, "/chat", "alice").await;
 
     let connected = server
@@ -132,9 +132,8 @@ async fn claims_emits_and_acks() {
     client.disconnect().await.unwrap();
 }
 
-#[tokio::test]
-async fn binary_both_ways() {
-    let mut server = TestServer::start(Duration::from_secs(45)).await;
+async fn binary_both_ways(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let (client, mut inbox) = client(&server, "/", "bob").await;
     client
         .emit("upload", Payload::Binary(vec![1u8, 2, 3].into()))
@@ -150,9 +149,8 @@ async fn binary_both_ways() {
     client.disconnect().await.unwrap();
 }
 
-#[tokio::test]
-async fn rooms_join_leave_to_except() {
-    let server = TestServer::start(Duration::from_secs(45)).await;
+async fn rooms_join_leave_to_except(mode: Mode) {
+    let server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let (a, mut a_in) = client(&server, "/", "alice").await;
     let (b, mut b_in) = client(&server, "/", "bob").await;
 
@@ -188,9 +186,8 @@ async fn rooms_join_leave_to_except() {
     b.disconnect().await.unwrap();
 }
 
-#[tokio::test]
-async fn server_and_client_disconnect_reasons() {
-    let mut server = TestServer::start(Duration::from_secs(45)).await;
+async fn server_and_client_disconnect_reasons(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
     let (kicked, _in1) = client(&server, "/", "alice").await;
     let first = server.expect("connect", |v| v["kind"] == "connected").await;
     kicked.emit("kick-me", json!(null)).await.unwrap();
@@ -216,3 +213,10 @@ async fn server_and_client_disconnect_reasons() {
     assert_eq!(gone["reason"], "client namespace disconnect");
     assert_eq!(server.io.hub_name(), Some(HUB));
 }
+
+in_both_modes!(
+    claims_emits_and_acks,
+    binary_both_ways,
+    rooms_join_leave_to_except,
+    server_and_client_disconnect_reasons,
+);

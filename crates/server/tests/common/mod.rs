@@ -30,37 +30,50 @@ pub struct TestServer {
     pub tunnel: Option<portcullis_server::TunnelHandle>,
 }
 
-impl TestServer {
-    /// Starts a gateway on 127.0.0.1:0 with the test application attached.
-    pub async fn start(connect_timeout: Duration) -> TestServer {
-        let (tx, observations) = mpsc::unbounded_channel();
-        let io = SocketIo::builder()
-            .connect_timeout(connect_timeout)
-            .ack_timeout(Duration::from_secs(2))
-            .build();
-        install(&io, tx);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
-        let gateway = Gateway::new(GatewayConfig::new(addr, keys));
-        io.attach(&gateway, HUB).expect("attach");
-        let (shutdown, rx) = oneshot::channel::<()>();
-        tokio::spawn(gateway.serve(listener, async move {
-            rx.await.ok();
-        }));
-        TestServer {
-            addr,
-            io,
-            observations,
-            _shutdown: shutdown,
-            tunnel: None,
+/// How the test application is attached to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In the gateway's process.
+    Embedded,
+    /// Over the server tunnel.
+    Tunnel,
+}
+
+/// Runs each named `async fn(Mode)` as two tests, `NAME::embedded` and
+/// `NAME::tunnel`: the same scenario and assertions in both attach modes.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn embedded() {
+                super::$name(super::common::Mode::Embedded).await
+            }
+            #[tokio::test]
+            async fn tunnel() {
+                super::$name(super::common::Mode::Tunnel).await
+            }
         }
+    )*};
+}
+
+impl TestServer {
+    /// Starts a gateway on 127.0.0.1:0 with the test application attached
+    /// embedded.
+    pub async fn start(connect_timeout: Duration) -> TestServer {
+        Self::start_in(Mode::Embedded, connect_timeout).await
     }
 
     /// Like [`start`](Self::start), with the application attached over the
     /// server tunnel (the gateway in-process, reached through its
     /// connection string) instead of embedded.
     pub async fn start_tunnel(connect_timeout: Duration) -> TestServer {
+        Self::start_in(Mode::Tunnel, connect_timeout).await
+    }
+
+    /// Starts a gateway on 127.0.0.1:0 with the test application attached in
+    /// `mode`.
+    pub async fn start_in(mode: Mode, connect_timeout: Duration) -> TestServer {
         let (tx, observations) = mpsc::unbounded_channel();
         let io = SocketIo::builder()
             .connect_timeout(connect_timeout)
@@ -72,20 +85,28 @@ impl TestServer {
         let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
         let gateway = Gateway::new(GatewayConfig::new(addr, keys));
         let connection_string = gateway.connection_string(addr).to_string();
+        if mode == Mode::Embedded {
+            io.attach(&gateway, HUB).expect("attach");
+        }
         let (shutdown, rx) = oneshot::channel::<()>();
         tokio::spawn(gateway.serve(listener, async move {
             rx.await.ok();
         }));
-        let tunnel = tokio::time::timeout(DEADLINE, io.connect_tunnel(&connection_string, HUB))
-            .await
-            .expect("the tunnel opens in time")
-            .expect("the tunnel opens");
+        let tunnel = match mode {
+            Mode::Embedded => None,
+            Mode::Tunnel => Some(
+                tokio::time::timeout(DEADLINE, io.connect_tunnel(&connection_string, HUB))
+                    .await
+                    .expect("the tunnel opens in time")
+                    .expect("the tunnel opens"),
+            ),
+        };
         TestServer {
             addr,
             io,
             observations,
             _shutdown: shutdown,
-            tunnel: Some(tunnel),
+            tunnel,
         }
     }
 

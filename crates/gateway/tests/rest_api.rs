@@ -42,6 +42,11 @@ async fn poll(gateway: &TestGateway, sid: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// The status of a body-less call.
+async fn status_of(gateway: &TestGateway, method: reqwest::Method, path: &str) -> u16 {
+    call(gateway, method, path, "").await.0
+}
+
 async fn call(
     gateway: &TestGateway,
     method: reqwest::Method,
@@ -139,25 +144,21 @@ async fn sends_to_connections_users_groups_and_all() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/blue"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/blue")
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/red"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/red")
         )
-        .await
-        .0,
+        .await,
         404
     );
     let (status, _) = call(
@@ -205,36 +206,30 @@ async fn manages_and_closes_connections() {
     let gateway = TestGateway::start(&["--echo-hub", HUB]);
     let sid = open_session(&gateway).await;
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/connections/{sid}"),
-            ""
+            &format!("/api/hubs/{HUB}/connections/{sid}")
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/users/tester"),
-            ""
+            &format!("/api/hubs/{HUB}/users/tester")
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/users/nobody"),
-            ""
+            &format!("/api/hubs/{HUB}/users/nobody")
         )
-        .await
-        .0,
+        .await,
         404
     );
 
@@ -251,47 +246,39 @@ async fn manages_and_closes_connections() {
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/b"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/b")
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::DELETE,
-            &format!("/api/hubs/{HUB}/groups/b/connections/{sid}"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/b/connections/{sid}")
         )
-        .await
-        .0,
+        .await,
         200
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/b"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/b")
         )
-        .await
-        .0,
+        .await,
         404
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/a"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/a")
         )
-        .await
-        .0,
+        .await,
         200
     );
 
@@ -305,25 +292,21 @@ async fn manages_and_closes_connections() {
     assert_eq!(status, 204);
     gateway.wait_connections(0).await;
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/connections/{sid}"),
-            ""
+            &format!("/api/hubs/{HUB}/connections/{sid}")
         )
-        .await
-        .0,
+        .await,
         404
     );
     assert_eq!(
-        call(
+        status_of(
             &gateway,
             reqwest::Method::HEAD,
-            &format!("/api/hubs/{HUB}/groups/a"),
-            ""
+            &format!("/api/hubs/{HUB}/groups/a")
         )
-        .await
-        .0,
+        .await,
         404,
         "a closed connection leaves its groups"
     );

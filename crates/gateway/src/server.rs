@@ -220,6 +220,7 @@ impl Gateway {
             .route("/server/tunnel", get(crate::tunnel::tunnel_endpoint))
             .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.state.clone())
     }
 
@@ -256,6 +257,14 @@ async fn health(State(state): State<Arc<GatewayState>>) -> Json<serde_json::Valu
         "connections": state.hubs.connection_count(),
         "hubs": state.hubs.len(),
     }))
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    let body = serde_json::json!({
+        "code": 405,
+        "message": format!("{method} is not allowed on {}; /health answers GET, the tunnel a WebSocket GET", uri.path()),
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn not_found() -> Response {

@@ -175,3 +175,37 @@ async fn settings_come_from_a_toml_file_and_flags_win() {
     let (status, _) = open_packet(&gateway, "closed", Some(&gateway.token("closed"))).await;
     assert_eq!(status, 200, "the file's access key is used");
 }
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_json_errors() {
+    let gateway = TestGateway::start(&[]);
+    let response = reqwest::get(format!(
+        "{}/socket.io/?EIO=4&transport=polling",
+        gateway.http()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/clients/socketio/hubs/"),
+        "{body}"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/health", gateway.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST is not allowed on /health"),
+        "{body}"
+    );
+}

@@ -158,6 +158,14 @@ function operator({ nsp = "/", to, except, from, timeout, socket: socketId } = {
   return op;
 }
 
+// socket.io's socketsJoin()/socketsLeave() drop the adapter's promise, but
+// the SDK's adapter makes a REST call there (its docs say to await these
+// calls): call the adapter directly and await it, so the next command is
+// ordered after the change.
+function broadcastOptions(op) {
+  return { rooms: op.rooms ?? new Set(), except: op.exceptRooms ?? new Set(), flags: op.flags ?? {} };
+}
+
 const commands = {
   async emit({ target, event, args = [] }) {
     operator(target).emit(event, ...toBuffers(args));
@@ -197,11 +205,13 @@ const commands = {
     return true;
   },
   async socketsJoin({ target, rooms }) {
-    operator(target).socketsJoin(rooms);
+    const op = operator(target);
+    await op.adapter.addSockets(broadcastOptions(op), [].concat(rooms));
     return true;
   },
   async socketsLeave({ target, rooms }) {
-    operator(target).socketsLeave(rooms);
+    const op = operator(target);
+    await op.adapter.delSockets(broadcastOptions(op), [].concat(rooms));
     return true;
   },
   async sockets({ nsp = "/" }) {

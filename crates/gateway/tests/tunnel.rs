@@ -74,6 +74,35 @@ async fn reply(ws: &mut Ws, response: HttpResponse) {
     .unwrap();
 }
 
+/// Attaches application server `sub` to hub "chat" and reads the
+/// `ConnectionConnected` that must come first.
+async fn attached_server(gateway: &TestGateway, sub: &str) -> Ws {
+    let mut ws = attach(gateway, "chat", &tunnel_token("chat", sub, KEY))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut ws).await,
+        TunnelMessage::ConnectionConnected { .. }
+    ));
+    ws
+}
+
+/// Starts a client's polling handshake on hub "chat" (with `extra` query
+/// parameters); it completes once the server answers `connect`.
+fn client_handshake(gateway: &TestGateway, extra: &str) -> tokio::task::JoinHandle<(u16, String)> {
+    let url = gateway.client_url(
+        "chat",
+        &format!(
+            "EIO=4&transport=polling{extra}&access_token={}",
+            gateway.token("chat")
+        ),
+    );
+    tokio::spawn(async move {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
 #[tokio::test]
 async fn only_servers_with_a_valid_token_attach() {
     let gateway = TestGateway::start(&["--echo-hub", "echo"]);
@@ -120,25 +149,10 @@ async fn only_servers_with_a_valid_token_attach() {
 #[tokio::test]
 async fn carries_a_client_session_through_the_tunnel() {
     let gateway = TestGateway::start(&[]);
-    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut ws).await,
-        TunnelMessage::ConnectionConnected { .. }
-    ));
+    let mut ws = attached_server(&gateway, "server-a").await;
 
     // A client's handshake becomes a blocking `connect` event.
-    let handshake = tokio::spawn({
-        let url = gateway.client_url(
-            "chat",
-            &format!(
-                "EIO=4&transport=polling&foo=bar&access_token={}",
-                gateway.token("chat")
-            ),
-        );
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let handshake = client_handshake(&gateway, "&foo=bar");
     let connect = next_request(&mut ws).await;
     assert_eq!(
         connect.header("ce-type"),
@@ -164,7 +178,7 @@ async fn carries_a_client_session_through_the_tunnel() {
         HttpResponse::reply_to(&connect, 200).with_content(open.to_body()),
     )
     .await;
-    let open_packet = handshake.await.unwrap();
+    let (_, open_packet) = handshake.await.unwrap();
     assert!(
         open_packet.starts_with(&format!(
             "0{{\"sid\":\"{connection_id}\",\"upgrades\":[\"websocket\"]"
@@ -273,23 +287,8 @@ async fn carries_a_client_session_through_the_tunnel() {
 #[tokio::test]
 async fn a_refused_connect_reaches_the_client_and_leaves_nothing() {
     let gateway = TestGateway::start(&[]);
-    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
-        .await
-        .unwrap();
-    next(&mut ws).await;
-    let handshake = tokio::spawn({
-        let url = gateway.client_url(
-            "chat",
-            &format!(
-                "EIO=4&transport=polling&access_token={}",
-                gateway.token("chat")
-            ),
-        );
-        async move {
-            let response = reqwest::get(url).await.unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    });
+    let mut ws = attached_server(&gateway, "server-a").await;
+    let handshake = client_handshake(&gateway, "");
     let connect = next_request(&mut ws).await;
     reply(
         &mut ws,
@@ -335,13 +334,7 @@ async fn without_a_server_clients_get_503() {
 #[tokio::test]
 async fn idle_tunnels_get_keepalive_messages() {
     let gateway = TestGateway::start(&["--tunnel-keepalive-ms", "200"]);
-    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "server-a", KEY))
-        .await
-        .unwrap();
-    assert!(matches!(
-        next(&mut ws).await,
-        TunnelMessage::ConnectionConnected { .. }
-    ));
+    let mut ws = attached_server(&gateway, "server-a").await;
     let mut keepalives = 0;
     while keepalives < 2 {
         let message = tokio::time::timeout(Duration::from_secs(3), ws.next())
@@ -363,20 +356,8 @@ async fn idle_tunnels_get_keepalive_messages() {
 #[tokio::test]
 async fn a_server_may_leave_heartbeats_to_the_gateway() {
     let gateway = TestGateway::start(&[]);
-    let mut ws = attach(&gateway, "chat", &tunnel_token("chat", "rust-app", KEY))
-        .await
-        .unwrap();
-    next(&mut ws).await;
-    let handshake = tokio::spawn({
-        let url = gateway.client_url(
-            "chat",
-            &format!(
-                "EIO=4&transport=polling&access_token={}",
-                gateway.token("chat")
-            ),
-        );
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let mut ws = attached_server(&gateway, "rust-app").await;
+    let handshake = client_handshake(&gateway, "");
     let connect = next_request(&mut ws).await;
     let sid = connect.header("ce-connectionId").unwrap().to_owned();
     let body = serde_json::json!({
@@ -388,7 +369,7 @@ async fn a_server_may_leave_heartbeats_to_the_gateway() {
         HttpResponse::reply_to(&connect, 200).with_content(body.to_string()),
     )
     .await;
-    assert!(handshake.await.unwrap().contains("\"pingInterval\":200"));
+    assert!(handshake.await.unwrap().1.contains("\"pingInterval\":200"));
     assert!(next_request(&mut ws).await.header("ce-type") == Some("azure.webpubsub.sys.connected"));
 
     // The gateway pings the client itself; the pong does not cross the tunnel.

@@ -35,6 +35,7 @@ pub mod mint;
 pub mod verify;
 
 mod crypto;
+mod signature;
 mod ttl;
 
 pub use claims::Claims;

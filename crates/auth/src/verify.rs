@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::audience::HubAudience;
+use crate::signature::SigningKeys;
 use crate::{AccessKeys, Claims, TokenError};
 
 /// Default clock-skew allowance for `exp` and `nbf`, in seconds.
@@ -82,6 +83,7 @@ pub struct ClientTokenVerifier {
 
 struct Inner {
     keys: Vec<DecodingKey>,
+    signing: SigningKeys,
     validation: Validation,
     max_token_bytes: usize,
     public_endpoint: Option<Url>,
@@ -97,8 +99,10 @@ impl ClientTokenVerifier {
             .iter()
             .map(|key| DecodingKey::from_secret(key.as_bytes()))
             .collect();
+        let signing = SigningKeys::new(config.keys.all().iter().map(String::as_str));
         let inner = Inner {
             keys,
+            signing,
             validation: validation(config.leeway_secs),
             max_token_bytes: config.max_token_bytes,
             public_endpoint: config.public_endpoint,
@@ -127,8 +131,11 @@ impl ClientTokenVerifier {
     /// assert!(matches!(verifier.verify(&token, "other"), Err(TokenError::WrongAudience { .. })));
     /// ```
     pub fn verify(&self, token: &str, hub: &str) -> Result<Claims, TokenError> {
+        let payload = self.verified_payload(token)?;
+        // Built only for tokens that passed the signature: forgeries cost no URL parsing.
         let audience = HubAudience::new(hub, self.inner.public_endpoint.as_ref());
-        self.verify_with_expected(token, audience.expected(), &|aud| audience.matches(aud))
+        check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
+        Ok(Claims::from_json(&payload))
     }
 
     /// Same checks as [`verify`](Self::verify), but `aud` is accepted when
@@ -164,23 +171,32 @@ impl ClientTokenVerifier {
         expected: &str,
         audience_ok: &dyn Fn(&str) -> bool,
     ) -> Result<Claims, TokenError> {
-        check_length(token, self.inner.max_token_bytes)?;
-        check_shape(token)?;
-        let payload = self.decode(token)?;
+        let payload = self.verified_payload(token)?;
         check_audience(&payload, expected, audience_ok)?;
         Ok(Claims::from_json(&payload))
     }
 
-    /// Signature (any key), header, claims JSON, `exp` and `nbf`, by jsonwebtoken.
-    fn decode(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
-        for key in &self.inner.keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.inner.validation) {
-                Ok(data) => return Ok(data.claims),
-                Err(e) if *e.kind() == ErrorKind::InvalidSignature => continue,
-                Err(e) => return Err(map_error(e.kind(), token)),
-            }
-        }
-        Err(TokenError::BadSignature)
+    /// Every check but the audience, cheapest first; the claims of a token that
+    /// passes them.
+    fn verified_payload(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+        check_length(token, self.inner.max_token_bytes)?;
+        let parts = TokenParts::split(token)?;
+        check_algorithm(parts.header)?;
+        let signer = self
+            .inner
+            .signing
+            .signer(parts.signing_input, parts.signature)
+            .ok_or(TokenError::BadSignature)?;
+        self.decode(token, signer)
+    }
+
+    /// Header, signature (again, with the key that matched), claims JSON,
+    /// `exp` and `nbf`, by jsonwebtoken.
+    fn decode(&self, token: &str, signer: usize) -> Result<Map<String, Value>, TokenError> {
+        let key = &self.inner.keys[signer];
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.inner.validation)
+            .map(|data| data.claims)
+            .map_err(|e| map_error(e.kind(), token))
     }
 }
 
@@ -216,25 +232,65 @@ fn check_length(token: &str, limit: usize) -> Result<(), TokenError> {
     }
 }
 
-/// Three dot-separated parts, each valid unpadded base64url; header and payload non-empty.
-/// (The signature may be empty so that an `alg: none` token is refused by its algorithm.)
-fn check_shape(token: &str) -> Result<(), TokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed(SHAPE));
-    };
-    if header.is_empty() || payload.is_empty() {
-        return Err(TokenError::Malformed(EMPTY_PART));
+/// A token's three parts, borrowed.
+struct TokenParts<'a> {
+    header: &'a str,
+    /// `header.payload`, what the signature signs.
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> TokenParts<'a> {
+    /// Three dot-separated parts, each valid unpadded base64url; header and
+    /// payload non-empty. (The signature may be empty so that an `alg: none`
+    /// token is refused by its algorithm.) Nothing is decoded here.
+    fn split(token: &'a str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed(SHAPE));
+        };
+        if header.is_empty() || payload.is_empty() {
+            return Err(TokenError::Malformed(EMPTY_PART));
+        }
+        if ![header, payload, signature].into_iter().all(is_base64url) {
+            return Err(TokenError::Malformed(NOT_BASE64URL));
+        }
+        Ok(TokenParts {
+            header,
+            signing_input: &token[..header.len() + 1 + payload.len()],
+            signature,
+        })
     }
-    if [header, payload, signature]
-        .iter()
-        .any(|part| URL_SAFE_NO_PAD.decode(part).is_err())
-    {
-        return Err(TokenError::Malformed(NOT_BASE64URL));
+}
+
+/// Whether `part` decodes as unpadded base64url, checked without decoding it
+/// all: every byte in the alphabet, and a last quantum that decodes (which
+/// rules out impossible lengths and stray trailing bits).
+fn is_base64url(part: &str) -> bool {
+    let alphabet_ok = part
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !alphabet_ok {
+        return false;
     }
-    Ok(())
+    if part.is_empty() {
+        return true;
+    }
+    let last_quantum = &part[(part.len() - 1) / 4 * 4..];
+    URL_SAFE_NO_PAD
+        .decode_slice(last_quantum, &mut [0u8; 3])
+        .is_ok()
+}
+
+/// The header must name `HS256`; anything else is refused by name before the
+/// signature is looked at.
+fn check_algorithm(header: &str) -> Result<(), TokenError> {
+    match raw_header_alg(header)? {
+        alg if alg == "HS256" => Ok(()),
+        alg => Err(TokenError::UnsupportedAlgorithm(sanitize_algorithm(&alg))),
+    }
 }
 
 fn map_error(kind: &ErrorKind, token: &str) -> TokenError {
@@ -268,7 +324,7 @@ fn decoding_failure(token: &str) -> TokenError {
             None => TokenError::Malformed(CLAIMS_NOT_OBJECT),
         };
     }
-    match raw_header_alg(token) {
+    match raw_header_alg(header_part(token)) {
         Err(error) => error,
         Ok(alg) if alg == "HS256" => TokenError::Malformed(INVALID_HEADER),
         Ok(alg) => TokenError::UnsupportedAlgorithm(sanitize_algorithm(&alg)),
@@ -295,22 +351,34 @@ fn payload_object(token: &str) -> Option<Map<String, Value>> {
 }
 
 fn unsupported_algorithm(token: &str) -> TokenError {
-    match raw_header_alg(token) {
+    match raw_header_alg(header_part(token)) {
         Ok(alg) => TokenError::UnsupportedAlgorithm(sanitize_algorithm(&alg)),
         Err(error) => error,
     }
 }
 
-/// The `alg` string of the token's header, decoded without jsonwebtoken.
-fn raw_header_alg(token: &str) -> Result<String, TokenError> {
-    let header = token.split('.').next().unwrap_or_default();
+fn header_part(token: &str) -> &str {
+    token.split('.').next().unwrap_or_default()
+}
+
+/// The `alg` string of a token's header part, decoded without jsonwebtoken.
+fn raw_header_alg(header: &str) -> Result<String, TokenError> {
+    /// Only `alg` is read; other members are skipped unparsed.
+    #[derive(serde::Deserialize)]
+    struct AlgOnly {
+        alg: Option<Value>,
+    }
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| TokenError::Malformed(BAD_HEADER))?;
-    let json: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(BAD_HEADER))?;
-    match json.get("alg") {
-        Some(Value::String(alg)) => Ok(alg.clone()),
+    // serde would also read a struct from a JSON array: require an object.
+    let is_object = bytes.trim_ascii_start().starts_with(b"{");
+    let header: AlgOnly = serde_json::from_slice(&bytes)
+        .ok()
+        .filter(|_| is_object)
+        .ok_or(TokenError::Malformed(BAD_HEADER))?;
+    match header.alg {
+        Some(Value::String(alg)) => Ok(alg),
         _ => Err(TokenError::Malformed(NO_ALG)),
     }
 }
@@ -382,6 +450,10 @@ mod tests {
         );
     }
 
+    fn check_shape(token: &str) -> Result<(), TokenError> {
+        TokenParts::split(token).map(|_| ())
+    }
+
     #[test]
     fn shape() {
         assert_eq!(check_shape("a.b"), Err(TokenError::Malformed(SHAPE)));
@@ -399,6 +471,15 @@ mod tests {
             Err(TokenError::Malformed(NOT_BASE64URL))
         );
         assert_eq!(check_shape("eyJ9.eyJ9."), Ok(()));
+        // A last symbol with stray bits, and an impossible length.
+        assert_eq!(
+            check_shape("eyJ9.eyJ9.eyK"),
+            Err(TokenError::Malformed(NOT_BASE64URL))
+        );
+        assert_eq!(
+            check_shape("eyJ9.eyJ9a.x"),
+            Err(TokenError::Malformed(NOT_BASE64URL))
+        );
     }
 
     #[test]

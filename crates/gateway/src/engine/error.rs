@@ -73,10 +73,20 @@ impl EngineError {
     }
 }
 
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    code: u8,
+    message: &'a str,
+}
+
 impl IntoResponse for EngineError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code as u8, "message": self.message });
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = ErrorBody {
+            code: self.code as u8,
+            message: &self.message,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -56,10 +56,12 @@ async fn route(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Result<Response, EngineError> {
-    let raw_query = request.uri().query().unwrap_or("").to_owned();
-    let query = EngineQuery::parse(&raw_query);
+    // The query borrows from a cheap clone of the URI, so `request` can move on.
+    let uri = request.uri().clone();
+    let raw_query = uri.query().unwrap_or("");
+    let query = EngineQuery::parse(raw_query);
     match query.sid.as_deref() {
-        None => handshake(state, hub, &query, &raw_query, upgrade, request).await,
+        None => handshake(state, hub, &query, raw_query, upgrade, request).await,
         Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
     }
 }

@@ -14,9 +14,12 @@ pub(crate) struct EngineQuery<'a> {
 }
 
 impl<'a> EngineQuery<'a> {
+    /// Reads the four parameters. Only their values are scanned for escapes
+    /// (a refused handshake's long token is looked at once, not decoded).
     pub fn parse(query: &'a str) -> Self {
         let mut parsed = EngineQuery::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = decode_pair(pair);
             let slot = match key.as_ref() {
                 "EIO" => &mut parsed.eio,
                 "transport" => &mut parsed.transport,
@@ -31,6 +34,18 @@ impl<'a> EngineQuery<'a> {
         }
         parsed
     }
+}
+
+/// One `key=value` pair, borrowed when it holds no `%` or `+`; otherwise
+/// decoded as `application/x-www-form-urlencoded`.
+fn decode_pair(pair: &str) -> (Cow<'_, str>, Cow<'_, str>) {
+    if !pair.contains(['%', '+']) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        return (Cow::Borrowed(key), Cow::Borrowed(value));
+    }
+    url::form_urlencoded::parse(pair.as_bytes())
+        .next()
+        .unwrap_or_default()
 }
 
 /// Every query parameter, in order, for the handler's connect request.
@@ -53,5 +68,47 @@ mod tests {
         assert_eq!(q.sid.as_deref(), Some("abc"));
         assert_eq!(q.access_token.as_deref(), Some("a.b.c"));
         assert!(matches!(q.access_token, Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn decodes_escaped_pairs_and_keeps_empty_values() {
+        let q = EngineQuery::parse("&EIO=4&trans%70ort=web+socket&sid=&&access_token=a%2Eb");
+        assert_eq!(q.eio.as_deref(), Some("4"));
+        assert_eq!(q.transport.as_deref(), Some("web socket"));
+        assert_eq!(q.sid.as_deref(), Some(""));
+        assert_eq!(q.access_token.as_deref(), Some("a.b"));
+    }
+
+    #[test]
+    fn agrees_with_form_urlencoded() {
+        for query in [
+            "EIO",
+            "EIO=4=5",
+            "sid=%zz",
+            "transport=%F0%9F%98%80",
+            "x=1&sid=a+b",
+        ] {
+            let q = EngineQuery::parse(query);
+            let expected = |name: &str| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            assert_eq!(
+                q.eio.as_deref().map(str::to_owned),
+                expected("EIO"),
+                "{query}"
+            );
+            assert_eq!(
+                q.sid.as_deref().map(str::to_owned),
+                expected("sid"),
+                "{query}"
+            );
+            assert_eq!(
+                q.transport.as_deref().map(str::to_owned),
+                expected("transport"),
+                "{query}"
+            );
+        }
     }
 }

@@ -537,6 +537,9 @@ impl Hubs {
 
     /// The settings a hub of this name has (or would have).
     pub fn settings_for(&self, name: &str) -> HubSettings {
+        if self.settings.is_empty() {
+            return self.default_settings.clone();
+        }
         self.settings
             .get(&name.to_lowercase())
             .cloned()

@@ -94,6 +94,10 @@ impl GatewayConfig {
     }
 }
 
+/// Bytes read from a client's WebSocket at a time (see
+/// [`GatewayState::configure_websocket`]).
+const WEBSOCKET_READ_BUFFER: usize = 1024;
+
 /// State shared by every request.
 pub(crate) struct GatewayState {
     pub config: GatewayConfig,
@@ -107,6 +111,11 @@ pub(crate) struct GatewayState {
 impl GatewayState {
     /// Applies the gateway's WebSocket limits: small buffers (idle connections
     /// are mostly buffers) and the payload limit.
+    ///
+    /// The read buffer is allocated per connection for its whole life, so it
+    /// is kept at 1 KiB: Socket.IO messages from clients are mostly smaller,
+    /// and a larger frame still arrives whole (tungstenite reserves its full
+    /// length once the header is read), in 1 KiB reads.
     pub(crate) fn configure_websocket(
         &self,
         upgrade: WebSocketUpgrade,
@@ -114,7 +123,7 @@ impl GatewayState {
     ) -> WebSocketUpgrade {
         let max = usize::try_from(max_payload).unwrap_or(usize::MAX);
         upgrade
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(WEBSOCKET_READ_BUFFER)
             .write_buffer_size(0)
             .max_message_size(max)
             .max_frame_size(max)

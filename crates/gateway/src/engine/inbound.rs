@@ -24,7 +24,7 @@ pub(crate) fn on_client_packet(hub: &Hub, connection: &Arc<Connection>, packet: 
             Flow::Continue
         }
         Packet::Pong(_) => {
-            connection.pong();
+            hub.pong(connection);
             if connection.params.heartbeat == Heartbeat::Application {
                 hub.dispatch(&connection.id, packet);
             }

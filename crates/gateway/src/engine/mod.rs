@@ -3,7 +3,6 @@
 
 mod cors;
 mod error;
-mod heartbeat;
 mod inbound;
 mod polling;
 mod query;
@@ -199,7 +198,6 @@ async fn open_session(
             transport,
         ));
         hub.register(connection.clone());
-        heartbeat::spawn(hub.clone(), connection.clone());
         handler.on_connected(&hub, &connection.id);
         Ok(connection)
     });

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::time::delay_queue::Key;
 
 use super::ConnectionId;
 use super::handler::{DisconnectReason, Heartbeat};
@@ -49,8 +50,6 @@ pub struct Connection {
     pub(crate) wake: Notify,
     /// Cancelled once, when the connection ends.
     pub(crate) closed: CancellationToken,
-    /// Wakes the heartbeat when an awaited pong arrives.
-    pub(crate) pong_arrived: Notify,
 }
 
 #[derive(Debug)]
@@ -63,8 +62,19 @@ struct State {
     /// so a pending poll carries a close packet to the client.
     end: Option<Ending>,
     reason: Option<DisconnectReason>,
-    awaiting_pong: bool,
+    heartbeat: HeartbeatState,
+    /// The connection's entry in its hub's heartbeat queue.
+    heartbeat_key: Option<Key>,
     last_seen: Instant,
+}
+
+/// Where a connection is in its heartbeat (when the gateway pings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeartbeatState {
+    /// No ping outstanding; the last pong (or the start) was at `last_pong`.
+    Idle { last_pong: Instant },
+    /// A ping was sent at `ping_sent` and its pong has not arrived.
+    AwaitingPong { ping_sent: Instant },
 }
 
 /// How the connection ended, as its transports must tell the client.
@@ -84,6 +94,7 @@ impl Connection {
         params: SessionParams,
         transport: Transport,
     ) -> Self {
+        let now = Instant::now();
         Connection {
             id,
             user_id: user_id.map(Arc::from),
@@ -96,12 +107,12 @@ impl Connection {
                 post_active: false,
                 end: None,
                 reason: None,
-                awaiting_pong: false,
-                last_seen: Instant::now(),
+                heartbeat: HeartbeatState::Idle { last_pong: now },
+                heartbeat_key: None,
+                last_seen: now,
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
-            pong_arrived: Notify::new(),
         }
     }
 
@@ -229,25 +240,35 @@ impl Connection {
     /// Records a pong; returns false if none was expected.
     pub(crate) fn pong(&self) -> bool {
         let mut state = self.lock();
-        state.last_seen = Instant::now();
-        let expected = std::mem::replace(&mut state.awaiting_pong, false);
-        drop(state);
+        let now = Instant::now();
+        state.last_seen = now;
+        let expected = matches!(state.heartbeat, HeartbeatState::AwaitingPong { .. });
         if expected {
-            self.pong_arrived.notify_one();
+            state.heartbeat = HeartbeatState::Idle { last_pong: now };
         }
         expected
     }
 
-    pub(crate) fn expect_pong(&self) {
-        self.lock().awaiting_pong = true;
+    /// Records that a ping went out at `at`.
+    pub(crate) fn ping_sent(&self, at: Instant) {
+        self.lock().heartbeat = HeartbeatState::AwaitingPong { ping_sent: at };
     }
 
-    pub(crate) fn awaiting_pong(&self) -> bool {
-        self.lock().awaiting_pong
+    pub(crate) fn heartbeat_state(&self) -> HeartbeatState {
+        self.lock().heartbeat
     }
 
-    pub(crate) fn silent_for(&self) -> Duration {
-        self.lock().last_seen.elapsed()
+    /// When the client was last heard from.
+    pub(crate) fn last_seen(&self) -> Instant {
+        self.lock().last_seen
+    }
+
+    pub(crate) fn take_heartbeat_key(&self) -> Option<Key> {
+        self.lock().heartbeat_key.take()
+    }
+
+    pub(crate) fn set_heartbeat_key(&self, key: Key) {
+        self.lock().heartbeat_key = Some(key);
     }
 }
 

@@ -9,6 +9,7 @@
 mod connection;
 mod filter;
 mod handler;
+mod heartbeat;
 pub mod odata;
 mod payload;
 
@@ -95,6 +96,7 @@ struct HubInner {
     handler: RwLock<Option<Arc<dyn HubHandler>>>,
     members: RwLock<Members>,
     registry: Arc<Registry>,
+    heartbeats: heartbeat::Heartbeats,
 }
 
 #[derive(Default)]
@@ -142,6 +144,7 @@ impl Hub {
             handler: RwLock::new(None),
             members: RwLock::new(Members::default()),
             registry,
+            heartbeats: heartbeat::Heartbeats::default(),
         }))
     }
 
@@ -184,8 +187,10 @@ impl Hub {
             .map(|m| m.connection.clone())
     }
 
+    /// Adds an accepted connection to the hub and starts its heartbeat.
     pub(crate) fn register(&self, connection: Arc<Connection>) {
         let id = connection.id.clone();
+        self.0.heartbeats.watch(self, &connection);
         let member = Member {
             connection,
             groups: HashSet::new(),
@@ -195,6 +200,13 @@ impl Hub {
             .registry
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a client's pong; the heartbeat schedules the next ping.
+    pub(crate) fn pong(&self, connection: &Arc<Connection>) {
+        if connection.pong() {
+            self.0.heartbeats.pong(self, connection);
+        }
     }
 
     /// Ends a connection: it leaves the hub and every group, its transport

@@ -1,6 +1,7 @@
 //! WebSocket transport: one task per connection reads client frames and
 //! writes queued packets.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,40 +19,55 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code for "message too big" (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
 
+// The two entry points return `async move` blocks rather than being `async
+// fn`s: an `async fn` keeps its owned arguments twice in its future (as
+// arguments and as locals), and the socket is the largest part of a future
+// that lives as long as the connection.
+
 /// Serves a connection that started on this WebSocket: the open packet goes
 /// first, then the session runs.
-pub(crate) async fn serve_new(
+#[expect(clippy::manual_async_fn, reason = "see above: smaller future")]
+pub(crate) fn serve_new(
     mut socket: WebSocket,
     hub: Hub,
     connection: Arc<Connection>,
     open: String,
-) {
-    if socket.send(Message::Text(open.into())).await.is_err() {
-        hub.end(
-            &connection,
-            Ending::ByClient,
-            DisconnectReason::TransportClosed,
-        );
-        return;
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if socket.send(Message::Text(open.into())).await.is_err() {
+            hub.end(
+                &connection,
+                Ending::ByClient,
+                DisconnectReason::TransportClosed,
+            );
+            return;
+        }
+        run(&mut socket, &hub, &connection).await;
     }
-    run(socket, &hub, &connection).await;
 }
 
 /// Serves a WebSocket that upgrades a polling connection.
-pub(crate) async fn serve_upgrade(mut socket: WebSocket, hub: Hub, connection: Arc<Connection>) {
-    let upgraded = tokio::select! {
-        _ = connection.closed.cancelled() => false,
-        done = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&mut socket, &connection)) => done.unwrap_or(false),
-    };
-    if !upgraded {
-        // The session goes on over polling; this WebSocket is dropped.
-        if connection.transport() == Transport::Upgrading {
-            connection.set_transport(Transport::Polling);
+#[expect(clippy::manual_async_fn, reason = "see above: smaller future")]
+pub(crate) fn serve_upgrade(
+    mut socket: WebSocket,
+    hub: Hub,
+    connection: Arc<Connection>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let upgraded = tokio::select! {
+            _ = connection.closed.cancelled() => false,
+            done = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&mut socket, &connection)) => done.unwrap_or(false),
+        };
+        if !upgraded {
+            // The session goes on over polling; this WebSocket is dropped.
+            if connection.transport() == Transport::Upgrading {
+                connection.set_transport(Transport::Polling);
+            }
+            let _ = socket.send(Message::Close(None)).await;
+            return;
         }
-        let _ = socket.send(Message::Close(None)).await;
-        return;
+        run(&mut socket, &hub, &connection).await;
     }
-    run(socket, &hub, &connection).await;
 }
 
 /// The probe exchange; true once the client sent `5` and the WebSocket
@@ -94,12 +110,17 @@ async fn next_text(socket: &mut WebSocket) -> Option<String> {
 
 /// The session loop: queued packets out, client packets in, until the
 /// connection ends.
-async fn run(mut socket: WebSocket, hub: &Hub, connection: &Arc<Connection>) {
+///
+/// Its future lives as long as the connection, so it is kept small: the
+/// socket is borrowed from the task's top future (an owned socket would be
+/// stored twice, as argument and as local), and the rare closing exchange is
+/// boxed.
+async fn run(socket: &mut WebSocket, hub: &Hub, connection: &Arc<Connection>) {
     loop {
         let woken = connection.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if write_queued(&mut socket, connection).await.is_err() {
+        if write_queued(socket, connection).await.is_err() {
             hub.end(
                 connection,
                 Ending::ByClient,
@@ -108,7 +129,7 @@ async fn run(mut socket: WebSocket, hub: &Hub, connection: &Arc<Connection>) {
             return;
         }
         if let Some(ending) = connection.ending() {
-            finish(socket, connection, ending).await;
+            Box::pin(finish(socket, connection, ending)).await;
             return;
         }
         tokio::select! {
@@ -205,8 +226,8 @@ fn is_too_big(error: &axum::Error) -> bool {
 }
 
 /// Sends what is left and closes the WebSocket.
-async fn finish(mut socket: WebSocket, connection: &Connection, ending: Ending) {
-    let _ = write_queued(&mut socket, connection).await;
+async fn finish(socket: &mut WebSocket, connection: &Connection, ending: Ending) {
+    let _ = write_queued(socket, connection).await;
     let code = match connection.disconnect_reason() {
         Some(DisconnectReason::PayloadTooLarge) => Some(CLOSE_TOO_BIG),
         _ if ending == Ending::ByServer => Some(1000),
@@ -217,5 +238,5 @@ async fn finish(mut socket: WebSocket, connection: &Connection, ending: Ending) 
         reason: Utf8Bytes::from_static(""),
     });
     let _ = socket.send(Message::Close(frame)).await;
-    let _ = socket.close().await;
+    let _ = SinkExt::close(socket).await;
 }

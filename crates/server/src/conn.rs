@@ -2,17 +2,16 @@
 //! it: its verified claims, handshake, sockets per namespace and inbox.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::HeaderMap;
-use portcullis_auth::Claims;
 use portcullis_gateway::hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
 use tokio::task::AbortHandle;
 
 use crate::packet::Decoder;
+use crate::request::RequestData;
 use crate::socket::SocketRef;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,9 +53,8 @@ impl Borrow<str> for ConnId {
 
 pub(crate) struct Conn {
     pub id: ConnId,
-    pub claims: Claims,
-    pub query: Vec<(String, String)>,
-    pub headers: HeaderMap,
+    /// Claims, query and headers of the handshake.
+    pub request: RequestData,
     pub transport: TransportKind,
     sockets: Mutex<Sockets>,
     inbox: Mutex<Inbox>,
@@ -66,7 +64,8 @@ pub(crate) struct Conn {
 
 #[derive(Default)]
 struct Sockets {
-    by_namespace: HashMap<String, SocketRef>,
+    /// One per namespace joined: usually one or two, so a list beats a map.
+    by_namespace: Vec<SocketRef>,
     closed: bool,
     /// A socket was accepted at least once (the connect timeout is over).
     ever_connected: bool,
@@ -88,30 +87,26 @@ pub(crate) enum Queued {
     Overflow,
 }
 
+impl Sockets {
+    fn find(&self, namespace: &str) -> Option<&SocketRef> {
+        self.by_namespace.iter().find(|s| s.ns() == namespace)
+    }
+}
+
 impl Conn {
     /// A connection handed over in-process (embedded mode).
     pub fn from_request(request: ConnectRequest) -> Self {
         Conn::new(
             ConnId::new(request.connection_id.as_str()),
-            request.claims,
-            request.query,
-            request.headers,
+            RequestData::new(&request.claims, &request.query, &request.headers),
             request.transport,
         )
     }
 
-    pub fn new(
-        id: ConnId,
-        claims: Claims,
-        query: Vec<(String, String)>,
-        headers: HeaderMap,
-        transport: TransportKind,
-    ) -> Self {
+    pub fn new(id: ConnId, request: RequestData, transport: TransportKind) -> Self {
         Conn {
             id,
-            claims,
-            query,
-            headers,
+            request,
             transport,
             sockets: Mutex::default(),
             inbox: Mutex::default(),
@@ -121,7 +116,7 @@ impl Conn {
     }
 
     pub fn socket(&self, namespace: &str) -> Option<SocketRef> {
-        lock(&self.sockets).by_namespace.get(namespace).cloned()
+        lock(&self.sockets).find(namespace).cloned()
     }
 
     /// Whether any namespace is joined.
@@ -130,7 +125,7 @@ impl Conn {
     }
 
     pub fn has_socket(&self, namespace: &str) -> bool {
-        lock(&self.sockets).by_namespace.contains_key(namespace)
+        lock(&self.sockets).find(namespace).is_some()
     }
 
     /// Registers an accepted socket; false if the connection already ended.
@@ -140,7 +135,8 @@ impl Conn {
             return false;
         }
         sockets.ever_connected = true;
-        sockets.by_namespace.insert(namespace.to_owned(), socket);
+        debug_assert!(sockets.find(namespace).is_none() && socket.ns() == namespace);
+        sockets.by_namespace.push(socket);
         drop(sockets);
         if let Some(timer) = lock(&self.timer).take() {
             timer.abort();
@@ -150,19 +146,20 @@ impl Conn {
 
     pub fn remove_socket(&self, namespace: &str, sid: &str) -> Option<SocketRef> {
         let mut sockets = lock(&self.sockets);
-        match sockets.by_namespace.get(namespace) {
-            Some(s) if s.id().as_str() == sid => sockets.by_namespace.remove(namespace),
-            _ => None,
-        }
+        let index = sockets
+            .by_namespace
+            .iter()
+            .position(|s| s.ns() == namespace && s.id().as_str() == sid)?;
+        Some(sockets.by_namespace.swap_remove(index))
     }
 
     /// Marks the connection ended and returns its sockets.
     pub fn close(&self) -> Vec<SocketRef> {
         let mut sockets = lock(&self.sockets);
         sockets.closed = true;
-        let all = sockets.by_namespace.drain().map(|(_, s)| s).collect();
+        let all = std::mem::take(&mut sockets.by_namespace);
         drop(sockets);
-        lock(&self.inbox).queue.clear();
+        lock(&self.inbox).queue = VecDeque::new();
         if let Some(timer) = lock(&self.timer).take() {
             timer.abort();
         }
@@ -195,7 +192,7 @@ impl Conn {
 
     /// Takes the packets not processed yet (the connection is ending).
     pub fn take_queued(&self) -> Vec<EioPacket> {
-        lock(&self.inbox).queue.drain(..).collect()
+        std::mem::take(&mut lock(&self.inbox).queue).into()
     }
 
     /// The next queued packet, or `None` (and the drain stops) when empty.
@@ -204,6 +201,8 @@ impl Conn {
         let next = inbox.queue.pop_front();
         if next.is_none() {
             inbox.running = false;
+            // An idle connection keeps no buffer.
+            inbox.queue = VecDeque::new();
         }
         next
     }

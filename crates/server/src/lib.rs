@@ -110,6 +110,7 @@ pub mod negotiate;
 mod ns;
 mod operators;
 mod packet;
+mod request;
 mod session;
 mod socket;
 mod tunnel;

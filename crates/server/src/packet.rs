@@ -43,7 +43,8 @@ pub(crate) struct Partial {
 /// Reassembles binary packets across Engine.IO messages.
 #[derive(Debug, Default)]
 pub(crate) struct Decoder {
-    partial: Option<Partial>,
+    /// Boxed: every connection has a decoder, few are mid-packet.
+    partial: Option<Box<Partial>>,
 }
 
 impl Decoder {
@@ -66,10 +67,10 @@ impl Decoder {
             attachments: Vec::new(),
         };
         if header.kind.is_binary() && header.attachments > 0 {
-            self.partial = Some(Partial {
+            self.partial = Some(Box::new(Partial {
                 packet,
                 expected: header.attachments as usize,
-            });
+            }));
             return Ok(None);
         }
         Ok(Some(packet))

@@ -96,7 +96,7 @@ impl fmt::Debug for Handshake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handshake")
             .field("auth", &self.auth)
-            .field("query", &self.conn.query)
+            .field("query", &self.query())
             .field("transport", &self.conn.transport)
             .finish_non_exhaustive()
     }
@@ -110,21 +110,17 @@ impl Handshake {
 
     /// The handshake request's query parameters, in order.
     pub fn query(&self) -> &[(String, String)] {
-        &self.conn.query
+        self.conn.request.query()
     }
 
     /// The first value of query parameter `name`.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.conn
-            .query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.conn.request.query_param(name)
     }
 
     /// The handshake request's headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.conn.headers
+        self.conn.request.headers()
     }
 
     /// The transport of the handshake (the client may upgrade later).
@@ -298,17 +294,17 @@ impl SocketRef {
     /// name, each value a list of strings (what the official SDK exposes as
     /// `socket.request.claims`). Empty for anonymous clients.
     pub fn claims(&self) -> &Claims {
-        &self.0.conn.claims
+        self.0.conn.request.claims()
     }
 
     /// The verified user id: the token's `sub` claim.
     pub fn user_id(&self) -> Option<&str> {
-        self.0.conn.claims.user_id()
+        self.0.conn.request.user_id()
     }
 
     /// The token's roles (the `role` claim).
     pub fn roles(&self) -> &[String] {
-        self.0.conn.claims.roles()
+        self.claims().roles()
     }
 
     /// The handshake: query, headers and the CONNECT `auth` payload.

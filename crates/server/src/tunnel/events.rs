@@ -15,6 +15,7 @@ use portcullis_tunnel::{HttpRequest, HttpResponse};
 
 use super::link::Link;
 use crate::conn::{Conn, ConnId};
+use crate::request::RequestData;
 use crate::session;
 use crate::socket::DisconnectReason;
 
@@ -114,7 +115,7 @@ fn conn_of(id: &str, body: ConnectEventBody) -> Conn {
         Some(t) if t == "websocket" => TransportKind::WebSocket,
         _ => TransportKind::Polling,
     };
-    let query = body
+    let query: Vec<_> = body
         .query
         .into_iter()
         .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
@@ -130,13 +131,8 @@ fn conn_of(id: &str, body: ConnectEventBody) -> Conn {
             }
         }
     }
-    Conn::new(
-        ConnId::new(id),
-        Claims(body.claims),
-        query,
-        headers,
-        transport,
-    )
+    let request = RequestData::new(&Claims(body.claims), &query, &headers);
+    Conn::new(ConnId::new(id), request, transport)
 }
 
 /// The gateway's reason text (its `DisconnectReason` display) in

@@ -26,6 +26,9 @@ pub enum PeerId {
     /// Portcullis with the app over the tunnel: the official Node SDK
     /// `@azure/web-pubsub-socket.io` (bench/peers/node-sdk-app).
     PortcullisTunnel,
+    /// Portcullis with the app over the tunnel: the same Rust app as the
+    /// embedded peer, attached with `SocketIo::connect_tunnel`.
+    PortcullisTunnelRust,
     /// The gateway alone with its built-in echo hub (no app): a reference
     /// for the gateway's own costs, and what the CI run uses.
     PortcullisEcho,
@@ -38,9 +41,10 @@ pub enum PeerId {
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 6] = [
+    pub const ALL: [PeerId; 7] = [
         PeerId::PortcullisEmbedded,
         PeerId::PortcullisTunnel,
+        PeerId::PortcullisTunnelRust,
         PeerId::PortcullisEcho,
         PeerId::NodeUse,
         PeerId::NodeAllow,
@@ -51,6 +55,7 @@ impl PeerId {
         match self {
             PeerId::PortcullisEmbedded => "portcullis-embedded",
             PeerId::PortcullisTunnel => "portcullis-tunnel",
+            PeerId::PortcullisTunnelRust => "portcullis-tunnel-rust",
             PeerId::PortcullisEcho => "portcullis-echo",
             PeerId::NodeUse => "node-use",
             PeerId::NodeAllow => "node-allow",
@@ -62,6 +67,7 @@ impl PeerId {
         match self {
             PeerId::PortcullisEmbedded => "Portcullis embedded",
             PeerId::PortcullisTunnel => "Portcullis + Node SDK (tunnel)",
+            PeerId::PortcullisTunnelRust => "Portcullis + Rust app (tunnel)",
             PeerId::PortcullisEcho => "Portcullis echo hub",
             PeerId::NodeUse => "socket.io (io.use)",
             PeerId::NodeAllow => "socket.io (allowRequest)",
@@ -76,6 +82,9 @@ impl PeerId {
             }
             PeerId::PortcullisTunnel => {
                 "Portcullis gateway; the bench app on @azure/web-pubsub-socket.io over the server tunnel (two processes)"
+            }
+            PeerId::PortcullisTunnelRust => {
+                "Portcullis gateway; the bench app on portcullis-server attached over the server tunnel (two processes)"
             }
             PeerId::PortcullisEcho => {
                 "Portcullis gateway with its built-in echo hub and no app: acks are the echoed events, fan-out is triggered through the REST API"
@@ -100,6 +109,7 @@ impl PeerId {
             .or(match text {
                 "embedded" => Some(PeerId::PortcullisEmbedded),
                 "tunnel" | "portcullis" => Some(PeerId::PortcullisTunnel),
+                "tunnel-rust" => Some(PeerId::PortcullisTunnelRust),
                 "echo" => Some(PeerId::PortcullisEcho),
                 "node" => Some(PeerId::NodeUse),
                 "allow" | "allowrequest" => Some(PeerId::NodeAllow),
@@ -143,12 +153,18 @@ impl Bins {
         };
         let portcullis = || missing(&self.portcullis, "cargo build --release --bin portcullis");
         match peer {
-            PeerId::PortcullisEmbedded => match &self.embedded {
+            PeerId::PortcullisEmbedded | PeerId::PortcullisTunnelRust => match &self.embedded {
                 None => Some((
                     "pending",
                     "no embedded peer program in this build (--embedded-bin)".into(),
                 )),
-                Some(p) => missing(p, "cargo build --release --bin bench-embedded-peer"),
+                Some(p) => {
+                    missing(p, "cargo build --release --bin bench-embedded-peer").or_else(|| {
+                        (peer == PeerId::PortcullisTunnelRust)
+                            .then(portcullis)
+                            .flatten()
+                    })
+                }
             },
             PeerId::PortcullisEcho => portcullis(),
             PeerId::PortcullisTunnel => portcullis().or_else(|| {
@@ -241,7 +257,7 @@ pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) 
     let mut children = Vec::new();
     let mut processes = Vec::new();
     let addr = match peer {
-        PeerId::PortcullisEcho | PeerId::PortcullisTunnel => {
+        PeerId::PortcullisEcho | PeerId::PortcullisTunnel | PeerId::PortcullisTunnelRust => {
             let mut cmd = command(&bins.portcullis, log)?;
             cmd.args(["serve", "--listen", "127.0.0.1:0", "--access-key", key])
                 .args(["--max-connections", "1000000"])
@@ -253,13 +269,31 @@ pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) 
             let port = wait_line(&mut child, "portcullis", endpoint_port).await?;
             processes.push(("gateway".to_owned(), child.id().unwrap_or(0)));
             children.push(child);
+            let connection_string =
+                format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={key};Version=1.0;");
+            if peer == PeerId::PortcullisTunnelRust {
+                let program = bins
+                    .embedded
+                    .clone()
+                    .ok_or_else(|| anyhow!("the embedded peer program is not built"))?;
+                let mut cmd = command(&program, log)?;
+                cmd.env("CONNECTION_STRING", &connection_string)
+                    .env("HUB", hub)
+                    .env("RUST_LOG", "warn");
+                let mut child = cmd.spawn().context("start the Rust tunnel app")?;
+                wait_line(&mut child, "the Rust tunnel app", |l| {
+                    (l.trim() == "READY").then_some(())
+                })
+                .await?;
+                processes.push(("rust-app".to_owned(), child.id().unwrap_or(0)));
+                children.push(child);
+            }
             if peer == PeerId::PortcullisTunnel {
                 let dir = bins.node_sdk_dir();
                 let mut cmd = command(&bins.node, log)?;
-                cmd.arg(dir.join("app.js")).current_dir(&dir).env(
-                    "PORTCULLIS_CONNECTION_STRING",
-                    format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={key};Version=1.0;"),
-                );
+                cmd.arg(dir.join("app.js"))
+                    .current_dir(&dir)
+                    .env("PORTCULLIS_CONNECTION_STRING", &connection_string);
                 cmd.env("HUB", hub);
                 let mut child = cmd.spawn().context("start the Node SDK app")?;
                 wait_line(&mut child, "the Node SDK app", |l| {

@@ -73,6 +73,7 @@ pub fn baseline(peers: &[PeerId], runnable: impl Fn(PeerId) -> bool) -> Option<P
     [
         PeerId::PortcullisEmbedded,
         PeerId::PortcullisTunnel,
+        PeerId::PortcullisTunnelRust,
         PeerId::PortcullisEcho,
     ]
     .into_iter()

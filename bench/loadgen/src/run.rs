@@ -376,6 +376,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             vec![
                 PeerId::PortcullisEmbedded,
                 PeerId::PortcullisTunnel,
+                PeerId::PortcullisTunnelRust,
                 PeerId::PortcullisEcho,
             ]
         } else {

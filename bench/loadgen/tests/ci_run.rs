@@ -1,6 +1,6 @@
 //! The harness itself, tested: `loadgen bench --ci` runs every scenario at
-//! tiny scale against Portcullis (embedded, the gateway's built-in echo
-//! hub, and the Node SDK app over the tunnel when `bench/peers/node-sdk-app`
+//! tiny scale against Portcullis (embedded, the Rust app over the tunnel, the
+//! gateway's built-in echo hub, and the Node SDK app over the tunnel when `bench/peers/node-sdk-app`
 //! has its `node_modules`), and every scenario's JSON is well-formed with the
 //! expected keys. Figures are never asserted.
 
@@ -94,7 +94,11 @@ const SCENARIOS: [(&str, &[&str]); 7] = [
 fn ci_run_completes_every_scenario_against_portcullis() {
     let out = std::env::temp_dir().join(format!("portcullis-bench-ci-{}", std::process::id()));
     std::fs::remove_dir_all(&out).ok();
-    let mut peers = vec!["portcullis-embedded", "portcullis-echo"];
+    let mut peers = vec![
+        "portcullis-embedded",
+        "portcullis-tunnel-rust",
+        "portcullis-echo",
+    ];
     let sdk = root().join("bench/peers/node-sdk-app/node_modules/@azure/web-pubsub-socket.io");
     if sdk.exists() && node_available() {
         peers.push("portcullis-tunnel");

@@ -1,7 +1,7 @@
 //! Per-socket typed storage.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -25,11 +25,13 @@ use std::sync::Mutex;
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    /// A B-tree: every socket has extensions, most have none, and an empty
+    /// `BTreeMap` is smaller than an empty `HashMap`.
+    map: Mutex<BTreeMap<TypeId, Box<dyn Any + Send + Sync>>>,
 }
 
 impl Extensions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TypeId, Box<dyn Any + Send + Sync>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TypeId, Box<dyn Any + Send + Sync>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -157,7 +157,8 @@ impl IoInner {
             .map_err(|b| AttachError::AlreadyAttached(b.hub_name().to_owned()))
     }
 
-    pub fn find_namespace(&self, path: &str) -> Option<Arc<NamespaceInner>> {
+    /// The namespace serving `path`, and the path as sockets keep it.
+    pub fn find_namespace(&self, path: &str) -> Option<(Arc<str>, Arc<NamespaceInner>)> {
         self.namespaces
             .read()
             .unwrap_or_else(|p| p.into_inner())

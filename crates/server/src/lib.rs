@@ -103,6 +103,7 @@ mod embedded;
 mod errors;
 mod extensions;
 pub mod extract;
+mod handlers;
 mod io;
 #[cfg(feature = "login")]
 pub mod login;

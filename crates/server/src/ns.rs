@@ -51,28 +51,30 @@ impl NamespaceInner {
 /// The namespaces of a server, static and dynamic.
 #[derive(Default)]
 pub(crate) struct Namespaces {
-    exact: HashMap<String, Arc<NamespaceInner>>,
+    /// Paths as `Arc<str>`, shared with the sockets of the namespace.
+    exact: HashMap<Arc<str>, Arc<NamespaceInner>>,
     dynamic: Vec<(MatchFn, Arc<NamespaceInner>)>,
 }
 
 impl Namespaces {
     pub fn insert(&mut self, path: String, ns: Arc<NamespaceInner>) {
-        self.exact.insert(path, ns);
+        self.exact.insert(path.into(), ns);
     }
 
     pub fn insert_dynamic(&mut self, matcher: MatchFn, ns: Arc<NamespaceInner>) {
         self.dynamic.push((matcher, ns));
     }
 
-    /// The namespace serving `path`: a static one of that name, else the
-    /// first dynamic one whose matcher accepts it.
-    pub fn find(&self, path: &str) -> Option<Arc<NamespaceInner>> {
-        self.exact.get(path).cloned().or_else(|| {
-            self.dynamic
-                .iter()
-                .find(|(matches, _)| matches(path))
-                .map(|(_, ns)| ns.clone())
-        })
+    /// The namespace serving `path`, with the path: a static one of that
+    /// name, else the first dynamic one whose matcher accepts it.
+    pub fn find(&self, path: &str) -> Option<(Arc<str>, Arc<NamespaceInner>)> {
+        if let Some((path, ns)) = self.exact.get_key_value(path) {
+            return Some((path.clone(), ns.clone()));
+        }
+        self.dynamic
+            .iter()
+            .find(|(matches, _)| matches(path))
+            .map(|(_, ns)| (path.into(), ns.clone()))
     }
 }
 

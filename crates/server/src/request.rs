@@ -19,9 +19,16 @@ pub(crate) struct RequestData {
     /// Three sections (claims, query, headers), each its byte length then
     /// its items; see [`Packer`].
     packed: Box<[u8]>,
-    claims: OnceLock<Box<Claims>>,
-    query: OnceLock<Box<[(String, String)]>>,
-    headers: OnceLock<Box<HeaderMap>>,
+    /// Allocated when first asked for (boxed: most connections never are).
+    expanded: OnceLock<Box<Expanded>>,
+}
+
+/// The parts of the data asked for so far, expanded.
+#[derive(Default)]
+struct Expanded {
+    claims: OnceLock<Claims>,
+    query: OnceLock<Vec<(String, String)>>,
+    headers: OnceLock<HeaderMap>,
 }
 
 const CLAIMS: usize = 0;
@@ -52,14 +59,12 @@ impl RequestData {
         });
         RequestData {
             packed: packer.0.into_boxed_slice(),
-            claims: OnceLock::new(),
-            query: OnceLock::new(),
-            headers: OnceLock::new(),
+            expanded: OnceLock::new(),
         }
     }
 
     pub fn claims(&self) -> &Claims {
-        self.claims.get_or_init(|| {
+        self.expanded().claims.get_or_init(|| {
             let mut claims = Claims::default();
             let mut items = self.section(CLAIMS);
             while let Some(name) = items.text() {
@@ -68,7 +73,7 @@ impl RequestData {
                     .0
                     .insert(name.to_owned(), values.map(str::to_owned).collect());
             }
-            Box::new(claims)
+            claims
         })
     }
 
@@ -87,7 +92,7 @@ impl RequestData {
     }
 
     pub fn query(&self) -> &[(String, String)] {
-        self.query.get_or_init(|| {
+        self.expanded().query.get_or_init(|| {
             self.query_pairs()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect()
@@ -101,7 +106,7 @@ impl RequestData {
     }
 
     pub fn headers(&self) -> &HeaderMap {
-        self.headers.get_or_init(|| {
+        self.expanded().headers.get_or_init(|| {
             let mut headers = HeaderMap::new();
             let mut items = self.section(HEADERS);
             while let (Some(name), Some(value)) = (items.next(), items.next()) {
@@ -112,8 +117,12 @@ impl RequestData {
                     headers.append(name, value);
                 }
             }
-            Box::new(headers)
+            headers
         })
+    }
+
+    fn expanded(&self) -> &Expanded {
+        self.expanded.get_or_init(Box::default)
     }
 
     fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {

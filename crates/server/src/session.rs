@@ -201,10 +201,10 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
         let data = json!({ "message": message }).to_string();
         send(io, conn, PacketKind::ConnectError, &namespace, &data);
     };
-    let Some(ns) = io.find_namespace(&namespace) else {
+    let Some((path, ns)) = io.find_namespace(&namespace) else {
         return refuse("Invalid namespace");
     };
-    let socket = SocketRef::new(io.clone(), conn.clone(), &namespace, auth);
+    let socket = SocketRef::new(io.clone(), conn.clone(), path, auth);
     if let Err(message) = ns.admit(&socket).await {
         // Rooms a middleware joined are left with the refusal.
         if let Some(backend) = io.backend() {

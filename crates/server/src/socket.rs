@@ -1,6 +1,6 @@
 //! A client's socket in one namespace.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -22,7 +22,8 @@ use crate::ack::{AckFuture, AckResponse, FromAck};
 use crate::conn::{Conn, lock};
 use crate::errors::SendError;
 use crate::extensions::Extensions;
-use crate::extract::{ErasedEventHandler, EventHandler, EventParts, wrap};
+use crate::extract::{EventHandler, EventParts};
+use crate::handlers::Handlers;
 use crate::io::IoInner;
 use crate::operators::{BroadcastOperator, Emitter, IntoRooms};
 use crate::packet;
@@ -89,13 +90,14 @@ impl AsRef<str> for Sid {
 /// (`io(url, { auth: {...} })`).
 pub struct Handshake {
     conn: Arc<Conn>,
-    auth: Value,
+    /// `None` for `null`, what most clients send.
+    auth: Option<Box<Value>>,
 }
 
 impl fmt::Debug for Handshake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handshake")
-            .field("auth", &self.auth)
+            .field("auth", self.auth())
             .field("query", &self.query())
             .field("transport", &self.conn.transport)
             .finish_non_exhaustive()
@@ -105,7 +107,7 @@ impl fmt::Debug for Handshake {
 impl Handshake {
     /// The `auth` payload of the CONNECT packet (`null` when absent).
     pub fn auth(&self) -> &Value {
-        &self.auth
+        self.auth.as_deref().unwrap_or(&Value::Null)
     }
 
     /// The handshake request's query parameters, in order.
@@ -201,9 +203,10 @@ pub(crate) struct SocketInner {
     pub(crate) conn: Arc<Conn>,
     pub(crate) io: Arc<IoInner>,
     handshake: Handshake,
-    handlers: RwLock<HashMap<String, Arc<dyn ErasedEventHandler>>>,
+    handlers: Handlers,
     on_disconnect: Mutex<Option<DisconnectFn>>,
-    acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
+    /// Pending acknowledgements by id (a map that costs nothing empty).
+    acks: Mutex<BTreeMap<u64, oneshot::Sender<AckResponse>>>,
     next_ack: AtomicU64,
     rooms: RwLock<BTreeSet<String>>,
     extensions: Extensions,
@@ -253,17 +256,17 @@ impl PartialEq for SocketRef {
 impl Eq for SocketRef {}
 
 impl SocketRef {
-    pub(crate) fn new(io: Arc<IoInner>, conn: Arc<Conn>, namespace: &str, auth: Value) -> Self {
+    pub(crate) fn new(io: Arc<IoInner>, conn: Arc<Conn>, namespace: Arc<str>, auth: Value) -> Self {
         SocketRef(Arc::new(SocketInner {
             id: Sid::generate(),
-            namespace: namespace.into(),
+            namespace,
             handshake: Handshake {
                 conn: conn.clone(),
-                auth,
+                auth: (!auth.is_null()).then(|| Box::new(auth)),
             },
             conn,
             io,
-            handlers: RwLock::default(),
+            handlers: Handlers::default(),
             on_disconnect: Mutex::default(),
             acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
@@ -340,11 +343,7 @@ impl SocketRef {
         H: EventHandler<T>,
         T: 'static,
     {
-        self.0
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(event.into(), wrap(handler));
+        self.0.handlers.insert(event.into(), handler);
     }
 
     /// Registers the disconnect handler, called once with the reason.
@@ -567,14 +566,7 @@ impl SocketRef {
         binary: Vec<Bytes>,
         ack_id: Option<u64>,
     ) {
-        let handler = self
-            .0
-            .handlers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&event)
-            .cloned();
-        let Some(handler) = handler else {
+        let Some(handler) = self.0.handlers.get(&event) else {
             tracing::debug!(socket = %self.id(), %event, "no handler for event");
             return;
         };
@@ -602,11 +594,7 @@ impl SocketRef {
             backend.leave_namespace(&self.0.conn.id, self.ns());
         }
         lock(&self.0.acks).clear();
-        self.0
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.0.handlers.clear();
         let handler = lock(&self.0.on_disconnect).take();
         if previous == CONNECTED
             && let Some(handler) = handler

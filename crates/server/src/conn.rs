@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use portcullis_gateway::hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
-use tokio::task::AbortHandle;
 
 use crate::packet::Decoder;
 use crate::request::RequestData;
@@ -59,7 +58,6 @@ pub(crate) struct Conn {
     sockets: Mutex<Sockets>,
     inbox: Mutex<Inbox>,
     pub decoder: Mutex<Decoder>,
-    timer: Mutex<Option<AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -111,7 +109,6 @@ impl Conn {
             sockets: Mutex::default(),
             inbox: Mutex::default(),
             decoder: Mutex::default(),
-            timer: Mutex::default(),
         }
     }
 
@@ -137,10 +134,6 @@ impl Conn {
         sockets.ever_connected = true;
         debug_assert!(sockets.find(namespace).is_none() && socket.ns() == namespace);
         sockets.by_namespace.push(socket);
-        drop(sockets);
-        if let Some(timer) = lock(&self.timer).take() {
-            timer.abort();
-        }
         true
     }
 
@@ -160,9 +153,6 @@ impl Conn {
         let all = std::mem::take(&mut sockets.by_namespace);
         drop(sockets);
         lock(&self.inbox).queue = VecDeque::new();
-        if let Some(timer) = lock(&self.timer).take() {
-            timer.abort();
-        }
         all
     }
 
@@ -170,10 +160,6 @@ impl Conn {
     pub fn never_connected(&self) -> bool {
         let sockets = lock(&self.sockets);
         !sockets.closed && !sockets.ever_connected
-    }
-
-    pub fn set_timer(&self, timer: AbortHandle) {
-        *lock(&self.timer) = Some(timer);
     }
 
     pub fn push(&self, packet: EioPacket, bound: usize) -> Queued {

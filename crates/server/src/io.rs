@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
 use crate::conn::{Conn, ConnId, lock};
+use crate::connect_timeout::ConnectDeadlines;
 use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
@@ -121,6 +122,7 @@ impl SocketIoBuilder {
             backend: OnceLock::new(),
             conns: Mutex::default(),
             sockets: RwLock::default(),
+            connect_deadlines: ConnectDeadlines::default(),
         }))
     }
 }
@@ -131,6 +133,7 @@ pub(crate) struct IoInner {
     backend: OnceLock<Backend>,
     pub(crate) conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
     sockets: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
+    pub(crate) connect_deadlines: ConnectDeadlines,
 }
 
 impl fmt::Debug for IoInner {

@@ -99,6 +99,7 @@
 mod ack;
 mod backend;
 mod conn;
+mod connect_timeout;
 mod embedded;
 mod errors;
 mod extensions;

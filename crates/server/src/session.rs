@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::ack::AckResponse;
 use crate::conn::{Conn, Queued, lock};
+use crate::connect_timeout::ConnectDeadlines;
 use crate::io::IoInner;
 use crate::packet::{self, Packet};
 use crate::socket::{DisconnectReason, SocketRef};
@@ -28,22 +29,9 @@ pub(crate) fn open(io: &IoInner, conn: Conn) -> Arc<Conn> {
 /// The connection is live in the gateway: socket.io's `connectTimeout`
 /// starts, closing a client that joins no namespace in time.
 pub(crate) fn connected(io: &Arc<IoInner>, connection: &str) {
-    let Some(conn) = io.conn(connection) else {
-        return;
-    };
-    let timeout = io.config.connect_timeout;
-    let weak_io = Arc::downgrade(io);
-    let weak = Arc::downgrade(&conn);
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        if let (Some(io), Some(conn)) = (weak_io.upgrade(), weak.upgrade())
-            && conn.never_connected()
-        {
-            tracing::debug!(connection = %conn.id, "no namespace joined in time; closing");
-            close(&io, &conn, "connect timeout");
-        }
-    });
-    conn.set_timer(timer.abort_handle());
+    if let Some(conn) = io.conn(connection) {
+        ConnectDeadlines::start(io, conn.id.clone());
+    }
 }
 
 /// An Engine.IO message from the client, queued for in-order processing.
@@ -120,7 +108,7 @@ async fn drain(io: Arc<IoInner>, conn: Arc<Conn>) {
     }
 }
 
-fn close(io: &IoInner, conn: &Conn, reason: &str) {
+pub(crate) fn close(io: &IoInner, conn: &Conn, reason: &str) {
     if let Some(backend) = io.backend() {
         backend.close(&conn.id, reason);
     }

@@ -4,13 +4,14 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use portcullis_gateway::hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
 
 use crate::packet::Decoder;
 use crate::request::RequestData;
+use crate::short_id::ShortId;
 use crate::socket::SocketRef;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -20,33 +21,33 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A connection id as the gateway gave it (the Engine.IO `sid`), in either
 /// attach mode.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ConnId(Arc<str>);
+pub(crate) struct ConnId(ShortId);
 
 impl ConnId {
     pub fn new(id: &str) -> Self {
-        ConnId(Arc::from(id))
+        ConnId(ShortId::new(id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({})", self.0)
+        write!(f, "ConnId({})", self.as_str())
     }
 }
 
 impl Borrow<str> for ConnId {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 

@@ -114,6 +114,7 @@ mod operators;
 mod packet;
 mod request;
 mod session;
+mod short_id;
 mod socket;
 mod tunnel;
 

@@ -27,61 +27,66 @@ use crate::handlers::Handlers;
 use crate::io::IoInner;
 use crate::operators::{BroadcastOperator, Emitter, IntoRooms};
 use crate::packet;
+use crate::short_id::ShortId;
 
 /// A socket id: 128 random bits in URL-safe base64, distinct from the
 /// connection id (one connection has one socket per namespace it joined).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sid(Arc<str>);
+pub struct Sid(ShortId);
 
 impl Sid {
     pub(crate) fn generate() -> Self {
         let bytes: [u8; 16] = rand::random();
-        Sid(base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(bytes)
-            .into())
+        let mut text = [0; 22];
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .unwrap_or_default();
+        Sid(ShortId::new(
+            std::str::from_utf8(&text[..len]).unwrap_or_default(),
+        ))
     }
 
     /// The empty id of an acknowledgement from a socket of another
     /// application process (see [`AckStream`](crate::AckStream)).
     pub(crate) fn unknown() -> Self {
-        Sid(Arc::from(""))
+        Sid(ShortId::new(""))
     }
 
     /// The id as text (empty for a socket of another application process
     /// that answered a broadcast over the tunnel; see
     /// [`AckStream`](crate::AckStream)).
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sid({})", self.0)
+        write!(f, "Sid({})", self.as_str())
     }
 }
 
 impl PartialEq<str> for Sid {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for Sid {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.as_str() == *other
     }
 }
 
 impl AsRef<str> for Sid {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 

@@ -183,9 +183,10 @@ impl Connection {
         self.lock().reason.clone()
     }
 
-    /// Takes every queued frame.
-    pub(crate) fn drain(&self) -> Vec<Frame> {
-        self.lock().queue.drain(..).collect()
+    /// Takes every queued frame, with the queue's buffer: an idle
+    /// connection keeps no buffer sized for its last burst.
+    pub(crate) fn drain(&self) -> VecDeque<Frame> {
+        std::mem::take(&mut self.lock().queue)
     }
 
     pub(crate) fn transport(&self) -> Transport {
@@ -220,7 +221,7 @@ impl Connection {
     pub(crate) fn poll_ready(&self) -> Option<PollReady> {
         let mut state = self.lock();
         if let Some(ending) = state.end {
-            let frames = state.queue.drain(..).collect();
+            let frames = std::mem::take(&mut state.queue).into();
             return Some(PollReady::Ended(ending, frames));
         }
         if state.transport != Transport::Polling {
@@ -229,7 +230,7 @@ impl Connection {
         if state.queue.is_empty() {
             return None;
         }
-        Some(PollReady::Frames(state.queue.drain(..).collect()))
+        Some(PollReady::Frames(std::mem::take(&mut state.queue).into()))
     }
 
     /// Records that the client was heard from.

@@ -370,17 +370,19 @@ impl Hub {
     pub fn add_to_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
         let targets = self.select(None, filter);
         let mut members = write(&self.0.members);
-        for connection in &targets {
-            for group in groups {
-                let group: Arc<str> = Arc::from(group.as_str());
-                if let Some(member) = members.connections.get_mut(&connection.id) {
-                    member.groups.insert(group.clone());
-                    members
-                        .groups
-                        .entry(group)
-                        .or_default()
-                        .insert(connection.id.clone());
-                }
+        for group in groups {
+            // One shared name per group, however many members it has.
+            let group = members.group_name(group);
+            for connection in &targets {
+                let Some(member) = members.connections.get_mut(&connection.id) else {
+                    continue;
+                };
+                member.groups.insert(group.clone());
+                members
+                    .groups
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(connection.id.clone());
             }
         }
         targets.len()
@@ -479,6 +481,13 @@ impl Hub {
 }
 
 impl Members {
+    /// The group's name as already stored, or a new one for a new group.
+    fn group_name(&self, group: &str) -> Arc<str> {
+        self.groups
+            .get_key_value(group)
+            .map_or_else(|| Arc::from(group), |(name, _)| name.clone())
+    }
+
     fn leave(&mut self, id: &ConnectionId, group: &str) {
         if let Some(member) = self.connections.get_mut(id) {
             member.groups.remove(group);

@@ -271,36 +271,35 @@ pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) 
             children.push(child);
             let connection_string =
                 format!("Endpoint=http://127.0.0.1;Port={port};AccessKey={key};Version=1.0;");
-            if peer == PeerId::PortcullisTunnelRust {
-                let program = bins
-                    .embedded
-                    .clone()
-                    .ok_or_else(|| anyhow!("the embedded peer program is not built"))?;
-                let mut cmd = command(&program, log)?;
-                cmd.env("CONNECTION_STRING", &connection_string)
+            let app = match peer {
+                PeerId::PortcullisTunnelRust => {
+                    let program = bins
+                        .embedded
+                        .clone()
+                        .ok_or_else(|| anyhow!("the embedded peer program is not built"))?;
+                    let mut cmd = command(&program, log)?;
+                    cmd.env("CONNECTION_STRING", &connection_string)
+                        .env("RUST_LOG", "warn");
+                    Some(("rust-app", cmd))
+                }
+                PeerId::PortcullisTunnel => {
+                    let dir = bins.node_sdk_dir();
+                    let mut cmd = command(&bins.node, log)?;
+                    cmd.arg(dir.join("app.js"))
+                        .current_dir(&dir)
+                        .env("PORTCULLIS_CONNECTION_STRING", &connection_string);
+                    Some(("node-sdk-app", cmd))
+                }
+                _ => None,
+            };
+            if let Some((name, mut cmd)) = app {
+                // The app attaches over the tunnel and says READY.
+                let mut child = cmd
                     .env("HUB", hub)
-                    .env("RUST_LOG", "warn");
-                let mut child = cmd.spawn().context("start the Rust tunnel app")?;
-                wait_line(&mut child, "the Rust tunnel app", |l| {
-                    (l.trim() == "READY").then_some(())
-                })
-                .await?;
-                processes.push(("rust-app".to_owned(), child.id().unwrap_or(0)));
-                children.push(child);
-            }
-            if peer == PeerId::PortcullisTunnel {
-                let dir = bins.node_sdk_dir();
-                let mut cmd = command(&bins.node, log)?;
-                cmd.arg(dir.join("app.js"))
-                    .current_dir(&dir)
-                    .env("PORTCULLIS_CONNECTION_STRING", &connection_string);
-                cmd.env("HUB", hub);
-                let mut child = cmd.spawn().context("start the Node SDK app")?;
-                wait_line(&mut child, "the Node SDK app", |l| {
-                    (l.trim() == "READY").then_some(())
-                })
-                .await?;
-                processes.push(("node-sdk-app".to_owned(), child.id().unwrap_or(0)));
+                    .spawn()
+                    .with_context(|| format!("start {name}"))?;
+                wait_line(&mut child, name, |l| (l.trim() == "READY").then_some(())).await?;
+                processes.push((name.to_owned(), child.id().unwrap_or(0)));
                 children.push(child);
             }
             loopback(port)

@@ -72,7 +72,8 @@ pub struct BenchArgs {
     /// 120 full, 3 ci].
     #[arg(long)]
     pub max_minutes: Option<f64>,
-    /// The name prefix of result files [default: today's date, UTC].
+    /// The name prefix of result files [default: today's date, UTC, with
+    /// `-full` appended for --full].
     #[arg(long)]
     pub prefix: Option<String>,
     /// Skip the PNG charts.
@@ -404,7 +405,11 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         .unwrap_or_else(|| root.join("bench/results"));
     let logs = out_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
-    let prefix = args.prefix.clone().unwrap_or_else(today);
+    // Full-scale results sit beside the quick ones instead of replacing them.
+    let prefix = args.prefix.clone().unwrap_or_else(|| match mode {
+        "full" => format!("{}-full", today()),
+        _ => today(),
+    });
     let sources = Arc::new(Sources::new(args.sources));
     let max = Duration::from_secs_f64(
         60.0 * args.max_minutes.unwrap_or(match mode {

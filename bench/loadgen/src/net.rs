@@ -50,11 +50,36 @@ impl Sources {
         };
         socket.set_reuseaddr(true)?;
         if addr.is_ipv4() {
+            defer_port_choice(&socket)?;
             socket.bind(SocketAddr::new(ip, 0))?;
         }
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+}
+
+/// Lets the kernel choose the source port at `connect` rather than at
+/// `bind` (`IP_BIND_ADDRESS_NO_PORT`), from the whole 4-tuple: otherwise
+/// every port still in TIME_WAIT from an earlier run against another server
+/// is unavailable, and after a few peers the port search slows every connect.
+fn defer_port_choice(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

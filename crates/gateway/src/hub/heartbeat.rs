@@ -5,8 +5,8 @@
 //! idle connection costs a queue entry instead of a task with its timers
 //! (the largest part of an idle connection after its socket buffers).
 //! Each entry is re-evaluated from the connection's own heartbeat state when
-//! it falls due, and when an awaited pong arrives, so the queue never has to
-//! be told about anything else.
+//! it falls due, when an awaited pong arrives and when the connection ends,
+//! so the queue never has to be told about anything else.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -22,7 +22,7 @@ use super::{Connection, DisconnectReason, Ending, Heartbeat, Hub, HubInner, Payl
 /// A hub's heartbeat queue; its task starts with the first connection.
 #[derive(Default)]
 pub(crate) struct Heartbeats {
-    events: OnceLock<mpsc::UnboundedSender<Weak<Connection>>>,
+    events: OnceLock<mpsc::UnboundedSender<Arc<Connection>>>,
 }
 
 impl Heartbeats {
@@ -36,6 +36,14 @@ impl Heartbeats {
         self.send(hub, connection);
     }
 
+    /// The connection ended: its entry leaves the queue now rather than when
+    /// it falls due (under churn, ended connections would pile up there).
+    pub fn forget(&self, connection: Arc<Connection>) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(connection);
+        }
+    }
+
     fn send(&self, hub: &Hub, connection: &Arc<Connection>) {
         let events = self.events.get_or_init(|| {
             let (events, receiver) = mpsc::unbounded_channel();
@@ -43,23 +51,23 @@ impl Heartbeats {
             events
         });
         // Fails only once the hub is gone, and its connections with it.
-        let _ = events.send(Arc::downgrade(connection));
+        let _ = events.send(connection.clone());
     }
 }
 
 /// The hub's heartbeat task: ends when the hub is dropped.
-async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Weak<Connection>>) {
+async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Arc<Connection>>) {
     let ping = Payload::packet(Packet::Ping(String::new()));
     let mut queue: DelayQueue<Weak<Connection>> = DelayQueue::new();
     loop {
         let (connection, expired) = tokio::select! {
             event = events.recv() => match event {
-                Some(connection) => (connection, false),
+                Some(connection) => (Some(connection), false),
                 None => return,
             },
-            Some(entry) = queue.next(), if !queue.is_empty() => (entry.into_inner(), true),
+            Some(entry) = queue.next(), if !queue.is_empty() => (entry.into_inner().upgrade(), true),
         };
-        let (Some(hub), Some(connection)) = (hub.upgrade(), connection.upgrade()) else {
+        let (Some(hub), Some(connection)) = (hub.upgrade(), connection) else {
             continue;
         };
         let hub = Hub(hub);
@@ -119,4 +127,73 @@ fn next_deadline(
         hub.end(connection, Ending::ByServer, DisconnectReason::PingTimeout);
     }
     deadline
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::{ConnectionId, HubSettings, SessionParams, Transport};
+
+    fn connection(ping_interval: Duration) -> Arc<Connection> {
+        let params = SessionParams {
+            ping_interval,
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            heartbeat: Heartbeat::Gateway,
+            max_queued_frames: 16,
+        };
+        Arc::new(Connection::new(
+            ConnectionId::generate(),
+            None,
+            None,
+            params,
+            Transport::WebSocket,
+        ))
+    }
+
+    /// Waits up to a second for `done`.
+    async fn eventually(done: impl Fn() -> bool) -> bool {
+        for _ in 0..100 {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done()
+    }
+
+    #[tokio::test]
+    async fn an_ended_connection_leaves_the_queue_at_once() {
+        let hub = Hub::new("h".into(), HubSettings::default(), Arc::default());
+        let connection = connection(Duration::from_secs(25));
+        hub.register(connection.clone());
+        // The queue's entry is the one weak reference.
+        assert!(eventually(|| Arc::weak_count(&connection) == 1).await);
+        hub.end(&connection, Ending::ByServer, DisconnectReason::PingTimeout);
+        assert!(
+            eventually(|| Arc::weak_count(&connection) == 0).await,
+            "the entry stays until it falls due, 25 s later"
+        );
+    }
+
+    #[tokio::test]
+    async fn pings_fall_due_and_a_pong_reschedules() {
+        let hub = Hub::new("h".into(), HubSettings::default(), Arc::default());
+        let connection = connection(Duration::from_millis(30));
+        hub.register(connection.clone());
+        let awaiting = || {
+            matches!(
+                connection.heartbeat_state(),
+                HeartbeatState::AwaitingPong { .. }
+            )
+        };
+        assert!(eventually(awaiting).await, "no ping was sent");
+        assert_eq!(connection.drain().len(), 1, "the ping is queued");
+        hub.pong(&connection);
+        assert!(!awaiting());
+        assert!(eventually(awaiting).await, "no second ping");
+        assert!(connection.ending().is_none());
+    }
 }

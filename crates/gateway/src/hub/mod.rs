@@ -215,18 +215,19 @@ impl Hub {
         if !connection.end(ending, &reason) {
             return;
         }
-        self.unregister(&connection.id);
+        if let Some(connection) = self.unregister(&connection.id) {
+            self.0.heartbeats.forget(connection);
+        }
         tracing::debug!(hub = %self.name(), connection = %connection.id, %reason, "connection ended");
         if let Some(handler) = self.handler() {
             handler.on_disconnected(self, &connection.id, &reason);
         }
     }
 
-    fn unregister(&self, id: &ConnectionId) {
+    /// Removes a connection from the hub and its groups; returns it.
+    fn unregister(&self, id: &ConnectionId) -> Option<Arc<Connection>> {
         let mut members = write(&self.0.members);
-        let Some(member) = members.connections.remove(id) else {
-            return;
-        };
+        let member = members.connections.remove(id)?;
         for group in &member.groups {
             if let Some(set) = members.groups.get_mut(group) {
                 set.remove(id);
@@ -239,6 +240,7 @@ impl Hub {
             .registry
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        Some(member.connection)
     }
 
     /// Delivers a client packet to the handler.

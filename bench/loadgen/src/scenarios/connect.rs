@@ -65,12 +65,7 @@ pub async fn run(
             errors
         }));
     }
-    let mut errors = ErrorCounts::default();
-    for worker in workers {
-        if let Ok(e) = worker.await {
-            errors.merge(e);
-        }
-    }
+    let errors = ErrorCounts::gather(workers).await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = probe.cpu() - cpu0;
     let connected = held.lock().await.len();

@@ -41,6 +41,21 @@ pub struct Tally {
     pub errors: ErrorCounts,
 }
 
+impl Tally {
+    /// The tallies of every client task, once all have finished.
+    pub async fn gather(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+        let mut tally = Tally::default();
+        for task in tasks {
+            if let Ok(t) = task.await {
+                tally.sent += t.sent;
+                tally.acked += t.acked;
+                tally.errors.merge(t.errors);
+            }
+        }
+        tally
+    }
+}
+
 pub fn finish(
     out: &mut Outcome,
     tally: Tally,
@@ -158,14 +173,7 @@ pub async fn run(
     ready.wait().await;
     let _show = progress.show(Duration::from_secs(2));
     let cpu0 = probe.cpu();
-    let mut tally = Tally::default();
-    for task in tasks {
-        if let Ok(t) = task.await {
-            tally.sent += t.sent;
-            tally.acked += t.acked;
-            tally.errors.merge(t.errors);
-        }
-    }
+    let tally = Tally::gather(tasks).await;
     let cpu = probe.cpu() - cpu0;
     let mut out = Outcome::default();
     out.set("transport", "websocket");

@@ -90,12 +90,7 @@ pub async fn run(
             errors
         }));
     }
-    let mut errors = ErrorCounts::default();
-    for worker in workers {
-        if let Ok(e) = worker.await {
-            errors.merge(e);
-        }
-    }
+    let mut errors = ErrorCounts::gather(workers).await;
     drop(show);
     let joined = progress.done();
     out.set("joined", joined);

@@ -58,12 +58,7 @@ pub async fn run(
             errors
         }));
     }
-    let mut errors = ErrorCounts::default();
-    for worker in workers {
-        if let Ok(e) = worker.await {
-            errors.merge(e);
-        }
-    }
+    let errors = ErrorCounts::gather(workers).await;
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
     let rss_after = probe.rss();

@@ -102,6 +102,18 @@ impl ErrorCounts {
         self.counts.values().sum()
     }
 
+    /// The errors of every worker, once all have finished (a worker that
+    /// panicked counts none).
+    pub async fn gather(workers: Vec<tokio::task::JoinHandle<ErrorCounts>>) -> ErrorCounts {
+        let mut errors = ErrorCounts::default();
+        for worker in workers {
+            if let Ok(e) = worker.await {
+                errors.merge(e);
+            }
+        }
+        errors
+    }
+
     pub fn merge(&mut self, other: ErrorCounts) {
         for (k, v) in other.counts {
             *self.counts.entry(k).or_default() += v;

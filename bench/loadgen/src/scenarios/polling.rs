@@ -148,14 +148,7 @@ pub async fn run(
     ready.wait().await;
     let _show = progress.show(Duration::from_secs(2));
     let cpu0 = probe.cpu();
-    let mut tally = Tally::default();
-    for task in tasks {
-        if let Ok(t) = task.await {
-            tally.sent += t.sent;
-            tally.acked += t.acked;
-            tally.errors.merge(t.errors);
-        }
-    }
+    let tally = Tally::gather(tasks).await;
     let cpu = probe.cpu() - cpu0;
     let mut out = Outcome::default();
     out.set("transport", "polling");

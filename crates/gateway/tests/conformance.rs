@@ -792,26 +792,148 @@ async fn upgrade_ignores_websocket_connection_with_same_sid_after_upgrade() {
     let eio = Eio::start();
     let sid = eio.open_polling().await;
     let mut ws = eio.upgrade(&sid).await;
-    match eio
-        .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
-        .await
-    {
-        // Refused at the HTTP level (what engine.io does).
-        Err(tungstenite::Error::Http(response)) => assert_eq!(
-            response.status(),
-            StatusCode::BAD_REQUEST,
-            "second WebSocket with the same sid"
-        ),
-        Err(other) => panic!("second WebSocket: expected HTTP 400 or a close, got {other}"),
-        Ok(mut second) => {
-            // Accepted at the HTTP level: it must then be closed without
-            // carrying the session (a probe gets no answer).
-            let _ = second.send(Message::text("2probe")).await;
-            expect_closed(&mut second, "second WebSocket with the same sid").await;
-        }
-    }
+    expect_turned_away(&eio, &sid, "second WebSocket after the upgrade").await;
     send_text(&mut ws, "4hello").await;
     assert_eq!(next_non_ping(&mut ws).await, Message::text("4hello"));
+}
+
+/// Opens another WebSocket for `sid` and expects what engine.io does with
+/// it: accepted at the HTTP level, then closed without carrying the session
+/// (its probe gets no answer).
+async fn expect_turned_away(eio: &Eio, sid: &str, what: &str) {
+    let mut second = eio
+        .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: engine.io accepts the WebSocket, got {e}"));
+    let _ = second.send(Message::text("2probe")).await;
+    expect_closed(&mut second, what).await;
+}
+
+// ---------------------------------------------------------------------------
+// interleavings the official suite leaves to chance
+// ---------------------------------------------------------------------------
+
+/// One WebSocket probes a session: a second one, opened before the first
+/// has even sent `2probe`, is closed, and the first upgrades as usual.
+#[tokio::test]
+async fn upgrade_second_websocket_while_the_first_probes_is_closed() {
+    let eio = Eio::start();
+    let sid = eio.open_polling().await;
+    let mut first = eio
+        .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
+        .await
+        .expect("first upgrade WebSocket");
+    expect_turned_away(&eio, &sid, "second WebSocket while the first probes").await;
+    send_text(&mut first, "2probe").await;
+    assert_eq!(next_text(&mut first).await, "3probe");
+    send_text(&mut first, "5").await;
+    send_text(&mut first, "4hello").await;
+    assert_eq!(next_non_ping(&mut first).await, Message::text("4hello"));
+}
+
+/// A WebSocket that goes away without probing leaves the session on
+/// polling, and a later WebSocket may upgrade it.
+#[tokio::test]
+async fn upgrade_after_an_abandoned_probe() {
+    let eio = Eio::start();
+    let sid = eio.open_polling().await;
+    let mut abandoned = eio
+        .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
+        .await
+        .expect("first upgrade WebSocket");
+    within("close", abandoned.close(None)).await.ok();
+    drop(abandoned);
+    eio.send(&sid, "4still-polling").await;
+    assert_eq!(eio.poll_messages(&sid, 1).await, ["4still-polling"]);
+    within("a second probe", async {
+        loop {
+            let mut ws = eio
+                .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
+                .await
+                .expect("second upgrade WebSocket");
+            send_text(&mut ws, "2probe").await;
+            // The server may not have seen the first WebSocket go yet.
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) if text.as_str() == "3probe" => return,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+}
+
+/// The client sends `2probe` and `5` on the WebSocket and then polls at
+/// once, on another TCP connection: the poll must see the upgrade (400),
+/// whichever request the gateway reads first. Repeated, since a wrong
+/// gateway only loses this race some of the time.
+#[tokio::test]
+async fn upgrade_poll_sent_right_after_the_upgrade_packet_is_refused() {
+    let eio = Eio::start();
+    for round in 0..25 {
+        let sid = eio.open_polling().await;
+        let mut ws = eio
+            .connect(&format!("EIO=4&transport=websocket&sid={sid}"))
+            .await
+            .expect("upgrade WebSocket");
+        send_text(&mut ws, "2probe").await;
+        send_text(&mut ws, "5").await;
+        let poll = eio.get(eio.polling_url(&sid)).await;
+        assert_eq!(
+            poll.status,
+            StatusCode::BAD_REQUEST,
+            "round {round}: poll right after 5: {poll:?}"
+        );
+        assert_eq!(next_non_ping(&mut ws).await, Message::text("3probe"));
+        send_text(&mut ws, "4hello").await;
+        assert_eq!(next_non_ping(&mut ws).await, Message::text("4hello"));
+    }
+}
+
+/// A poll that arrives just after the heartbeat deadline finds the session
+/// closed, even if the gateway's heartbeat timer has not fired yet.
+#[tokio::test]
+async fn heartbeat_polling_request_at_the_deadline_finds_the_session_closed() {
+    let eio = Eio::start();
+    let rounds = (0..10).map(|_| async {
+        let sid = eio.open_polling().await;
+        // The gateway starts the clock before it answers the handshake.
+        tokio::time::sleep(PING_INTERVAL + PING_TIMEOUT).await;
+        eio.get(eio.polling_url(&sid)).await
+    });
+    for (round, poll) in futures_util::future::join_all(rounds)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            poll.status,
+            StatusCode::BAD_REQUEST,
+            "round {round}: poll at the deadline: {poll:?}"
+        );
+    }
+}
+
+/// The client closes with a POST while its poll is on the way: the poll
+/// still gets its noop, and only later requests find no session.
+#[tokio::test]
+async fn close_polling_poll_that_raced_the_close_gets_its_noop() {
+    let eio = Eio::start();
+    let before = eio.gw.connections().await;
+    let sid = eio.open_polling().await;
+    // The worst order: the close is read before the poll.
+    eio.send(&sid, "1").await;
+    eio.gw.wait_connections(before).await;
+    let poll = eio.get(eio.polling_url(&sid)).await;
+    assert_eq!(poll.packets("the poll after the close"), ["6"]);
+    let later = eio.get(eio.polling_url(&sid)).await;
+    later.assert_error(1, "a second poll after the close");
+
+    // Nothing is kept for a poll that never comes.
+    let sid = eio.open_polling().await;
+    eio.send(&sid, "1").await;
+    tokio::time::sleep(PING_TIMEOUT + SLACK).await;
+    let late = eio.get(eio.polling_url(&sid)).await;
+    late.assert_error(1, "a poll long after the close");
 }
 
 // ---------------------------------------------------------------------------

@@ -21,7 +21,8 @@ pub use error::{EngineError, ErrorCode};
 
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, ConnectionId, Hub, SessionParams, Transport, TransportKind,
+    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Hub, SessionParams,
+    Transport, TransportKind,
 };
 use crate::server::GatewayState;
 use query::EngineQuery;
@@ -236,6 +237,10 @@ fn open_packet(connection: &Connection, transport: TransportKind) -> String {
     format!("0{}", params.to_json())
 }
 
+/// How long a polling request waits for a probing WebSocket to handle the
+/// frames it has received (see [`Connection::sync_with_probe`]).
+const PROBE_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A request with `sid`: a poll, a POST, or an upgrade of a live session.
 async fn existing_session(
     state: &Arc<GatewayState>,
@@ -250,7 +255,10 @@ async fn existing_session(
         .hubs
         .get(hub_name)
         .ok_or_else(EngineError::unknown_sid)?;
-    let connection = hub.connection(sid).ok_or_else(EngineError::unknown_sid)?;
+    let Some(connection) = hub.connection(sid) else {
+        let is_poll = transport == TransportKind::Polling && request.method() == Method::GET;
+        return closed_session(&hub, sid, is_poll).await;
+    };
     if let Some(token) = gate::token_of(query.access_token.as_deref(), request.headers())
         && connection.token_fingerprint != Some(state.fingerprint(token))
     {
@@ -258,25 +266,61 @@ async fn existing_session(
             "access token does not match the one this session started with",
         ));
     }
-    match (transport, connection.transport()) {
-        (TransportKind::Polling, Transport::WebSocket) => Err(EngineError::bad_request(
-            "this session was upgraded to WebSocket; polling requests are no longer accepted",
-        )),
-        (TransportKind::Polling, _) => match *request.method() {
-            Method::GET => Ok(polling::poll(&hub, &connection).await),
-            Method::POST => Ok(polling::push(&hub, &connection, request.into_body()).await),
-            _ => Err(EngineError::bad_request("polling requests are GET or POST")),
-        },
-        (TransportKind::WebSocket, Transport::Polling) => {
+    if connection.heartbeat_overdue(std::time::Instant::now()) {
+        // The heartbeat timer may run a little late; the session is over
+        // all the same.
+        hub.end(&connection, Ending::ByServer, DisconnectReason::PingTimeout);
+        return Err(EngineError::unknown_sid());
+    }
+    match transport {
+        TransportKind::Polling => polling_request(&hub, &connection, request).await,
+        TransportKind::WebSocket => {
             let upgrade = upgrade.map_err(|_| {
                 EngineError::bad_request("transport=websocket needs a WebSocket upgrade request")
             })?;
-            Ok(state
-                .configure_websocket(upgrade, connection.params.max_payload)
-                .on_upgrade(move |socket| websocket::serve_upgrade(socket, hub, connection)))
+            let socket = state.configure_websocket(upgrade, connection.params.max_payload);
+            Ok(match websocket::ProbeClaim::new(connection) {
+                Some(claim) => {
+                    socket.on_upgrade(move |socket| websocket::serve_upgrade(socket, hub, claim))
+                }
+                // engine.io accepts a second WebSocket for a session that is
+                // upgrading or upgraded, and closes it at once.
+                None => socket.on_upgrade(websocket::refuse),
+            })
         }
-        (TransportKind::WebSocket, _) => Err(EngineError::bad_request(
-            "this session is already upgrading or upgraded to WebSocket",
-        )),
+    }
+}
+
+/// A poll or POST of a live session, once any probing WebSocket has caught
+/// up with what the client sent on it.
+async fn polling_request(
+    hub: &Hub,
+    connection: &Arc<Connection>,
+    request: Request,
+) -> Result<Response, EngineError> {
+    if connection.transport().is_probing() {
+        connection.sync_with_probe(PROBE_SYNC_LIMIT).await;
+    }
+    if connection.transport() == Transport::WebSocket {
+        return Err(EngineError::bad_request(
+            "this session was upgraded to WebSocket; polling requests are no longer accepted",
+        ));
+    }
+    match *request.method() {
+        Method::GET => Ok(polling::poll(hub, connection).await),
+        Method::POST => Ok(polling::push(hub, connection, request.into_body()).await),
+        _ => Err(EngineError::bad_request("polling requests are GET or POST")),
+    }
+}
+
+/// A request for a sid the hub no longer holds: the one poll a
+/// client-closed session still owes gets its noop; anything else is an
+/// unknown session.
+async fn closed_session(hub: &Hub, sid: &str, is_poll: bool) -> Result<Response, EngineError> {
+    match hub.take_closed_by_client(sid).filter(|_| is_poll) {
+        Some(connection) if !connection.farewell_sent() => {
+            Ok(polling::poll(hub, &connection).await)
+        }
+        _ => Err(EngineError::unknown_sid()),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use portcullis_protocol::engine::Packet;
 
 use super::inbound::{Flow, on_client_packet, protocol_error};
@@ -15,6 +15,10 @@ use crate::hub::{Connection, DisconnectReason, Ending, Frame, Hub, Transport};
 /// How long an upgrading client may take between opening the WebSocket and
 /// completing the probe (`2probe` … `5`).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a poll that arrives after `3probe` waits for the `5` the client
+/// may have sent before it (see `catch_up`).
+const UPGRADE_PACKET_WAIT: Duration = Duration::from_millis(100);
 
 /// Close code for "message too big" (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -46,23 +50,49 @@ pub(crate) fn serve_new(
     }
 }
 
+/// A session's one probe, claimed when a WebSocket upgrade request is
+/// accepted. Dropped without completing the upgrade (the probe failed, or
+/// the client hung up before the WebSocket opened), it puts the session
+/// back on polling.
+pub(crate) struct ProbeClaim(Arc<Connection>);
+
+impl ProbeClaim {
+    /// Claims the probe; `None` if another WebSocket holds the session.
+    pub(crate) fn new(connection: Arc<Connection>) -> Option<Self> {
+        connection.claim_probe().then_some(ProbeClaim(connection))
+    }
+}
+
+impl Drop for ProbeClaim {
+    fn drop(&mut self) {
+        self.0.abandon_probe();
+    }
+}
+
+/// Closes a WebSocket that asked to carry a session another WebSocket
+/// already probes or carries.
+pub(crate) async fn refuse(mut socket: WebSocket) {
+    let _ = socket.send(Message::Close(None)).await;
+}
+
 /// Serves a WebSocket that upgrades a polling connection.
 #[expect(clippy::manual_async_fn, reason = "see above: smaller future")]
 pub(crate) fn serve_upgrade(
     mut socket: WebSocket,
     hub: Hub,
-    connection: Arc<Connection>,
+    claim: ProbeClaim,
 ) -> impl Future<Output = ()> + Send {
     async move {
+        let connection = claim.0.clone();
         let upgraded = tokio::select! {
             _ = connection.closed.cancelled() => false,
             done = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&mut socket, &connection)) => done.unwrap_or(false),
         };
+        // The session goes on over polling unless the client sent `5`; a
+        // poll waiting for this probe to catch up can now be answered.
+        drop(claim);
+        connection.probe_synced();
         if !upgraded {
-            // The session goes on over polling; this WebSocket is dropped.
-            if connection.transport() == Transport::Upgrading {
-                connection.set_transport(Transport::Polling);
-            }
             let _ = socket.send(Message::Close(None)).await;
             return;
         }
@@ -70,41 +100,100 @@ pub(crate) fn serve_upgrade(
     }
 }
 
-/// The probe exchange; true once the client sent `5` and the WebSocket
-/// carries the session.
-async fn probe(socket: &mut WebSocket, connection: &Connection) -> bool {
-    if !matches!(next_text(socket).await.as_deref(), Some("2probe")) {
-        return false;
-    }
-    if socket
-        .send(Message::Text(Utf8Bytes::from_static("3probe")))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    // From now on a pending or new poll is released with a noop, so the
-    // client can pause polling and send `5`.
-    connection.set_transport(Transport::Upgrading);
-    loop {
-        match next_text(socket).await.as_deref() {
-            Some("5") => {
-                connection.set_transport(Transport::WebSocket);
-                return true;
-            }
-            Some("6") => continue,
-            _ => return false,
-        }
-    }
+/// Where a probe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Waiting for `2probe`.
+    Ping,
+    /// `3probe` sent; waiting for `5` (noops may come first).
+    Upgrade,
+    /// The client sent `5`: the WebSocket carries the session.
+    Done,
+    /// Anything else: the WebSocket is dropped.
+    Failed,
 }
 
-async fn next_text(socket: &mut WebSocket) -> Option<String> {
-    loop {
-        match socket.recv().await? {
-            Ok(Message::Text(text)) => return Some(text.to_string()),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            _ => return None,
+/// The probe exchange; true once the client sent `5` and the WebSocket
+/// carries the session.
+///
+/// A polling request that arrives meanwhile asks this task to handle what
+/// the client has already sent here before it is answered, so a poll sent
+/// after `5` is refused as engine.io refuses it.
+async fn probe(socket: &mut WebSocket, connection: &Connection) -> bool {
+    let mut probe = Probe::Ping;
+    while !matches!(probe, Probe::Done | Probe::Failed) {
+        tokio::select! {
+            biased;
+            _ = connection.probe_sync_requested() => {
+                probe = catch_up(socket, connection, probe).await;
+                connection.probe_synced();
+            }
+            message = socket.recv() => {
+                probe = probe_step(socket, connection, probe, message).await;
+            }
         }
+    }
+    probe == Probe::Done
+}
+
+/// Handles every frame already received; once the probe is answered, also
+/// waits a moment for `5`.
+///
+/// Why the wait: tokio marks a socket drained after a short read, and only
+/// its I/O driver marks it readable again. On a loaded machine the driver
+/// can lag, so `5` may sit in the kernel, sent before the poll, unseen. A
+/// poll that arrives after `3probe` is unusual (engine.io-client sends `5`
+/// only once its polls are done, so it never sends one after), which makes
+/// the wait cheap for real clients.
+async fn catch_up(socket: &mut WebSocket, connection: &Connection, mut probe: Probe) -> Probe {
+    // Let the worker poll the I/O driver first (see `sync_with_probe`).
+    tokio::task::yield_now().await;
+    while probe != Probe::Done && probe != Probe::Failed {
+        // `recv` is cancel-safe: a frame half read stays buffered.
+        let message = match socket.recv().now_or_never() {
+            Some(message) => message,
+            None if probe == Probe::Upgrade => {
+                match tokio::time::timeout(UPGRADE_PACKET_WAIT, socket.recv()).await {
+                    Ok(message) => message,
+                    Err(_) => break,
+                }
+            }
+            None => break,
+        };
+        probe = probe_step(socket, connection, probe, message).await;
+    }
+    probe
+}
+
+/// Advances the probe by one received frame.
+async fn probe_step(
+    socket: &mut WebSocket,
+    connection: &Connection,
+    probe: Probe,
+    message: Option<Result<Message, axum::Error>>,
+) -> Probe {
+    let text = match message {
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return probe,
+        _ => return Probe::Failed,
+    };
+    match (probe, text.as_str()) {
+        (Probe::Ping, "2probe") => {
+            let pong = Message::Text(Utf8Bytes::from_static("3probe"));
+            if socket.send(pong).await.is_err() {
+                return Probe::Failed;
+            }
+            // From now on a pending or new poll is released with a noop, so
+            // the client can pause polling and send `5`.
+            connection.set_transport(Transport::Upgrading);
+            Probe::Upgrade
+        }
+        (Probe::Upgrade, "6") => Probe::Upgrade,
+        (Probe::Upgrade, "5") => {
+            connection.set_transport(Transport::WebSocket);
+            Probe::Done
+        }
+        _ => Probe::Failed,
     }
 }
 

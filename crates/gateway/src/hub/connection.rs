@@ -14,15 +14,32 @@ use super::handler::{DisconnectReason, Heartbeat};
 use super::payload::{Frame, Payload};
 
 /// Which transport currently carries the connection's outbound packets.
+///
+/// An upgrade moves forward only: `Polling` → `Probing` → `Upgrading` →
+/// `WebSocket`, or back to `Polling` if the probing WebSocket goes away.
+/// Exactly one WebSocket may probe a session: it claims `Probing` when its
+/// upgrade request is accepted, so any other WebSocket with the same sid is
+/// turned away from then on (as engine.io does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
     /// Long-polling, no upgrade under way.
     Polling,
+    /// A WebSocket was accepted for this session and has not answered the
+    /// probe yet; polling goes on as before.
+    Probing,
     /// A WebSocket answered the probe; polls are released with noops until
     /// the client sends `5` on it.
     Upgrading,
     /// The WebSocket carries everything.
     WebSocket,
+}
+
+impl Transport {
+    /// Whether a probing WebSocket may still change the transport, so a
+    /// polling request must first let it read what the client already sent.
+    pub(crate) fn is_probing(self) -> bool {
+        matches!(self, Transport::Probing | Transport::Upgrading)
+    }
 }
 
 /// Settings fixed at accept time.
@@ -50,6 +67,11 @@ pub struct Connection {
     pub(crate) wake: Notify,
     /// Cancelled once, when the connection ends.
     pub(crate) closed: CancellationToken,
+    /// A polling request asks the probing WebSocket to handle the frames it
+    /// has already received ([`Connection::sync_with_probe`]) …
+    probe_sync: Notify,
+    /// … and the WebSocket answers here once it has.
+    probe_synced: Notify,
 }
 
 #[derive(Debug)]
@@ -58,9 +80,13 @@ struct State {
     transport: Transport,
     poll_active: bool,
     post_active: bool,
+    /// Whether the connection's last frames (and the close, if any) went to
+    /// a poll: a client-closed session lingers until a racing poll has them.
+    farewell_sent: bool,
     /// Set when the connection ends. `Some(true)` when the server ended it,
     /// so a pending poll carries a close packet to the client.
     end: Option<Ending>,
+    ended_at: Option<Instant>,
     reason: Option<DisconnectReason>,
     heartbeat: HeartbeatState,
     /// The connection's entry in its hub's heartbeat queue.
@@ -105,7 +131,9 @@ impl Connection {
                 transport,
                 poll_active: false,
                 post_active: false,
+                farewell_sent: false,
                 end: None,
+                ended_at: None,
                 reason: None,
                 heartbeat: HeartbeatState::Idle { last_pong: now },
                 heartbeat_key: None,
@@ -113,6 +141,8 @@ impl Connection {
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
+            probe_sync: Notify::new(),
+            probe_synced: Notify::new(),
         }
     }
 
@@ -165,6 +195,7 @@ impl Connection {
             return false;
         }
         state.end = Some(ending);
+        state.ended_at = Some(Instant::now());
         state.reason = Some(reason.clone());
         drop(state);
         self.closed.cancel();
@@ -176,6 +207,11 @@ impl Connection {
     /// How the connection ended, if it did.
     pub(crate) fn ending(&self) -> Option<Ending> {
         self.lock().end
+    }
+
+    /// When the connection ended, if it did.
+    pub(crate) fn ended_at(&self) -> Option<Instant> {
+        self.lock().ended_at
     }
 
     /// Why the connection ended, if it did.
@@ -197,6 +233,64 @@ impl Connection {
         self.lock().transport = transport;
         self.wake.notify_waiters();
         self.wake.notify_one();
+    }
+
+    /// Claims the session's one probe for a WebSocket upgrade request;
+    /// false if another WebSocket probes or carries it, or it has ended.
+    pub(crate) fn claim_probe(&self) -> bool {
+        let mut state = self.lock();
+        if state.transport != Transport::Polling || state.end.is_some() {
+            return false;
+        }
+        state.transport = Transport::Probing;
+        true
+    }
+
+    /// The probing WebSocket went away before the client sent `5`: the
+    /// session stays on polling (and a later WebSocket may probe again).
+    pub(crate) fn abandon_probe(&self) {
+        if self.transport().is_probing() {
+            self.set_transport(Transport::Polling);
+        }
+    }
+
+    /// Lets the probing WebSocket handle the frames it has already received
+    /// before a polling request is judged against the transport.
+    ///
+    /// The client orders its frames: it sends `2probe` and `5` on the
+    /// WebSocket before its next poll, but the two arrive on different TCP
+    /// connections served by different tasks. engine.io, on one thread,
+    /// sees them in arrival order; here the poll asks the WebSocket task to
+    /// catch up first. Bounded by `limit`, in case the WebSocket task never
+    /// runs (its client hung up during the upgrade).
+    pub(crate) async fn sync_with_probe(&self, limit: Duration) {
+        // What the client sent on the WebSocket may be in the kernel while
+        // the runtime has not yet polled for it (tokio marks a socket
+        // drained after a short read). A yielded task resumes only after its
+        // worker has polled the I/O driver, so the WebSocket's readiness is
+        // current when it catches up.
+        tokio::task::yield_now().await;
+        let synced = self.probe_synced.notified();
+        tokio::pin!(synced);
+        synced.as_mut().enable();
+        if !self.transport().is_probing() {
+            // The probe finished (and told nobody) while this task yielded.
+            return;
+        }
+        // `notify_one` keeps a permit if the WebSocket task is not waiting
+        // yet, so a task that has not started still syncs when it does.
+        self.probe_sync.notify_one();
+        let _ = tokio::time::timeout(limit, synced).await;
+    }
+
+    /// Resolves when a polling request asks the probing WebSocket to sync.
+    pub(crate) async fn probe_sync_requested(&self) {
+        self.probe_sync.notified().await;
+    }
+
+    /// The probing WebSocket has handled every frame it had received.
+    pub(crate) fn probe_synced(&self) {
+        self.probe_synced.notify_waiters();
     }
 
     /// Claims the single long-poll slot; false if a poll is already pending.
@@ -221,16 +315,42 @@ impl Connection {
     pub(crate) fn poll_ready(&self) -> Option<PollReady> {
         let mut state = self.lock();
         if let Some(ending) = state.end {
+            state.farewell_sent = true;
             let frames = std::mem::take(&mut state.queue).into();
             return Some(PollReady::Ended(ending, frames));
         }
-        if state.transport != Transport::Polling {
+        if matches!(state.transport, Transport::Upgrading | Transport::WebSocket) {
             return Some(PollReady::Noop);
         }
         if state.queue.is_empty() {
             return None;
         }
         Some(PollReady::Frames(std::mem::take(&mut state.queue).into()))
+    }
+
+    /// Whether a poll already took the ended connection's last frames.
+    pub(crate) fn farewell_sent(&self) -> bool {
+        self.lock().farewell_sent
+    }
+
+    /// Whether the client has missed its heartbeat deadline at `now`: a
+    /// request that arrives after it finds the session timed out, however
+    /// late the heartbeat timer runs.
+    pub(crate) fn heartbeat_overdue(&self, now: Instant) -> bool {
+        let state = self.lock();
+        let params = &self.params;
+        let deadline = match (params.heartbeat, state.heartbeat) {
+            (Heartbeat::Application, _) => {
+                state.last_seen + params.ping_interval + params.ping_timeout
+            }
+            (Heartbeat::Gateway, HeartbeatState::AwaitingPong { ping_sent }) => {
+                ping_sent + params.ping_timeout
+            }
+            (Heartbeat::Gateway, HeartbeatState::Idle { last_pong }) => {
+                last_pong + params.ping_interval + params.ping_timeout
+            }
+        };
+        now >= deadline
     }
 
     /// Records that the client was heard from.

@@ -94,7 +94,7 @@ fn next_deadline(
     now: Instant,
 ) -> Option<Instant> {
     if connection.ending().is_some() {
-        return None;
+        return linger(hub, connection, now);
     }
     let params = &connection.params;
     let deadline = match params.heartbeat {
@@ -117,9 +117,18 @@ fn next_deadline(
                 if now < due {
                     return Some(due);
                 }
-                connection.ping_sent(now);
+                // The pong is due `ping_timeout` after the ping was due, as
+                // on engine.io's single thread, rather than after this task
+                // got round to it; only a runtime far behind its timers
+                // counts from now, so a backlog cannot time clients out.
+                let sent_at = if now.duration_since(due) < params.ping_timeout / 2 {
+                    due
+                } else {
+                    now
+                };
+                connection.ping_sent(sent_at);
                 hub.send_to_connection_now(connection.id.as_str(), ping);
-                return Some(now + params.ping_timeout);
+                return Some(sent_at + params.ping_timeout);
             }
         },
     };
@@ -127,6 +136,23 @@ fn next_deadline(
         hub.end(connection, Ending::ByServer, DisconnectReason::PingTimeout);
     }
     deadline
+}
+
+/// An ended connection the hub keeps for a last poll stays until
+/// `ping_timeout` after it ended (its entry is then re-evaluated once more).
+fn linger(hub: &Hub, connection: &Connection, now: Instant) -> Option<Instant> {
+    if !hub.keeps_closed(connection.id.as_str()) {
+        return None;
+    }
+    match connection.ended_at() {
+        Some(ended) if now < ended + connection.params.ping_timeout => {
+            Some(ended + connection.params.ping_timeout)
+        }
+        _ => {
+            hub.forget_closed(connection.id.as_str());
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod payload;
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use base64::Engine as _;
 use portcullis_protocol::engine::Packet;
@@ -97,6 +97,10 @@ struct HubInner {
     members: RwLock<Members>,
     registry: Arc<Registry>,
     heartbeats: heartbeat::Heartbeats,
+    /// Polling sessions the client closed while no poll was there to take
+    /// its noop: kept out of the hub, for a poll that raced the close
+    /// (until the poll comes or `ping_timeout` passes; see [`Hub::end`]).
+    closed_by_client: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
 }
 
 #[derive(Default)]
@@ -145,6 +149,7 @@ impl Hub {
             members: RwLock::new(Members::default()),
             registry,
             heartbeats: heartbeat::Heartbeats::default(),
+            closed_by_client: Mutex::default(),
         }))
     }
 
@@ -216,12 +221,47 @@ impl Hub {
             return;
         }
         if let Some(connection) = self.unregister(&connection.id) {
+            // A client that sends `1` over POST while its poll is on the way
+            // (two connections, no order between them) still gets the noop
+            // that ends that poll; any later request finds no session.
+            if ending == Ending::ByClient
+                && connection.transport() != Transport::WebSocket
+                && !connection.farewell_sent()
+            {
+                self.closed_by_client()
+                    .insert(connection.id.clone(), connection.clone());
+            }
             self.0.heartbeats.forget(connection);
         }
         tracing::debug!(hub = %self.name(), connection = %connection.id, %reason, "connection ended");
         if let Some(handler) = self.handler() {
             handler.on_disconnected(self, &connection.id, &reason);
         }
+    }
+
+    fn closed_by_client(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Arc<Connection>>> {
+        self.0
+            .closed_by_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a session the client closed whose last poll has not come yet
+    /// (it is answered once, then the sid is unknown).
+    pub(crate) fn take_closed_by_client(&self, id: &str) -> Option<Arc<Connection>> {
+        self.closed_by_client().remove(id)
+    }
+
+    /// Whether a client-closed session is still kept for its last poll.
+    pub(crate) fn keeps_closed(&self, id: &str) -> bool {
+        self.closed_by_client().contains_key(id)
+    }
+
+    /// Drops a client-closed session whose last poll never came.
+    pub(crate) fn forget_closed(&self, id: &str) {
+        self.closed_by_client().remove(id);
     }
 
     /// Removes a connection from the hub and its groups; returns it.

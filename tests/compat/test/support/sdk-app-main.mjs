@@ -29,7 +29,9 @@ const require = createRequire(import.meta.url);
 const config = JSON.parse(process.env.SDK_APP_CONFIG);
 const NAME = config.name ?? "app";
 
-const sdkEntry = require.resolve("@azure/web-pubsub-socket.io");
+// PORTCULLIS_SDK_ENTRY points at another build of the SDK (e.g. one compiled
+// from the upstream sources) to run the same tests against it.
+const sdkEntry = require.resolve(process.env.PORTCULLIS_SDK_ENTRY || "@azure/web-pubsub-socket.io");
 const { useAzureSocketIO, negotiate, usePassport, restorePassport } = require(sdkEntry);
 const socketIoPath =
   config.sio === "sdk" ? createRequire(sdkEntry).resolve("socket.io") : require.resolve("socket.io");
@@ -137,6 +139,24 @@ function wire(nsp) {
     socket.on("broadcast", (...args) => socket.broadcast.emit(...args));
     socket.on("disconnecting", (reason) => report("disconnecting", { nsp: nsp.name, id: socket.id, reason }));
     socket.on("disconnect", (reason) => report("disconnect", { nsp: nsp.name, id: socket.id, reason }));
+  });
+}
+
+/** How many numbered "seq" events "/greet" emits on connection. */
+const GREET_BURST = 50;
+
+// "/greet" does its work synchronously inside the `connection` handler, as
+// most Socket.IO apps do: these writes reach the server's Engine.IO socket
+// while the CONNECT answer is still being sent through the gateway.
+function greetOnConnection(nsp) {
+  nsp.on("connection", (socket) => {
+    report("connection", { nsp: nsp.name, id: socket.id, connId: socket.conn.id });
+    socket.emit("welcome", "utf8 — ✓", Buffer.from([1, 2, 3]));
+    socket.send("via send");
+    for (let i = 0; i < GREET_BURST; i++) socket.emit("seq", i);
+    socket.timeout(5_000).emit("ask", "ready?", (err, answer) => {
+      report("greet-ack", { id: socket.id, err: err ? err.message : null, answer: cloneable(answer) });
+    });
   });
 }
 
@@ -284,6 +304,7 @@ async function main() {
     next(new Error("locked out"));
   });
   wire(locked);
+  greetOnConnection(io.of("/greet"));
 
   io.engine.on("connection", (rawSocket) => {
     report("eio-connection", {

@@ -7,7 +7,7 @@ use http::{HeaderMap, header};
 use portcullis_auth::{Claims, TokenError};
 
 use crate::engine::EngineError;
-use crate::hub::HubSettings;
+use crate::hub::{Connection, HubSettings};
 use crate::server::GatewayState;
 
 /// A client admitted by the gate.
@@ -58,6 +58,31 @@ pub(crate) fn admit(
         claims,
         token_fingerprint: Some(state.fingerprint(token)),
     })
+}
+
+/// Checks the token of a later request (poll, POST, upgrade) of a session.
+///
+/// A session opened with a token belongs to that token: knowing its sid is
+/// not enough to send or receive as its client. socket.io-client and
+/// engine.io-client repeat the handshake's query (and so `access_token`) on
+/// every request, so they always pass. An anonymous session accepts any
+/// request, as before, but not one carrying a token it never had.
+pub(crate) fn check_session_token(
+    state: &GatewayState,
+    connection: &Connection,
+    token: Option<&str>,
+) -> Result<(), EngineError> {
+    let presented = token.map(|token| state.fingerprint(token));
+    match (connection.token_fingerprint, presented) {
+        (None, None) => Ok(()),
+        (Some(expected), Some(presented)) if expected == presented => Ok(()),
+        (Some(_), None) => Err(EngineError::unauthorized(
+            "this session was opened with an access token: send the same access_token on every request",
+        )),
+        _ => Err(EngineError::unauthorized(
+            "access token does not match the one this session started with",
+        )),
+    }
 }
 
 fn refusal(error: &TokenError) -> EngineError {

@@ -400,19 +400,61 @@ async fn session_requests_must_keep_the_token_and_hub() {
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], 1);
-    // The right token still works, and so does none (the sid is the session's secret).
-    for query in [
-        format!("EIO=4&transport=polling&sid={sid}&access_token={token}"),
-        format!("EIO=4&transport=polling&sid={sid}"),
-    ] {
-        let response = reqwest::Client::new()
-            .post(gateway.client_url(HUB, &query))
-            .body("4hi")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+    // Knowing the sid is not enough: without the token, no POST, no poll and
+    // no upgrade, and nothing the client was sent leaks.
+    let client = reqwest::Client::new();
+    let anonymous = format!("EIO=4&transport=polling&sid={sid}");
+    let response = client
+        .post(gateway.client_url(HUB, &anonymous))
+        .body("4stolen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "POST with the sid alone");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("access_token"),
+        "{body}"
+    );
+    let response = client
+        .get(gateway.client_url(HUB, &anonymous))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "poll with the sid alone");
+    let upgrade = tokio_tungstenite::connect_async(format!(
+        "{}/clients/socketio/hubs/{HUB}/?EIO=4&transport=websocket&sid={sid}",
+        gateway.ws()
+    ))
+    .await;
+    match upgrade {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401, "upgrade with the sid alone")
+        }
+        other => panic!("upgrade with the sid alone: expected 401, got {other:?}"),
     }
+    // The session's own token works, and the client still gets its own echo
+    // (the refused POST was not delivered).
+    let own = format!("EIO=4&transport=polling&sid={sid}&access_token={token}");
+    let response = client
+        .post(gateway.client_url(HUB, &own))
+        .body("4mine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let polled = client
+        .get(gateway.client_url(HUB, &own))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        polled.contains("4mine") && !polled.contains("stolen"),
+        "{polled:?}"
+    );
 }
 
 #[tokio::test]

@@ -259,13 +259,11 @@ async fn existing_session(
         let is_poll = transport == TransportKind::Polling && request.method() == Method::GET;
         return closed_session(&hub, sid, is_poll).await;
     };
-    if let Some(token) = gate::token_of(query.access_token.as_deref(), request.headers())
-        && connection.token_fingerprint != Some(state.fingerprint(token))
-    {
-        return Err(EngineError::unauthorized(
-            "access token does not match the one this session started with",
-        ));
-    }
+    gate::check_session_token(
+        state,
+        &connection,
+        gate::token_of(query.access_token.as_deref(), request.headers()),
+    )?;
     if connection.heartbeat_overdue(std::time::Instant::now()) {
         // The heartbeat timer may run a little late; the session is over
         // all the same.

@@ -79,6 +79,109 @@ impl HubAudience {
     }
 }
 
+/// The audience a token must name to act on one hub's REST API or to attach
+/// an application server to its tunnel.
+///
+/// Like [`HubAudience`], scheme and host only count when a public endpoint is
+/// given, and paths are relative to that endpoint's path. The path must be
+/// exactly the endpoint's (no suffix matching), so a client token can never
+/// pass for an API or tunnel token, whatever the endpoint's path holds.
+///
+/// - **API**: `{base}/api/hubs/{hub}` or any path below it (the official
+///   `WebPubSubServiceClient` signs the full request URL, e.g.
+///   `…/api/hubs/chat/:send?api-version=…`).
+/// - **Tunnel**: `{base}/server/tunnel` with `?hub={hub}` (what the official
+///   SDK signs).
+///
+/// ```
+/// use portcullis_auth::audience::ServiceAudience;
+///
+/// let api = ServiceAudience::api("chat", None);
+/// assert!(api.matches("http://h/api/hubs/chat/:send?api-version=2024-01-01"));
+/// assert!(api.matches("http://h/api/hubs/Chat"));
+/// assert!(!api.matches("http://h/api/hubs/chatroom/:send"));
+/// assert!(!api.matches("http://h/api/hubs/other/:send"));
+/// assert!(!api.matches("http://h/clients/socketio/hubs/chat"));
+///
+/// let tunnel = ServiceAudience::tunnel("chat", None);
+/// assert!(tunnel.matches("ws://h/server/tunnel?hub=chat"));
+/// assert!(!tunnel.matches("ws://h/evil/server/tunnel?hub=chat"));
+/// assert!(!tunnel.matches("ws://h/server/tunnel?hub=other"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServiceAudience {
+    /// The expected path, lowercased, without a trailing `/`.
+    path: String,
+    /// Whether paths below `path` count too (the API's request URLs).
+    below: bool,
+    /// The hub the `hub` query parameter must name (the tunnel).
+    hub_query: Option<String>,
+    origin: Option<Origin>,
+    expected: String,
+}
+
+impl ServiceAudience {
+    /// The audience of REST API calls on `hub`.
+    pub fn api(hub: &str, public_endpoint: Option<&Url>) -> Self {
+        Self::new(&format!("api/hubs/{hub}"), true, None, public_endpoint)
+    }
+
+    /// The audience of `hub`'s application-server tunnel.
+    pub fn tunnel(hub: &str, public_endpoint: Option<&Url>) -> Self {
+        Self::new("server/tunnel", false, Some(hub), public_endpoint)
+    }
+
+    fn new(
+        relative: &str,
+        below: bool,
+        hub_query: Option<&str>,
+        public_endpoint: Option<&Url>,
+    ) -> Self {
+        let base = public_endpoint.map_or("", |e| e.path().trim_end_matches('/'));
+        let path = comparable_path(&format!("{base}/{relative}"));
+        let shown = match hub_query {
+            Some(hub) => format!("{base}/{relative}?hub={hub}"),
+            None if below => format!("{base}/{relative}[/...]"),
+            None => format!("{base}/{relative}"),
+        };
+        let expected = match public_endpoint {
+            Some(endpoint) => format!("{}{shown}", endpoint.origin().ascii_serialization()),
+            None => shown,
+        };
+        Self {
+            path,
+            below,
+            hub_query: hub_query.map(str::to_ascii_lowercase),
+            origin: public_endpoint.map(origin_of),
+            expected,
+        }
+    }
+
+    /// True when `aud` is acceptable.
+    pub fn matches(&self, aud: &str) -> bool {
+        let Ok(url) = Url::parse(aud) else {
+            return false;
+        };
+        let origin_ok = self.origin.as_ref().is_none_or(|o| *o == origin_of(&url));
+        let path = comparable_path(url.path());
+        let path_ok = path == self.path
+            || (self.below
+                && path
+                    .strip_prefix(&self.path)
+                    .is_some_and(|rest| rest.starts_with('/')));
+        let hub_ok = self.hub_query.as_ref().is_none_or(|hub| {
+            url.query_pairs()
+                .any(|(k, v)| k == "hub" && v.eq_ignore_ascii_case(hub))
+        });
+        origin_ok && path_ok && hub_ok
+    }
+
+    /// What is expected, for messages.
+    pub fn expected(&self) -> &str {
+        &self.expected
+    }
+}
+
 /// `{endpoint path}/clients/socketio/hubs/{hub}` on the public endpoint (or a placeholder host),
 /// normalised the way the URL parser normalises an `aud`.
 fn hub_url(hub: &str, public_endpoint: Option<&Url>) -> Option<Url> {

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::audience::HubAudience;
+use crate::audience::{HubAudience, ServiceAudience};
 use crate::signature::SigningKeys;
 use crate::{AccessKeys, Claims, TokenError};
 
@@ -134,6 +134,24 @@ impl ClientTokenVerifier {
         let payload = self.verified_payload(token)?;
         // Built only for tokens that passed the signature: forgeries cost no URL parsing.
         let audience = HubAudience::new(hub, self.inner.public_endpoint.as_ref());
+        check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
+        Ok(Claims::from_json(&payload))
+    }
+
+    /// Verifies a REST API token for calls on `hub` (see
+    /// [`ServiceAudience::api`]).
+    pub fn verify_api(&self, token: &str, hub: &str) -> Result<Claims, TokenError> {
+        let payload = self.verified_payload(token)?;
+        let audience = ServiceAudience::api(hub, self.inner.public_endpoint.as_ref());
+        check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
+        Ok(Claims::from_json(&payload))
+    }
+
+    /// Verifies an application server's tunnel token for `hub` (see
+    /// [`ServiceAudience::tunnel`]).
+    pub fn verify_tunnel(&self, token: &str, hub: &str) -> Result<Claims, TokenError> {
+        let payload = self.verified_payload(token)?;
+        let audience = ServiceAudience::tunnel(hub, self.inner.public_endpoint.as_ref());
         check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
         Ok(Claims::from_json(&payload))
     }

@@ -35,10 +35,9 @@ async fn open_session(gateway: &TestGateway) -> String {
 }
 
 async fn poll(gateway: &TestGateway, sid: &str) -> (u16, String) {
-    let response =
-        reqwest::get(gateway.client_url(HUB, &format!("EIO=4&transport=polling&sid={sid}")))
-            .await
-            .unwrap();
+    let token = gateway.token(HUB);
+    let query = format!("EIO=4&transport=polling&sid={sid}&access_token={token}");
+    let response = reqwest::get(gateway.client_url(HUB, &query)).await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -103,6 +102,93 @@ async fn requires_an_operator_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+/// The status of `method path` with a Bearer token whose audience is `aud`.
+async fn status_with_audience(
+    gateway: &TestGateway,
+    method: reqwest::Method,
+    path: &str,
+    aud: &str,
+) -> u16 {
+    let token = mint_client_token(KEY, aud, &ClientTokenOptions::default());
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", gateway.http()))
+        .bearer_auth(token)
+        .header("content-type", "text/plain")
+        .body("42[\"x\"]")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn api_tokens_act_on_their_own_hub_only() {
+    let gateway = TestGateway::start(&["--echo-hub", HUB, "--echo-hub", "other"]);
+    let base = gateway.http();
+    let sid = open_session(&gateway).await;
+    let send = format!("/api/hubs/{HUB}/:send?api-version=2024-01-01");
+    let close_all = format!("/api/hubs/{HUB}/:closeConnections?api-version=2024-01-01");
+    // A token for hub `other` (or one merely under /api/) acts on nothing here.
+    for aud in [
+        format!("{base}/api/hubs/other"),
+        format!("{base}/api/hubs/other/:send"),
+        format!("{base}/api/hubs/{HUB}x/:send"),
+        format!("{base}/api/"),
+        format!("{base}/x/api/hubs/{HUB}"),
+    ] {
+        let post = reqwest::Method::POST;
+        assert_eq!(
+            status_with_audience(&gateway, post.clone(), &send, &aud).await,
+            401,
+            "{aud}"
+        );
+        assert_eq!(
+            status_with_audience(&gateway, post, &close_all, &aud).await,
+            401,
+            "{aud}"
+        );
+    }
+    assert_eq!(gateway.connections().await, 1, "nothing was closed");
+    // The hub's own audience works, as does the full request URL the
+    // official WebPubSubServiceClient signs.
+    for aud in [format!("{base}/api/hubs/{HUB}"), format!("{base}{send}")] {
+        assert_eq!(
+            status_with_audience(&gateway, reqwest::Method::POST, &send, &aud).await,
+            202,
+            "{aud}"
+        );
+    }
+    let (status, body) = poll(&gateway, &sid).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("42[\"x\"]"), "{body}");
+}
+
+/// Behind a public endpoint whose path holds `/api/`, a client token (whose
+/// audience then contains `/api/`) is still no API token.
+#[tokio::test]
+async fn client_tokens_never_pass_for_api_tokens_under_a_public_endpoint() {
+    let public = "https://gw.example.com/api/";
+    let gateway = TestGateway::start(&["--echo-hub", HUB, "--public-endpoint", public]);
+    let send = format!("/api/hubs/{HUB}/:send");
+    let post = reqwest::Method::POST;
+    let client_aud = format!("{public}clients/socketio/hubs/{HUB}");
+    assert_eq!(
+        status_with_audience(&gateway, post.clone(), &send, &client_aud).await,
+        401
+    );
+    let other_host = format!("https://evil.example.com/api/api/hubs/{HUB}");
+    assert_eq!(
+        status_with_audience(&gateway, post.clone(), &send, &other_host).await,
+        401
+    );
+    let api_aud = format!("{public}api/hubs/{HUB}");
+    assert_eq!(
+        status_with_audience(&gateway, post, &send, &api_aud).await,
+        202
+    );
 }
 
 #[tokio::test]

@@ -126,6 +126,22 @@ async fn only_servers_with_a_valid_token_attach() {
         Some(401),
         "client tokens cannot attach servers"
     );
+    // The audience's path must be the tunnel's, not merely end like it.
+    let options = ClientTokenOptions {
+        user_id: Some("s1".into()),
+        ..Default::default()
+    };
+    for aud in [
+        "ws://localhost/anything/server/tunnel?hub=chat",
+        "ws://localhost/clients/socketio/hubs/chat/server/tunnel?hub=chat",
+    ] {
+        let token = mint_client_token(KEY, aud, &options);
+        assert_eq!(
+            attach(&gateway, "chat", &token).await.err(),
+            Some(401),
+            "audience {aud}"
+        );
+    }
     assert_eq!(
         attach(&gateway, "echo", &tunnel_token("echo", "s1", KEY))
             .await
@@ -197,7 +213,10 @@ async fn carries_a_client_session_through_the_tunnel() {
     let post = |body: &'static str| {
         let url = gateway.client_url(
             "chat",
-            &format!("EIO=4&transport=polling&sid={connection_id}"),
+            &format!(
+                "EIO=4&transport=polling&sid={connection_id}&access_token={}",
+                gateway.token("chat")
+            ),
         );
         async move {
             reqwest::Client::new()
@@ -240,7 +259,10 @@ async fn carries_a_client_session_through_the_tunnel() {
     }
     let poll = reqwest::get(gateway.client_url(
         "chat",
-        &format!("EIO=4&transport=polling&sid={connection_id}"),
+        &format!(
+            "EIO=4&transport=polling&sid={connection_id}&access_token={}",
+            gateway.token("chat")
+        ),
     ))
     .await
     .unwrap();
@@ -265,7 +287,10 @@ async fn carries_a_client_session_through_the_tunnel() {
     assert!(matches!(next(&mut ws).await, TunnelMessage::HttpResponse(r) if r.status_code == 202));
     let poll = reqwest::get(gateway.client_url(
         "chat",
-        &format!("EIO=4&transport=polling&sid={connection_id}"),
+        &format!(
+            "EIO=4&transport=polling&sid={connection_id}&access_token={}",
+            gateway.token("chat")
+        ),
     ))
     .await
     .unwrap();
@@ -373,7 +398,11 @@ async fn a_server_may_leave_heartbeats_to_the_gateway() {
     assert!(next_request(&mut ws).await.header("ce-type") == Some("azure.webpubsub.sys.connected"));
 
     // The gateway pings the client itself; the pong does not cross the tunnel.
-    let poll_url = gateway.client_url("chat", &format!("EIO=4&transport=polling&sid={sid}"));
+    let token = gateway.token("chat");
+    let poll_url = gateway.client_url(
+        "chat",
+        &format!("EIO=4&transport=polling&sid={sid}&access_token={token}"),
+    );
     let poll = reqwest::get(&poll_url).await.unwrap().text().await.unwrap();
     assert_eq!(poll, "2");
     let status = reqwest::Client::new()

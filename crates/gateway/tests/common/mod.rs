@@ -17,6 +17,9 @@ pub struct TestGateway {
     pub addr: String,
     /// The connection string it printed.
     pub connection_string: String,
+    /// The client token of each hub, minted once: a session accepts only the
+    /// token it started with, as a real client repeats its own.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl TestGateway {
@@ -72,6 +75,7 @@ impl TestGateway {
             child,
             addr,
             connection_string,
+            tokens: Default::default(),
         }
     }
 
@@ -92,13 +96,17 @@ impl TestGateway {
 
     /// A valid token for `hub` signed with [`KEY`].
     pub fn token(&self, hub: &str) -> String {
-        token_for(
-            hub,
-            &ClientTokenOptions {
-                user_id: Some("tester".into()),
-                ..Default::default()
-            },
-        )
+        let mut tokens = self.tokens.lock().unwrap();
+        let token = tokens.entry(hub.to_owned()).or_insert_with(|| {
+            token_for(
+                hub,
+                &ClientTokenOptions {
+                    user_id: Some("tester".into()),
+                    ..Default::default()
+                },
+            )
+        });
+        token.clone()
     }
 
     /// Live connections, from `/health`.

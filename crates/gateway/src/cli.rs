@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, env = "PORTCULLIS_MAX_QUEUED_PACKETS")]
     pub max_queued_packets: Option<usize>,
+    /// Milliseconds a write to a client's WebSocket may take before the
+    /// client is closed as not reading [default: 10000].
+    #[arg(long, env = "PORTCULLIS_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
     /// Milliseconds the application server may take to accept a client
     /// [default: 30000].
     #[arg(long, env = "PORTCULLIS_CONNECT_TIMEOUT_MS")]
@@ -118,6 +122,7 @@ struct FileConfig {
     max_token_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_queued_packets: Option<usize>,
+    write_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     server_grace_ms: Option<u64>,
     tunnel_keepalive_ms: Option<u64>,
@@ -170,6 +175,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.ping_timeout_ms.or(file.ping_timeout_ms) {
             config.ping_timeout = ms(v);
+        }
+        if let Some(v) = self.write_timeout_ms.or(file.write_timeout_ms) {
+            config.write_timeout = ms(v);
         }
         if let Some(v) = self.connect_timeout_ms.or(file.connect_timeout_ms) {
             config.connect_timeout = ms(v);
@@ -224,6 +232,9 @@ impl ServeArgs {
 fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
         return Err("ping interval and timeout must be greater than zero".into());
+    }
+    if config.write_timeout.is_zero() {
+        return Err("--write-timeout-ms must be greater than zero".into());
     }
     if config.tunnel_keepalive.is_zero() || config.tunnel_keepalive > Duration::from_secs(60) {
         return Err("--tunnel-keepalive-ms must be between 1 and 60000".into());

@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Most packets queued for one client before it is closed as too slow.
     pub max_queued_frames: usize,
+    /// Longest a write to a client's WebSocket may take (a client that stops
+    /// reading is closed after it, and its socket freed).
+    pub write_timeout: Duration,
     /// How long the application server may take to accept a connection.
     pub connect_timeout: Duration,
     /// Clock skew allowed on `exp` and `nbf`.
@@ -82,6 +85,7 @@ impl GatewayConfig {
             max_token_bytes: 8 * 1024,
             max_connections: 100_000,
             max_queued_frames: 4096,
+            write_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
             token_leeway: Duration::from_secs(30),
             hubs: HashMap::new(),

@@ -219,6 +219,7 @@ fn session_params(state: &GatewayState, accept: &Accept) -> SessionParams {
         max_payload: accept.max_payload.min(state.config.max_payload),
         heartbeat: accept.heartbeat,
         max_queued_frames: state.config.max_queued_frames,
+        write_timeout: state.config.write_timeout,
     }
 }
 

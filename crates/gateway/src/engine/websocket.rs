@@ -38,12 +38,9 @@ pub(crate) fn serve_new(
     open: String,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        if socket.send(Message::Text(open.into())).await.is_err() {
-            hub.end(
-                &connection,
-                Ending::ByClient,
-                DisconnectReason::TransportClosed,
-            );
+        let limit = connection.params.write_timeout;
+        if let Err(failure) = bounded(limit, socket.send(Message::Text(open.into()))).await {
+            end_on(&hub, &connection, failure);
             return;
         }
         run(&mut socket, &hub, &connection).await;
@@ -72,7 +69,48 @@ impl Drop for ProbeClaim {
 /// Closes a WebSocket that asked to carry a session another WebSocket
 /// already probes or carries.
 pub(crate) async fn refuse(mut socket: WebSocket) {
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = bounded(REFUSAL_WRITE_LIMIT, socket.send(Message::Close(None))).await;
+}
+
+/// How long closing a turned-away WebSocket may take (it has no session, so
+/// no session's write timeout applies).
+const REFUSAL_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why a write to the client did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFailure {
+    /// The socket failed or was closed.
+    Closed,
+    /// The client did not take the bytes within the write timeout (it
+    /// stopped reading; its TCP window stays shut).
+    TimedOut,
+}
+
+/// Runs a write bounded by `limit`, so a client that never reads cannot
+/// hold the task and its socket.
+async fn bounded<T>(
+    limit: Duration,
+    write: impl Future<Output = Result<T, axum::Error>>,
+) -> Result<T, WriteFailure> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(WriteFailure::Closed),
+        Err(_) => Err(WriteFailure::TimedOut),
+    }
+}
+
+/// Ends the session after a failed write.
+fn end_on(hub: &Hub, connection: &Connection, failure: WriteFailure) {
+    match failure {
+        WriteFailure::Closed => hub.end(
+            connection,
+            Ending::ByClient,
+            DisconnectReason::TransportClosed,
+        ),
+        WriteFailure::TimedOut => {
+            hub.end(connection, Ending::ByServer, DisconnectReason::SlowClient)
+        }
+    }
 }
 
 /// Serves a WebSocket that upgrades a polling connection.
@@ -93,7 +131,8 @@ pub(crate) fn serve_upgrade(
         drop(claim);
         connection.probe_synced();
         if !upgraded {
-            let _ = socket.send(Message::Close(None)).await;
+            let limit = connection.params.write_timeout;
+            let _ = bounded(limit, socket.send(Message::Close(None))).await;
             return;
         }
         run(&mut socket, &hub, &connection).await;
@@ -180,7 +219,10 @@ async fn probe_step(
     match (probe, text.as_str()) {
         (Probe::Ping, "2probe") => {
             let pong = Message::Text(Utf8Bytes::from_static("3probe"));
-            if socket.send(pong).await.is_err() {
+            if bounded(connection.params.write_timeout, socket.send(pong))
+                .await
+                .is_err()
+            {
                 return Probe::Failed;
             }
             // From now on a pending or new poll is released with a noop, so
@@ -209,12 +251,10 @@ async fn run(socket: &mut WebSocket, hub: &Hub, connection: &Arc<Connection>) {
         let woken = connection.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if write_queued(socket, connection).await.is_err() {
-            hub.end(
-                connection,
-                Ending::ByClient,
-                DisconnectReason::TransportClosed,
-            );
+        if let Err(failure) = write_queued(socket, connection).await {
+            // A client that stopped reading gets no closing exchange either:
+            // that would be one more write it never takes.
+            end_on(hub, connection, failure);
             return;
         }
         if let Some(ending) = connection.ending() {
@@ -233,16 +273,19 @@ async fn run(socket: &mut WebSocket, hub: &Hub, connection: &Arc<Connection>) {
     }
 }
 
-/// Writes every queued frame, then flushes once.
-async fn write_queued(socket: &mut WebSocket, connection: &Connection) -> Result<(), axum::Error> {
+/// Writes every queued frame, then flushes once, within the write timeout.
+async fn write_queued(socket: &mut WebSocket, connection: &Connection) -> Result<(), WriteFailure> {
     let frames = connection.drain();
     if frames.is_empty() {
         return Ok(());
     }
-    for frame in frames {
-        socket.feed(to_message(frame)).await?;
-    }
-    socket.flush().await
+    let write = async {
+        for frame in frames {
+            socket.feed(to_message(frame)).await?;
+        }
+        socket.flush().await
+    };
+    bounded(connection.params.write_timeout, write).await
 }
 
 fn to_message(frame: Frame) -> Message {
@@ -316,7 +359,9 @@ fn is_too_big(error: &axum::Error) -> bool {
 
 /// Sends what is left and closes the WebSocket.
 async fn finish(socket: &mut WebSocket, connection: &Connection, ending: Ending) {
-    let _ = write_queued(socket, connection).await;
+    if write_queued(socket, connection).await.is_err() {
+        return;
+    }
     let code = match connection.disconnect_reason() {
         Some(DisconnectReason::PayloadTooLarge) => Some(CLOSE_TOO_BIG),
         _ if ending == Ending::ByServer => Some(1000),
@@ -326,6 +371,11 @@ async fn finish(socket: &mut WebSocket, connection: &Connection, ending: Ending)
         code,
         reason: Utf8Bytes::from_static(""),
     });
-    let _ = socket.send(Message::Close(frame)).await;
-    let _ = SinkExt::close(socket).await;
+    let limit = connection.params.write_timeout;
+    if bounded(limit, socket.send(Message::Close(frame)))
+        .await
+        .is_ok()
+    {
+        let _ = bounded(limit, SinkExt::close(socket)).await;
+    }
 }

@@ -50,6 +50,8 @@ pub(crate) struct SessionParams {
     pub max_payload: u64,
     pub heartbeat: Heartbeat,
     pub max_queued_frames: usize,
+    /// Longest a write to the client may take.
+    pub write_timeout: Duration,
 }
 
 /// A client connection. Shared by the hub (which sends to it) and by the

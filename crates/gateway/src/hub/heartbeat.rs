@@ -169,6 +169,7 @@ mod tests {
             max_payload: 1_000_000,
             heartbeat: Heartbeat::Gateway,
             max_queued_frames: 16,
+            write_timeout: Duration::from_secs(10),
         };
         Arc::new(Connection::new(
             ConnectionId::generate(),

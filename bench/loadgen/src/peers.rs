@@ -261,6 +261,9 @@ pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) 
             let mut cmd = command(&bins.portcullis, log)?;
             cmd.args(["serve", "--listen", "127.0.0.1:0", "--access-key", key])
                 .args(["--max-connections", "1000000"])
+                // Every load-generator client carries the same token.
+                .args(["--max-connections-per-user", "0"])
+                .args(["--max-pending-handshakes", "100000"])
                 .env("RUST_LOG", "warn");
             if peer == PeerId::PortcullisEcho {
                 cmd.args(["--echo-hub", hub]);

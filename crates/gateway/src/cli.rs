@@ -75,6 +75,18 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, env = "PORTCULLIS_MAX_QUEUED_PACKETS")]
     pub max_queued_packets: Option<usize>,
+    /// Most handshakes waiting for the application's verdict at once; more
+    /// get 503 [default: 1024].
+    #[arg(long, env = "PORTCULLIS_MAX_PENDING_HANDSHAKES")]
+    pub max_pending_handshakes: Option<usize>,
+    /// Most connections of one user (the token's `sub`) at once; more get
+    /// 429. 0: no limit [default: 100].
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Most connections from one client IP address at once; more get 429.
+    /// 0: no limit; leave it off behind a proxy [default: 0].
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// Milliseconds a write to a client's WebSocket may take before the
     /// client is closed as not reading [default: 10000].
     #[arg(long, env = "PORTCULLIS_WRITE_TIMEOUT_MS")]
@@ -122,6 +134,9 @@ struct FileConfig {
     max_token_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_queued_packets: Option<usize>,
+    max_pending_handshakes: Option<usize>,
+    max_connections_per_user: Option<usize>,
+    max_connections_per_address: Option<usize>,
     write_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     server_grace_ms: Option<u64>,
@@ -204,6 +219,18 @@ impl ServeArgs {
             .max_connections
             .or(file.max_connections)
             .unwrap_or(config.max_connections);
+        config.max_pending_handshakes = self
+            .max_pending_handshakes
+            .or(file.max_pending_handshakes)
+            .unwrap_or(config.max_pending_handshakes);
+        config.max_connections_per_user = self
+            .max_connections_per_user
+            .or(file.max_connections_per_user)
+            .unwrap_or(config.max_connections_per_user);
+        config.max_connections_per_address = self
+            .max_connections_per_address
+            .or(file.max_connections_per_address)
+            .unwrap_or(config.max_connections_per_address);
         config.max_queued_frames = self
             .max_queued_packets
             .or(file.max_queued_packets)
@@ -232,6 +259,9 @@ impl ServeArgs {
 fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
         return Err("ping interval and timeout must be greater than zero".into());
+    }
+    if config.max_pending_handshakes == 0 {
+        return Err("--max-pending-handshakes must be greater than zero".into());
     }
     if config.write_timeout.is_zero() {
         return Err("--write-timeout-ms must be greater than zero".into());

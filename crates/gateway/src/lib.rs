@@ -11,6 +11,7 @@
 //! - [`hub`]: connections, groups and the [`hub::HubHandler`] interface to
 //!   whoever handles a hub's clients.
 
+mod admission;
 pub mod echo;
 pub mod engine;
 mod gate;
@@ -18,4 +19,5 @@ pub mod hub;
 pub mod server;
 mod tunnel;
 
+pub use admission::AdmissionLimits;
 pub use server::{Gateway, GatewayConfig};

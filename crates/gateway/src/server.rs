@@ -17,6 +17,7 @@ use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
 
+use crate::admission::{Admission, AdmissionLimits};
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
@@ -45,6 +46,13 @@ pub struct GatewayConfig {
     pub max_token_bytes: usize,
     /// Most client connections held at once.
     pub max_connections: usize,
+    /// Most handshakes waiting for the application's verdict at once.
+    pub max_pending_handshakes: usize,
+    /// Most connections of one user (`sub`) at once; 0: no limit.
+    pub max_connections_per_user: usize,
+    /// Most connections from one client IP address at once; 0: no limit.
+    /// (Behind a proxy every client has the proxy's address: leave it off.)
+    pub max_connections_per_address: usize,
     /// Most packets queued for one client before it is closed as too slow.
     pub max_queued_frames: usize,
     /// Longest a write to a client's WebSocket may take (a client that stops
@@ -84,6 +92,9 @@ impl GatewayConfig {
             max_payload: 1_000_000,
             max_token_bytes: 8 * 1024,
             max_connections: 100_000,
+            max_pending_handshakes: 1024,
+            max_connections_per_user: 100,
+            max_connections_per_address: 0,
             max_queued_frames: 4096,
             write_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
@@ -110,6 +121,7 @@ pub(crate) struct GatewayState {
     pub cors: CorsPolicy,
     pub fingerprint_keys: RandomState,
     pub tunnels: Tunnels,
+    pub admission: Arc<Admission>,
 }
 
 impl GatewayState {
@@ -184,8 +196,15 @@ impl Gateway {
                 .unwrap_or_else(|| config.listen.ip().to_string()),
             grace: config.server_grace,
         });
+        let admission = Admission::new(AdmissionLimits {
+            max_connections: config.max_connections,
+            max_pending_handshakes: config.max_pending_handshakes,
+            max_connections_per_user: config.max_connections_per_user,
+            max_connections_per_address: config.max_connections_per_address,
+        });
         Gateway {
             state: Arc::new(GatewayState {
+                admission,
                 config,
                 hubs,
                 verifier,
@@ -252,7 +271,9 @@ impl Gateway {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, router)
+        // Clients' addresses reach the handlers (per-address limits).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 for hub in state.hubs.all() {

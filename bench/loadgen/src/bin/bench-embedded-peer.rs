@@ -38,6 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let mut config = GatewayConfig::new(addr, AccessKeys::new(vec![key])?);
     config.max_connections = 1_000_000;
+    // Every load-generator client carries the same token.
+    config.max_connections_per_user = 0;
+    config.max_pending_handshakes = 100_000;
     let gateway = Gateway::new(config);
     io.attach(&gateway, &hub)?;
 

@@ -19,6 +19,7 @@ use portcullis_protocol::engine::{OpenParams, PROTOCOL_VERSION};
 pub use cors::CorsPolicy;
 pub use error::{EngineError, ErrorCode};
 
+use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
     Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Hub, SessionParams,
@@ -114,13 +115,10 @@ async fn handshake(
         .get(hub_name)
         .filter(|hub| hub.handler().is_some())
         .ok_or_else(|| no_application(hub_name))?;
-    if state.hubs.connection_count() >= state.config.max_connections {
-        return Err(EngineError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Forbidden,
-            "the gateway is at its connection limit (--max-connections); try again later",
-        ));
-    }
+    let ticket = state.admission.admit(Applicant {
+        user: admitted.claims.user_id().map(Arc::from),
+        address: client_address(&request),
+    })?;
 
     let connect = ConnectRequest {
         connection_id: ConnectionId::generate(),
@@ -130,7 +128,7 @@ async fn handshake(
         headers: request.headers().clone(),
         transport,
     };
-    let connection = open_session(state, &hub, connect, admitted.token_fingerprint).await?;
+    let connection = open_session(state, &hub, connect, admitted.token_fingerprint, ticket).await?;
     let open = open_packet(&connection, transport);
     Ok(match upgrade {
         None => polling::payload_response(open),
@@ -138,6 +136,14 @@ async fn handshake(
             .configure_websocket(upgrade, connection.params.max_payload)
             .on_upgrade(move |socket| websocket::serve_new(socket, hub, connection, open)),
     })
+}
+
+/// The client's IP address, where the server loop recorded it.
+fn client_address(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 fn no_application(hub: &str) -> EngineError {
@@ -158,6 +164,7 @@ async fn open_session(
     hub: &Hub,
     request: ConnectRequest,
     token_fingerprint: Option<u64>,
+    mut ticket: Ticket,
 ) -> Result<Arc<Connection>, EngineError> {
     let handler = hub.handler().ok_or_else(|| no_application(&request.hub))?;
     let state = state.clone();
@@ -169,6 +176,7 @@ async fn open_session(
         let verdict =
             tokio::time::timeout(state.config.connect_timeout, handler.connect(&hub, request))
                 .await;
+        ticket.settled();
         let accept = match verdict {
             Ok(Ok(accept)) => accept,
             Ok(Err(refusal)) => {
@@ -198,6 +206,7 @@ async fn open_session(
             params,
             transport,
         ));
+        connection.hold(ticket);
         hub.register(connection.clone());
         handler.on_connected(&hub, &connection.id);
         Ok(connection)

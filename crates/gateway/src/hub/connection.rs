@@ -12,6 +12,7 @@ use tokio_util::time::delay_queue::Key;
 use super::ConnectionId;
 use super::handler::{DisconnectReason, Heartbeat};
 use super::payload::{Frame, Payload};
+use crate::admission::Ticket;
 
 /// Which transport currently carries the connection's outbound packets.
 ///
@@ -93,6 +94,8 @@ struct State {
     heartbeat: HeartbeatState,
     /// The connection's entry in its hub's heartbeat queue.
     heartbeat_key: Option<Key>,
+    /// Its share of the gateway's admission counts, given back when it ends.
+    ticket: Option<Ticket>,
     last_seen: Instant,
 }
 
@@ -139,6 +142,7 @@ impl Connection {
                 reason: None,
                 heartbeat: HeartbeatState::Idle { last_pong: now },
                 heartbeat_key: None,
+                ticket: None,
                 last_seen: now,
             }),
             wake: Notify::new(),
@@ -190,6 +194,11 @@ impl Connection {
         Ok(close)
     }
 
+    /// Keeps the connection's admission ticket until it ends.
+    pub(crate) fn hold(&self, ticket: Ticket) {
+        self.lock().ticket = Some(ticket);
+    }
+
     /// Marks the connection ended; returns false if it already was.
     pub(crate) fn end(&self, ending: Ending, reason: &DisconnectReason) -> bool {
         let mut state = self.lock();
@@ -199,7 +208,9 @@ impl Connection {
         state.end = Some(ending);
         state.ended_at = Some(Instant::now());
         state.reason = Some(reason.clone());
+        let ticket = state.ticket.take();
         drop(state);
+        drop(ticket);
         self.closed.cancel();
         self.wake.notify_waiters();
         self.wake.notify_one();

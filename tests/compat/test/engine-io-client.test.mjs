@@ -522,7 +522,8 @@ test("CORS: polling requests echo the Origin with credentials; preflight answers
   assert.equal(handshake.headers.get("access-control-allow-credentials"), "true");
   const { sid } = JSON.parse((await handshake.text()).slice(1));
 
-  const post = await fetch(`${gw.hubUrl()}?EIO=4&transport=polling&sid=${sid}`, {
+  // Later requests of the session repeat its token, as engine.io-client does.
+  const post = await fetch(`${gw.hubUrl()}?EIO=4&transport=polling&sid=${sid}&access_token=${token}`, {
     method: "POST",
     body: "4cors",
     headers: { Origin: origin, "content-type": "text/plain;charset=UTF-8" },
@@ -531,7 +532,9 @@ test("CORS: polling requests echo the Origin with credentials; preflight answers
   assert.equal(post.headers.get("access-control-allow-origin"), origin);
   assert.equal(post.headers.get("access-control-allow-credentials"), "true");
 
-  const poll = await fetch(`${gw.hubUrl()}?EIO=4&transport=polling&sid=${sid}`, { headers: { Origin: origin } });
+  const poll = await fetch(`${gw.hubUrl()}?EIO=4&transport=polling&sid=${sid}&access_token=${token}`, {
+    headers: { Origin: origin },
+  });
   assert.equal(poll.status, 200);
   assert.equal(poll.headers.get("access-control-allow-origin"), origin);
   assert.equal(poll.headers.get("access-control-allow-credentials"), "true");

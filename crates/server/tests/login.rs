@@ -216,14 +216,27 @@ async fn logged_in_user_is_restored_in_handlers_and_logout_is_refused() {
     assert_eq!(claims["sub"], "1");
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-        600 * 60,
-        "600 minutes by default, as usePassport"
+        3600,
+        "one hour by default (usePassport's 600 minutes is too long for a bearer token)"
     );
     let (_, short) = negotiate(&alice, format!("{}/negotiate?expirationMinutes=10", s.app)).await;
     let short = payload(short["token"].as_str().unwrap());
     assert_eq!(
         short["exp"].as_u64().unwrap() - short["iat"].as_u64().unwrap(),
         600
+    );
+    // A client cannot lengthen its token: a longer lifetime is clamped.
+    let (status, long) = negotiate(
+        &alice,
+        format!("{}/negotiate?expirationMinutes=100000", s.app),
+    )
+    .await;
+    assert_eq!(status, 200, "{long}");
+    let long = payload(long["token"].as_str().unwrap());
+    assert_eq!(
+        long["exp"].as_u64().unwrap() - long["iat"].as_u64().unwrap(),
+        3600,
+        "clamped to the app's expiration"
     );
 
     // The real socket.io-client connects with the answer; the handler sees

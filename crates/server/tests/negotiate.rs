@@ -181,6 +181,11 @@ async fn expiration_minutes_and_refusals() {
     assert!(message.contains("missing field `user`"), "{message}");
     assert_eq!(body.as_object().unwrap().len(), 1, "only the message");
 
+    // Without a configured cap, lifetimes are capped at one hour.
+    let (status, body) = get("/negotiate?user=bob&expirationMinutes=600".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(lifetime(&body), 3600, "clamped to DEFAULT_MAX_EXPIRATION");
+
     // A cap on lifetimes applies to asked-for lifetimes too.
     let capped = serve_app(negotiate_routes(
         negotiate.max_expiration(Duration::from_secs(120)),

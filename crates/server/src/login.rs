@@ -233,7 +233,8 @@ impl std::error::Error for RestoreError {}
 
 /// A connect middleware (for [`Namespace::with`](crate::Namespace::with))
 /// that restores the logged-in user (the SDK's `restorePassport`): it reads
-/// the user id from the token's claims (`userId`, else `sub`), loads the
+/// the user id from the token's `sub` claim (never `userId`, which a
+/// hand-made token could set to someone else), loads the
 /// user with `backend.get_user`, and stores it as [`LoggedIn<User>`] in the
 /// socket's extensions. Sockets whose user cannot be loaded are refused
 /// with a [`RestoreError`] message.
@@ -275,11 +276,10 @@ where
     move |socket: SocketRef| {
         let backend = backend.clone();
         Box::pin(async move {
-            let claims = socket.claims();
-            let text = match claims.get("userId") {
-                [one] => one.as_str(),
-                _ => socket.user_id().ok_or(RestoreError::NoUser)?,
-            };
+            // `sub` only: it is the gateway's notion of the user (what
+            // `SocketRef::user_id` and per-user sends use), so the restored
+            // user can never differ from the one the gateway routes by.
+            let text = socket.user_id().ok_or(RestoreError::NoUser)?;
             let id = parse_user_id::<B>(text).ok_or(RestoreError::InvalidUserId)?;
             let user = backend.get_user(&id).await.map_err(|e| {
                 tracing::error!(error = %e, "restore_login: the backend could not load a user");

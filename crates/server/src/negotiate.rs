@@ -277,8 +277,10 @@ pub struct NegotiateOptions {
     /// default): a longer value is shortened to it.
     pub expiration: Option<Duration>,
     /// Extra claims, visible to the application as
-    /// [`SocketRef::claims`](crate::SocketRef::claims). `iat`, `exp`, `aud`
-    /// and `sub` cannot be overridden.
+    /// [`SocketRef::claims`](crate::SocketRef::claims). Claims named like a
+    /// reserved claim (`iat`, `exp`, `aud`, `sub`, `userId`, `role`,
+    /// `webpubsub.group`: [`portcullis_auth::RESERVED_CLAIMS`]) are dropped:
+    /// identity, roles and groups come only from the fields above.
     pub custom_claims: Map<String, Value>,
 }
 

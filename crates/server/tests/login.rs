@@ -17,7 +17,9 @@ use axum::extract::Json;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum_login::{AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend, UserId};
-use negotiate_support::{Answer, DEADLINE, HUB, TestGateway, payload, serve_app, socket_io_client};
+use negotiate_support::{
+    Answer, DEADLINE, HUB, KEY, TestGateway, payload, serve_app, socket_io_client,
+};
 use portcullis_server::extract::AckSender;
 use portcullis_server::login::{LoggedIn, restore_login, use_login};
 use portcullis_server::negotiate::Negotiate;
@@ -329,4 +331,31 @@ async fn an_expired_token_is_refused_at_the_gateway_before_any_session() {
     assert_eq!(result["connected"], false, "{result}");
     assert_eq!(s.middleware_calls.load(Ordering::SeqCst), 0);
     assert_eq!(s.gw.connections().await, 0);
+}
+
+#[tokio::test]
+async fn the_user_is_restored_from_sub_never_from_user_id() {
+    let s = setup(Duration::from_secs(30)).await;
+    // A token (signed with the key, as a careless app's custom claims could
+    // produce) whose `userId` names Alice but whose `sub` names Bob.
+    let path = format!("/clients/socketio/hubs/{HUB}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "userId": "1", "sub": "2", "iat": now, "exp": now + 600,
+        "aud": format!("{}{path}", s.gw.origin()),
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap();
+    let answer = json!({"endpoint": s.gw.origin(), "path": path, "token": token});
+    let result = socket_io_client(Answer::Json(&answer)).await;
+    assert_eq!(result["connected"], true, "{result}");
+    assert_eq!(result["whoami"]["user"], "2");
+    assert_eq!(result["whoami"]["name"], "Bob", "the sub's user: {result}");
 }

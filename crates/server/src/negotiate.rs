@@ -323,8 +323,8 @@ impl NegotiateOptions {
 }
 
 /// The answer of `/negotiate`, as the SDK writes it: the gateway's origin,
-/// the hub's client path and the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the hub's client path and the token. `Debug` redacts the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NegotiateResponse {
     /// The gateway's origin, e.g. `http://127.0.0.1:8080` (no trailing slash).
     pub endpoint: String,
@@ -332,6 +332,17 @@ pub struct NegotiateResponse {
     pub path: String,
     /// The client access token (an HS256 JWT).
     pub token: String,
+}
+
+impl fmt::Debug for NegotiateResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a bearer credential: a logged answer must not leak it.
+        f.debug_struct("NegotiateResponse")
+            .field("endpoint", &self.endpoint)
+            .field("path", &self.path)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl IntoResponse for NegotiateResponse {
@@ -635,6 +646,17 @@ mod tests {
             payload["exp"].as_u64().unwrap() - payload["iat"].as_u64().unwrap(),
             60
         );
+    }
+
+    #[test]
+    fn debug_hides_the_key_and_the_token() {
+        let n = Negotiate::with_key("http://h:1".parse().unwrap(), "super-secret-key", "x");
+        let answer = n.answer(&NegotiateOptions::user("bob"));
+        for text in [format!("{n:?}"), format!("{answer:?}")] {
+            assert!(!text.contains("super-secret-key"), "{text}");
+            assert!(!text.contains(&answer.token), "{text}");
+        }
+        assert!(format!("{answer:?}").contains("<redacted>"));
     }
 
     #[test]

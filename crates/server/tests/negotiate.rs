@@ -230,6 +230,21 @@ async fn socket_io_client_connects_with_the_negotiated_answer() {
         json!([format!("{}/clients/socketio/hubs/{HUB}", gw.origin())])
     );
 
+    // The handshake's Debug shows the access_token parameter, not the token.
+    let answer: Value = reqwest::get(format!("{app}/negotiate?user=dave"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = socket_io_client(Answer::Json(&answer)).await;
+    let handshake = result["whoami"]["handshake"].as_str().unwrap();
+    assert!(handshake.contains("access_token"), "{handshake}");
+    assert!(
+        !handshake.contains(answer["token"].as_str().unwrap()),
+        "{handshake}"
+    );
+
     // A token for another gateway's key is refused at the handshake.
     let forged = Negotiate::with_key(gw.origin().parse().unwrap(), "not-the-key", HUB)
         .answer(&NegotiateOptions::user("mallory"));

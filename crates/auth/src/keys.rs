@@ -6,6 +6,12 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// The shortest key length, in bytes, considered strong: HS256 is keyed by
+/// the key's UTF-8 bytes, and RFC 7518 §3.2 asks for a key at least as long
+/// as the hash output (32 bytes). Shorter keys still work, but an attacker
+/// holding one token can try to guess them offline.
+pub const MIN_STRONG_KEY_BYTES: usize = 32;
+
 /// One or more HS256 access keys.
 ///
 /// Several keys allow rotation: a token signed with any of them verifies, and new tokens are
@@ -78,6 +84,24 @@ impl AccessKeys {
     /// All keys, primary first.
     pub fn all(&self) -> &[String] {
         &self.keys
+    }
+
+    /// The positions (0-based, primary first) of the keys shorter than
+    /// [`MIN_STRONG_KEY_BYTES`]: what to warn about without naming the key.
+    ///
+    /// ```
+    /// use portcullis_auth::AccessKeys;
+    ///
+    /// let keys = AccessKeys::new(vec!["x".repeat(32), "short".into()]).unwrap();
+    /// assert_eq!(keys.weak_key_positions(), [1]);
+    /// ```
+    pub fn weak_key_positions(&self) -> Vec<usize> {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.len() < MIN_STRONG_KEY_BYTES)
+            .map(|(index, _)| index)
+            .collect()
     }
 }
 

@@ -13,8 +13,18 @@ pub use crate::ttl::parse_ttl;
 const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// Claims whose values always come from the arguments of [`mint_client_token_at`]; a custom
-/// claim with one of these names is dropped.
-const RESERVED_CLAIMS: [&str; 4] = ["iat", "exp", "aud", "sub"];
+/// claim with one of these names is dropped. Identity (`sub`, `userId`), permissions (`role`)
+/// and group membership (`webpubsub.group`) are reserved too: custom claims often carry
+/// user-supplied data, which must never be able to grant a role or impersonate a user.
+pub const RESERVED_CLAIMS: [&str; 7] = [
+    "iat",
+    "exp",
+    "aud",
+    "sub",
+    "userId",
+    "role",
+    "webpubsub.group",
+];
 
 /// What goes into a client token besides the audience.
 #[derive(Debug, Clone)]
@@ -27,8 +37,9 @@ pub struct ClientTokenOptions {
     pub groups: Vec<String>,
     /// Lifetime of the token: `exp = iat + ttl` (rounded up to whole seconds). Default 1 hour.
     pub ttl: Duration,
-    /// Extra claims. They may override `role`, `webpubsub.group` and `userId`, but never
-    /// `iat`, `exp`, `aud` or `sub` (custom claims with those names are dropped).
+    /// Extra claims. A custom claim named like a reserved claim ([`RESERVED_CLAIMS`]: `iat`,
+    /// `exp`, `aud`, `sub`, `userId`, `role`, `webpubsub.group`) is silently dropped, so
+    /// identity, roles and groups come only from the fields above.
     pub custom_claims: Map<String, Value>,
 }
 
@@ -171,6 +182,9 @@ mod tests {
         custom.insert("tenant".into(), json!("acme"));
         custom.insert("exp".into(), json!(1));
         custom.insert("sub".into(), json!("mallory"));
+        custom.insert("userId".into(), json!("mallory"));
+        custom.insert("role".into(), json!(["webpubsub.sendToGroup"]));
+        custom.insert("webpubsub.group".into(), json!(["admins"]));
         let options = ClientTokenOptions {
             user_id: Some("bob".into()),
             roles: vec!["r1".into()],

@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use portcullis_auth::MIN_STRONG_KEY_BYTES;
 use portcullis_gateway::Gateway;
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +40,7 @@ fn serve(config: portcullis_gateway::GatewayConfig) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    warn_about_weak_keys(&config.access_keys);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
@@ -59,6 +61,22 @@ fn serve(config: portcullis_gateway::GatewayConfig) -> ExitCode {
             Err(error) => fail(&format!("server error: {error}")),
         }
     })
+}
+
+/// Logs a warning for each access key shorter than
+/// [`MIN_STRONG_KEY_BYTES`]: such keys are accepted (the SDK does), but a
+/// single leaked token lets an attacker brute-force them offline. Only the
+/// key's position and length are logged, never the key.
+fn warn_about_weak_keys(keys: &portcullis_auth::AccessKeys) {
+    for index in keys.weak_key_positions() {
+        tracing::warn!(
+            key = index,
+            bytes = keys.all()[index].len(),
+            minimum = MIN_STRONG_KEY_BYTES,
+            "access key #{index} is shorter than {MIN_STRONG_KEY_BYTES} bytes: \
+             use a long random key (e.g. 32 random bytes, base64-encoded)"
+        );
+    }
 }
 
 async fn shutdown_signal() {

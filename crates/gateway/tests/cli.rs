@@ -209,3 +209,49 @@ async fn unknown_paths_and_methods_get_json_errors() {
         "{body}"
     );
 }
+
+/// The stderr of `portcullis serve` with `keys` (`PORTCULLIS_LOG=warn`),
+/// once it has printed its connection string.
+fn startup_log(keys: &[&str]) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    for key in keys {
+        args.extend(["--access-key", key]);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(&args)
+        .env("PORTCULLIS_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("connection string");
+    child.kill().ok();
+    child.wait().ok();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).ok();
+    log
+}
+
+#[test]
+fn short_keys_are_warned_about_without_printing_them() {
+    let short = "hunter2-short-key";
+    let long = "a-long-random-key-of-more-than-32-bytes-0123456789";
+    let log = startup_log(&[long, short]);
+    assert!(
+        log.contains("access key #1 is shorter than 32 bytes"),
+        "{log}"
+    );
+    assert!(!log.contains("#0"), "the long key is fine: {log}");
+    assert!(!log.contains(short), "the key must not be logged: {log}");
+    let log = startup_log(&[long]);
+    assert!(
+        !log.contains("shorter than"),
+        "no warning for long keys: {log}"
+    );
+}

@@ -457,6 +457,36 @@ async fn session_requests_must_keep_the_token_and_hub() {
     );
 }
 
+/// Sends `GET <path>` as written (URL libraries resolve `.` and `..`
+/// segments, so they could not send them) and returns the status line and body.
+async fn raw_get(gateway: &TestGateway, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = gateway.http().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn dot_segment_hub_names_are_refused() {
+    let gateway = echo_gateway();
+    for hub in [".", "..", "%2E", "%2e%2E"] {
+        let path = format!("/clients/socketio/hubs/{hub}/?EIO=4&transport=polling");
+        let (status, body) = raw_get(&gateway, &path).await;
+        assert!(status.contains(" 400 "), "hub {hub}: {status}");
+        assert!(body.contains("invalid hub name"), "hub {hub}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn invalid_hub_names_are_refused() {
     let gateway = echo_gateway();

@@ -58,9 +58,10 @@
 //! ```
 //!
 //! The token outlives the login session: logging out stops new negotiations
-//! but a token already handed out stays valid until it expires (600 minutes
-//! by default, as the SDK; ask for less with `?expirationMinutes=` or cap it
-//! with [`Negotiate::max_expiration`](crate::negotiate::Negotiate::max_expiration)).
+//! but a token already handed out stays valid until it expires (one hour by
+//! default, where the SDK gives 600 minutes; a client may ask for less with
+//! `?expirationMinutes=`, never for more; the app sets the ceiling with
+//! [`Negotiate::max_expiration`](crate::negotiate::Negotiate::max_expiration)).
 //! `restore_login` loads the user again on every connect, so a deleted user
 //! cannot connect any more.
 
@@ -75,9 +76,12 @@ use crate::extract::{EventParts, ExtractError, FromEvent};
 use crate::negotiate::{ExpirationMinutes, NegotiateOptions, Refusal};
 use crate::socket::SocketRef;
 
-/// The lifetime of tokens minted by [`use_login`] when the request does not
-/// ask with `?expirationMinutes=`: 600 minutes, as the SDK's `usePassport`.
-pub const DEFAULT_LOGIN_EXPIRATION: Duration = Duration::from_secs(600 * 60);
+/// The lifetime of tokens minted by [`use_login`] when neither the app nor
+/// the request asks for less: one hour, the default
+/// [`Negotiate::max_expiration`](crate::negotiate::Negotiate::max_expiration)
+/// (the SDK's `usePassport` gives 600 minutes, which a stolen token would
+/// stay usable for).
+pub const DEFAULT_LOGIN_EXPIRATION: Duration = Duration::from_secs(3600);
 
 /// The message of a negotiation without a logged-in user (status `401`).
 pub const NOT_LOGGED_IN: &str = "unauthorized: log in first";
@@ -85,7 +89,9 @@ pub const NOT_LOGGED_IN: &str = "unauthorized: log in first";
 /// Configures [`Negotiate::handler`](crate::negotiate::Negotiate::handler)
 /// from the user logged in with axum-login (the SDK's `usePassport`): the
 /// token's user id is the text of [`AuthUser::id`], its lifetime
-/// `?expirationMinutes=` (default [`DEFAULT_LOGIN_EXPIRATION`]). Without a
+/// [`DEFAULT_LOGIN_EXPIRATION`] (one hour), or less if the client asks with
+/// `?expirationMinutes=`: a client can shorten its token, never lengthen it
+/// (a longer value is clamped). Without a
 /// logged-in user the answer is `401 {"message": "unauthorized: log in first"}`.
 ///
 /// The router needs axum-login's `AuthManagerLayer`.
@@ -130,8 +136,10 @@ where
 }
 
 /// Like [`use_login`], with more options from the user: `options` gives the
-/// roles, groups, custom claims (and optionally the expiration) of the
-/// user's token; the user id is always [`AuthUser::id`].
+/// roles, groups, custom claims (and optionally the expiration, default
+/// [`DEFAULT_LOGIN_EXPIRATION`]) of the user's token; the user id is always
+/// [`AuthUser::id`]. A client's `?expirationMinutes=` can only shorten the
+/// expiration `options` gives.
 ///
 /// ```
 /// # use axum_login::{AuthUser, AuthnBackend};
@@ -178,12 +186,19 @@ where
             let user = session.user.ok_or(Refusal::unauthorized(NOT_LOGGED_IN))?;
             let mut negotiated = options(&user);
             negotiated.user_id = Some(user.id().to_string());
-            negotiated.expiration = asked
-                .or(negotiated.expiration)
-                .or(Some(DEFAULT_LOGIN_EXPIRATION));
+            negotiated.expiration = Some(client_may_shorten(
+                negotiated.expiration.unwrap_or(DEFAULT_LOGIN_EXPIRATION),
+                asked,
+            ));
             Ok(negotiated)
         }) as BoxFuture<'static, _>
     }
+}
+
+/// The app's lifetime `app`, or the client's `asked` if shorter: the
+/// lifetime is the app's decision, a client may only give up part of it.
+fn client_may_shorten(app: Duration, asked: Option<Duration>) -> Duration {
+    asked.map_or(app, |asked| asked.min(app))
 }
 
 /// Why [`restore_login`] refused a socket; its `Display` is the message the
@@ -218,7 +233,8 @@ impl std::error::Error for RestoreError {}
 
 /// A connect middleware (for [`Namespace::with`](crate::Namespace::with))
 /// that restores the logged-in user (the SDK's `restorePassport`): it reads
-/// the user id from the token's claims (`userId`, else `sub`), loads the
+/// the user id from the token's `sub` claim (never `userId`, which a
+/// hand-made token could set to someone else), loads the
 /// user with `backend.get_user`, and stores it as [`LoggedIn<User>`] in the
 /// socket's extensions. Sockets whose user cannot be loaded are refused
 /// with a [`RestoreError`] message.
@@ -260,11 +276,10 @@ where
     move |socket: SocketRef| {
         let backend = backend.clone();
         Box::pin(async move {
-            let claims = socket.claims();
-            let text = match claims.get("userId") {
-                [one] => one.as_str(),
-                _ => socket.user_id().ok_or(RestoreError::NoUser)?,
-            };
+            // `sub` only: it is the gateway's notion of the user (what
+            // `SocketRef::user_id` and per-user sends use), so the restored
+            // user can never differ from the one the gateway routes by.
+            let text = socket.user_id().ok_or(RestoreError::NoUser)?;
             let id = parse_user_id::<B>(text).ok_or(RestoreError::InvalidUserId)?;
             let user = backend.get_user(&id).await.map_err(|e| {
                 tracing::error!(error = %e, "restore_login: the backend could not load a user");
@@ -316,6 +331,20 @@ impl<U: Clone + Send + Sync + 'static> FromEvent for LoggedIn<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_can_shorten_but_not_lengthen_the_app_expiration() {
+        let app = Duration::from_secs(600);
+        assert_eq!(client_may_shorten(app, None), app);
+        assert_eq!(
+            client_may_shorten(app, Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            client_may_shorten(app, Some(Duration::from_secs(6000))),
+            app
+        );
+    }
 
     #[test]
     fn messages() {

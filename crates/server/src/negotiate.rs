@@ -57,6 +57,12 @@ use serde_json::{Map, Value};
 /// The lifetime of a token when the options give none: one hour, as the SDK.
 pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(3600);
 
+/// The longest lifetime of a token unless the app sets another with
+/// [`Negotiate::max_expiration`]: one hour. A token cannot be revoked, so a
+/// stolen one is only harmless once it expires; this bounds that window
+/// whatever the options (or a client's `?expirationMinutes=`) ask for.
+pub const DEFAULT_MAX_EXPIRATION: Duration = Duration::from_secs(3600);
+
 /// Where clients of one hub connect, and the key their tokens are signed
 /// with. Turn it into an axum handler with [`handler`](Self::handler), or
 /// mint answers yourself with [`answer`](Self::answer).
@@ -82,7 +88,7 @@ struct NegotiateInner {
     endpoint: String,
     path: String,
     access_key: String,
-    max_expiration: Option<Duration>,
+    max_expiration: Duration,
 }
 
 impl fmt::Debug for Negotiate {
@@ -117,7 +123,7 @@ impl Negotiate {
                 path: url.path().to_owned(),
                 audience,
                 access_key: connection.access_key,
-                max_expiration: None,
+                max_expiration: DEFAULT_MAX_EXPIRATION,
             }),
         }
     }
@@ -134,8 +140,21 @@ impl Negotiate {
         Negotiate::new(ConnectionString::new(endpoint, access_key), hub)
     }
 
-    /// Caps the lifetime of every token (including lifetimes asked for with
-    /// `?expirationMinutes=`). No cap by default.
+    /// Caps the lifetime of every token: a longer
+    /// [`NegotiateOptions::expiration`] (including one a client asked for
+    /// with `?expirationMinutes=`) is shortened to `max`, never refused.
+    /// [`DEFAULT_MAX_EXPIRATION`] (one hour) by default; raise it here if
+    /// your app hands out longer-lived tokens on purpose.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_server::negotiate::{DEFAULT_MAX_EXPIRATION, Negotiate};
+    ///
+    /// let n = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat");
+    /// assert_eq!(n.max_expiration_value(), DEFAULT_MAX_EXPIRATION);
+    /// let n = n.max_expiration(Duration::from_secs(8 * 3600));
+    /// assert_eq!(n.max_expiration_value(), Duration::from_secs(8 * 3600));
+    /// ```
     #[must_use]
     pub fn max_expiration(self, max: Duration) -> Self {
         let inner = &self.inner;
@@ -145,9 +164,15 @@ impl Negotiate {
                 endpoint: inner.endpoint.clone(),
                 path: inner.path.clone(),
                 access_key: inner.access_key.clone(),
-                max_expiration: Some(max),
+                max_expiration: max,
             }),
         }
+    }
+
+    /// The longest lifetime of the tokens this negotiation mints (see
+    /// [`max_expiration`](Self::max_expiration)).
+    pub fn max_expiration_value(&self) -> Duration {
+        self.inner.max_expiration
     }
 
     /// The token audience: `<endpoint>/clients/socketio/hubs/<hub>`.
@@ -155,12 +180,14 @@ impl Negotiate {
         &self.inner.audience
     }
 
-    /// Mints a token for `options` and the answer the browser gets.
+    /// Mints a token for `options` and the answer the browser gets. The
+    /// lifetime is `options.expiration` (default [`DEFAULT_EXPIRATION`])
+    /// shortened to the [`max_expiration`](Self::max_expiration).
     pub fn answer(&self, options: &NegotiateOptions) -> NegotiateResponse {
-        let mut ttl = options.expiration.unwrap_or(DEFAULT_EXPIRATION);
-        if let Some(max) = self.inner.max_expiration {
-            ttl = ttl.min(max);
-        }
+        let ttl = options
+            .expiration
+            .unwrap_or(DEFAULT_EXPIRATION)
+            .min(self.inner.max_expiration);
         let token_options = ClientTokenOptions {
             user_id: options.user_id.clone(),
             roles: options.roles.clone(),
@@ -246,10 +273,14 @@ pub struct NegotiateOptions {
     /// Groups the connection joins (the `webpubsub.group` claim).
     pub groups: Vec<String>,
     /// Lifetime of the token; `None` is [`DEFAULT_EXPIRATION`] (one hour).
+    /// Never longer than [`Negotiate::max_expiration`] (one hour by
+    /// default): a longer value is shortened to it.
     pub expiration: Option<Duration>,
     /// Extra claims, visible to the application as
-    /// [`SocketRef::claims`](crate::SocketRef::claims). `iat`, `exp`, `aud`
-    /// and `sub` cannot be overridden.
+    /// [`SocketRef::claims`](crate::SocketRef::claims). Claims named like a
+    /// reserved claim (`iat`, `exp`, `aud`, `sub`, `userId`, `role`,
+    /// `webpubsub.group`: [`portcullis_auth::RESERVED_CLAIMS`]) are dropped:
+    /// identity, roles and groups come only from the fields above.
     pub custom_claims: Map<String, Value>,
 }
 
@@ -292,8 +323,8 @@ impl NegotiateOptions {
 }
 
 /// The answer of `/negotiate`, as the SDK writes it: the gateway's origin,
-/// the hub's client path and the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the hub's client path and the token. `Debug` redacts the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NegotiateResponse {
     /// The gateway's origin, e.g. `http://127.0.0.1:8080` (no trailing slash).
     pub endpoint: String,
@@ -301,6 +332,17 @@ pub struct NegotiateResponse {
     pub path: String,
     /// The client access token (an HS256 JWT).
     pub token: String,
+}
+
+impl fmt::Debug for NegotiateResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a bearer credential: a logged answer must not leak it.
+        f.debug_struct("NegotiateResponse")
+            .field("endpoint", &self.endpoint)
+            .field("path", &self.path)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl IntoResponse for NegotiateResponse {
@@ -418,7 +460,13 @@ impl IntoResponse for Refusal {
 /// The token lifetime a client asked for with `?expirationMinutes=<n>`
 /// (`None` when absent), as the SDK's `usePassport` reads it. Fractions of
 /// minutes are allowed; a value that is not a non-negative number is
-/// refused with `400`.
+/// refused with `400` (a typo should not silently give a default lifetime).
+///
+/// A client can only shorten its token: [`use_login`](crate::login::use_login)
+/// takes the shorter of this and the app's expiration, and
+/// [`Negotiate::answer`] shortens any lifetime to
+/// [`Negotiate::max_expiration`]. A handler that puts this value in
+/// [`NegotiateOptions::expiration`] itself is bounded by the latter only.
 ///
 /// ```
 /// use axum::extract::FromRequestParts;
@@ -598,6 +646,17 @@ mod tests {
             payload["exp"].as_u64().unwrap() - payload["iat"].as_u64().unwrap(),
             60
         );
+    }
+
+    #[test]
+    fn debug_hides_the_key_and_the_token() {
+        let n = Negotiate::with_key("http://h:1".parse().unwrap(), "super-secret-key", "x");
+        let answer = n.answer(&NegotiateOptions::user("bob"));
+        for text in [format!("{n:?}"), format!("{answer:?}")] {
+            assert!(!text.contains("super-secret-key"), "{text}");
+            assert!(!text.contains(&answer.token), "{text}");
+        }
+        assert!(format!("{answer:?}").contains("<redacted>"));
     }
 
     #[test]

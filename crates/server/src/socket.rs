@@ -101,9 +101,19 @@ pub struct Handshake {
 
 impl fmt::Debug for Handshake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query carries the client's access token (`?access_token=`):
+        // show that it was there, never its value.
+        let query: Vec<(&str, &str)> = self
+            .query()
+            .iter()
+            .map(|(name, value)| match name.as_str() {
+                "access_token" => (name.as_str(), "<redacted>"),
+                _ => (name.as_str(), value.as_str()),
+            })
+            .collect();
         f.debug_struct("Handshake")
             .field("auth", self.auth())
-            .field("query", &self.query())
+            .field("query", &query)
             .field("transport", &self.conn.transport)
             .finish_non_exhaustive()
     }

@@ -17,7 +17,9 @@ use axum::extract::Json;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum_login::{AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend, UserId};
-use negotiate_support::{Answer, DEADLINE, HUB, TestGateway, payload, serve_app, socket_io_client};
+use negotiate_support::{
+    Answer, DEADLINE, HUB, KEY, TestGateway, payload, serve_app, socket_io_client,
+};
 use portcullis_server::extract::AckSender;
 use portcullis_server::login::{LoggedIn, restore_login, use_login};
 use portcullis_server::negotiate::Negotiate;
@@ -216,14 +218,27 @@ async fn logged_in_user_is_restored_in_handlers_and_logout_is_refused() {
     assert_eq!(claims["sub"], "1");
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-        600 * 60,
-        "600 minutes by default, as usePassport"
+        3600,
+        "one hour by default (usePassport's 600 minutes is too long for a bearer token)"
     );
     let (_, short) = negotiate(&alice, format!("{}/negotiate?expirationMinutes=10", s.app)).await;
     let short = payload(short["token"].as_str().unwrap());
     assert_eq!(
         short["exp"].as_u64().unwrap() - short["iat"].as_u64().unwrap(),
         600
+    );
+    // A client cannot lengthen its token: a longer lifetime is clamped.
+    let (status, long) = negotiate(
+        &alice,
+        format!("{}/negotiate?expirationMinutes=100000", s.app),
+    )
+    .await;
+    assert_eq!(status, 200, "{long}");
+    let long = payload(long["token"].as_str().unwrap());
+    assert_eq!(
+        long["exp"].as_u64().unwrap() - long["iat"].as_u64().unwrap(),
+        3600,
+        "clamped to the app's expiration"
     );
 
     // The real socket.io-client connects with the answer; the handler sees
@@ -316,4 +331,31 @@ async fn an_expired_token_is_refused_at_the_gateway_before_any_session() {
     assert_eq!(result["connected"], false, "{result}");
     assert_eq!(s.middleware_calls.load(Ordering::SeqCst), 0);
     assert_eq!(s.gw.connections().await, 0);
+}
+
+#[tokio::test]
+async fn the_user_is_restored_from_sub_never_from_user_id() {
+    let s = setup(Duration::from_secs(30)).await;
+    // A token (signed with the key, as a careless app's custom claims could
+    // produce) whose `userId` names Alice but whose `sub` names Bob.
+    let path = format!("/clients/socketio/hubs/{HUB}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "userId": "1", "sub": "2", "iat": now, "exp": now + 600,
+        "aud": format!("{}{path}", s.gw.origin()),
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap();
+    let answer = json!({"endpoint": s.gw.origin(), "path": path, "token": token});
+    let result = socket_io_client(Answer::Json(&answer)).await;
+    assert_eq!(result["connected"], true, "{result}");
+    assert_eq!(result["whoami"]["user"], "2");
+    assert_eq!(result["whoami"]["name"], "Bob", "the sub's user: {result}");
 }

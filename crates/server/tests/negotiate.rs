@@ -181,6 +181,11 @@ async fn expiration_minutes_and_refusals() {
     assert!(message.contains("missing field `user`"), "{message}");
     assert_eq!(body.as_object().unwrap().len(), 1, "only the message");
 
+    // Without a configured cap, lifetimes are capped at one hour.
+    let (status, body) = get("/negotiate?user=bob&expirationMinutes=600".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(lifetime(&body), 3600, "clamped to DEFAULT_MAX_EXPIRATION");
+
     // A cap on lifetimes applies to asked-for lifetimes too.
     let capped = serve_app(negotiate_routes(
         negotiate.max_expiration(Duration::from_secs(120)),
@@ -223,6 +228,21 @@ async fn socket_io_client_connects_with_the_negotiated_answer() {
     assert_eq!(
         whoami["claims"]["aud"],
         json!([format!("{}/clients/socketio/hubs/{HUB}", gw.origin())])
+    );
+
+    // The handshake's Debug shows the access_token parameter, not the token.
+    let answer: Value = reqwest::get(format!("{app}/negotiate?user=dave"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = socket_io_client(Answer::Json(&answer)).await;
+    let handshake = result["whoami"]["handshake"].as_str().unwrap();
+    assert!(handshake.contains("access_token"), "{handshake}");
+    assert!(
+        !handshake.contains(answer["token"].as_str().unwrap()),
+        "{handshake}"
     );
 
     // A token for another gateway's key is refused at the handshake.

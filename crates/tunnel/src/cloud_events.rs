@@ -60,7 +60,9 @@ const TEXT_PLAIN: &str = "text/plain";
 ///     .with_time(UNIX_EPOCH + Duration::from_secs(1_704_067_200));
 /// assert_eq!(ctx.user_id.as_deref(), Some("bob"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows how many access keys there are, never the keys.
+#[derive(Clone, PartialEq, Eq)]
 pub struct EventContext {
     /// Hub name (`ce-hub`; the SDK compares it case-insensitively with its own).
     pub hub: String,
@@ -77,6 +79,24 @@ pub struct EventContext {
     pub access_keys: Vec<String>,
     /// Event time (`ce-time`, RFC 3339 UTC, whole seconds).
     pub time: SystemTime,
+}
+
+impl std::fmt::Debug for EventContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The access keys sign every event: a logged context must not leak them.
+        f.debug_struct("EventContext")
+            .field("hub", &self.hub)
+            .field("connection_id", &self.connection_id)
+            .field("user_id", &self.user_id)
+            .field("event_id", &self.event_id)
+            .field("origin_host", &self.origin_host)
+            .field(
+                "access_keys",
+                &format_args!("<{} redacted>", self.access_keys.len()),
+            )
+            .field("time", &self.time)
+            .finish()
+    }
 }
 
 impl EventContext {
@@ -608,6 +628,14 @@ pub fn rfc3339(time: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn debug_hides_the_access_keys() {
+        let ctx = EventContext::new("h", "c", "e").with_access_keys(["super-secret-key"]);
+        let text = format!("{ctx:?}");
+        assert!(!text.contains("super-secret-key"), "{text}");
+        assert!(text.contains("<1 redacted>"), "{text}");
+    }
 
     #[test]
     fn rfc3339_known_dates() {

@@ -509,7 +509,7 @@ test("refusal: a valid token for a hub without an application gets 503 naming th
 // ---------------------------------------------------------------------------
 // 8. CORS
 
-test("CORS: polling requests echo the Origin with credentials; preflight answers 204", async (t) => {
+test("CORS: polling requests echo the Origin, without credentials by default; preflight answers 204", async (t) => {
   const gw = await startGateway(t);
   const origin = "http://app.example";
   const token = gw.token();
@@ -519,7 +519,7 @@ test("CORS: polling requests echo the Origin with credentials; preflight answers
   });
   assert.equal(handshake.status, 200);
   assert.equal(handshake.headers.get("access-control-allow-origin"), origin);
-  assert.equal(handshake.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(handshake.headers.get("access-control-allow-credentials"), null);
   const { sid } = JSON.parse((await handshake.text()).slice(1));
 
   // Later requests of the session repeat its token, as engine.io-client does.
@@ -530,14 +530,14 @@ test("CORS: polling requests echo the Origin with credentials; preflight answers
   });
   assert.equal(post.status, 200);
   assert.equal(post.headers.get("access-control-allow-origin"), origin);
-  assert.equal(post.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(post.headers.get("access-control-allow-credentials"), null);
 
   const poll = await fetch(`${gw.hubUrl()}?EIO=4&transport=polling&sid=${sid}&access_token=${token}`, {
     headers: { Origin: origin },
   });
   assert.equal(poll.status, 200);
   assert.equal(poll.headers.get("access-control-allow-origin"), origin);
-  assert.equal(poll.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(poll.headers.get("access-control-allow-credentials"), null);
   assert.equal(await poll.text(), "4cors");
 
   // A refusal is readable by the page too.
@@ -557,6 +557,21 @@ test("CORS: polling requests echo the Origin with credentials; preflight answers
   const methods = (preflight.headers.get("access-control-allow-methods") ?? "").split(/\s*,\s*/);
   assert.ok(methods.includes("GET") && methods.includes("POST"), `allow-methods: ${methods}`);
   assert.equal(preflight.headers.get("access-control-allow-origin"), origin);
-  assert.equal(preflight.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(preflight.headers.get("access-control-allow-credentials"), null);
   assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /content-type/i);
+});
+
+test("CORS: configured origins get credentials, other origins get no CORS headers", async (t) => {
+  const allowed = "http://app.example";
+  const gw = await startGateway(t, { args: ["--allowed-origin", allowed] });
+  const url = `${gw.hubUrl()}?EIO=4&transport=polling&access_token=${gw.token()}`;
+
+  const ok = await fetch(url, { headers: { Origin: allowed } });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("access-control-allow-origin"), allowed);
+  assert.equal(ok.headers.get("access-control-allow-credentials"), "true");
+
+  const other = await fetch(url, { headers: { Origin: "http://evil.example" } });
+  assert.equal(other.headers.get("access-control-allow-origin"), null);
+  assert.equal(other.headers.get("access-control-allow-credentials"), null);
 });

@@ -1,5 +1,13 @@
 //! CORS for the client endpoint: browsers poll the gateway cross-origin (the
-//! page comes from the application), with credentials.
+//! page comes from the application).
+//!
+//! Every origin is allowed by default, but without credentials: reflecting
+//! any `Origin` together with `Access-Control-Allow-Credentials: true` would
+//! let every web page make credentialed requests (cookies, HTTP auth) to the
+//! gateway in the visitor's name. Credentials are allowed only for the
+//! origins configured with `--allowed-origin`. socket.io-client does not send
+//! credentials unless `withCredentials` is set, and the access token travels
+//! in the query or `Authorization` header, so it works either way.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -7,7 +15,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 /// Which origins may call the client endpoint from a browser.
 #[derive(Debug, Clone, Default)]
 pub struct CorsPolicy {
-    /// Allowed origins; empty allows every origin.
+    /// Allowed origins, which may also send credentials; empty allows every
+    /// origin, without credentials.
     pub allowed_origins: Vec<String>,
 }
 
@@ -26,10 +35,12 @@ impl CorsPolicy {
         match origin {
             Some(origin) if self.allows(origin) => {
                 headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                headers.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
+                if !self.allowed_origins.is_empty() {
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                        HeaderValue::from_static("true"),
+                    );
+                }
                 headers.append(header::VARY, HeaderValue::from_static("Origin"));
             }
             Some(_) => {}

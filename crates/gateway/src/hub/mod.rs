@@ -71,9 +71,12 @@ impl Borrow<str> for ConnectionId {
 }
 
 /// Whether `name` is an acceptable hub name: 1 to 128 ASCII letters, digits,
-/// `_`, `-` or `.` (hub names appear in URLs, token audiences and logs).
+/// `_`, `-` or `.`, but not `.` or `..` (hub names appear in URLs, token
+/// audiences and logs; the dot segments would be resolved away by URL
+/// normalisation, so a token's audience could never name them faithfully).
 pub fn is_valid_hub_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
+    !matches!(name, "." | "..")
+        && (1..=128).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))

@@ -140,5 +140,6 @@ pub fn whoami(socket: &portcullis_server::SocketRef) -> Value {
     json!({
         "user": socket.user_id(),
         "claims": socket.claims(),
+        "handshake": format!("{:?}", socket.handshake()),
     })
 }

@@ -50,7 +50,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ScenarioArgs {
-    /// connect, connect-upgrade, refused, idle, fanout, echo, polling.
+    /// connect, connect-upgrade, refused, idle, fanout, echo, polling, soak.
     name: String,
     /// The server, e.g. http://127.0.0.1:8080 (loopback only).
     #[arg(long)]
@@ -76,9 +76,31 @@ struct ScenarioArgs {
     /// Rate per second (echo, polling).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Seconds (refused, echo, polling); rounds for fan-out.
+    /// Seconds (refused, echo, polling, soak); rounds for fan-out.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Soak: clients of each kind at once, as
+    /// steady,churn,slow-readers,half-open,refused.
+    #[arg(long, default_value = "1000,20,10,200,4")]
+    soak_mix: String,
+}
+
+fn soak_mix(text: &str) -> Result<scenarios::soak::SoakMix> {
+    let n: Vec<usize> = text
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("--soak-mix is five numbers separated by commas")?;
+    let [steady, churn, slow_readers, half_open, refused] = n[..] else {
+        bail!("--soak-mix is five numbers: steady,churn,slow-readers,half-open,refused");
+    };
+    Ok(scenarios::soak::SoakMix {
+        steady,
+        churn,
+        slow_readers,
+        half_open,
+        refused,
+    })
 }
 
 async fn scenario(args: ScenarioArgs) -> Result<()> {
@@ -136,6 +158,7 @@ async fn scenario(args: ScenarioArgs) -> Result<()> {
         }
         "echo" => scenarios::echo::run(ctx, &probe, args.clients, args.rate, secs).await,
         "polling" => scenarios::polling::run(ctx, &probe, args.clients, args.rate, secs).await,
+        "soak" => scenarios::soak::run(ctx, &probe, soak_mix(&args.soak_mix)?, secs).await,
         other => bail!("unknown scenario {other}"),
     };
     println!("{}", serde_json::to_string_pretty(&json!(outcome.figures))?);

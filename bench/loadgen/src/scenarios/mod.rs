@@ -17,6 +17,7 @@ pub mod fanout;
 pub mod idle;
 pub mod polling;
 pub mod refused;
+pub mod soak;
 
 /// The processes that make up one server (the tunnel peer has two).
 #[derive(Debug, Clone, Default)]

@@ -98,10 +98,11 @@ pub(crate) async fn serve(
     let closing = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut shutdown = pin!(shutdown);
+    let mut errors = AcceptErrors::default();
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &pending) => accepted,
+            accepted = accept(&listener, &pending, &mut errors) => accepted,
         };
         // Real-time traffic is many small writes: Nagle's algorithm would
         // hold each behind the peer's delayed ACK (tens of ms a hop).
@@ -130,28 +131,51 @@ pub(crate) async fn serve(
 
 /// The next accepted connection. Errors never end the loop: per-connection
 /// ones (the peer already gone) are skipped, others (EMFILE, ENFILE, ENOBUFS)
-/// are logged once per burst and waited out, evicting an idle pre-gate
-/// connection each time to free a descriptor.
-async fn accept(listener: &TcpListener, pending: &PendingConnections) -> (TcpStream, SocketAddr) {
-    let mut failing = false;
+/// are waited out, evicting an idle pre-gate connection each time to free a
+/// descriptor.
+async fn accept(
+    listener: &TcpListener,
+    pending: &PendingConnections,
+    errors: &mut AcceptErrors,
+) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok(accepted) => {
-                if failing {
-                    tracing::info!("accepting connections again");
-                }
-                return accepted;
-            }
+            Ok(accepted) => return accepted,
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {
-                if !failing {
-                    tracing::warn!(%error, "cannot accept connections; retrying");
-                    failing = true;
-                }
+                errors.record(&error);
                 pending.evict_idle();
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Logs accept errors once per burst: the first, then at most one summary
+/// every [`ACCEPT_ERROR_LOG_INTERVAL`] while they go on (out of descriptors,
+/// every other accept fails, which would otherwise flood the log).
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+/// See [`AcceptErrors`].
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl AcceptErrors {
+    fn record(&mut self, error: &io::Error) {
+        let now = Instant::now();
+        let due = self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_ERROR_LOG_INTERVAL);
+        if !due {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        tracing::warn!(%error, suppressed, "cannot accept connections; backing off");
+        self.last_logged = Some(now);
     }
 }
 

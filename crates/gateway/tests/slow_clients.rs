@@ -169,7 +169,8 @@ async fn all_closed_within(streams: &mut [TcpStream], wait: Duration) -> usize {
     let mut still_open = 0;
     for stream in streams {
         let left = wait.saturating_sub(started.elapsed());
-        if !closed_within(stream, left.max(Duration::from_millis(1))).await {
+        // A zero wait still polls the read once.
+        if !closed_within(stream, left).await {
             still_open += 1;
         }
     }
@@ -391,4 +392,90 @@ async fn the_limits_are_read_from_flags_and_the_config_file() {
         started.elapsed()
     );
     let _ = std::fs::remove_file(&path);
+}
+
+/// The gateway, started with at most `files` open descriptors.
+struct ScarceGateway {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ScarceGateway {
+    fn start(files: u64, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--access-key",
+                common::KEY,
+            ])
+            .env("PORTCULLIS_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .envs(env.iter().copied());
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = command.spawn().expect("start portcullis");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("connection string");
+        let addr = line
+            .trim()
+            .strip_prefix("Endpoint=http://")
+            .and_then(|rest| rest.split(['/', ';']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        ScarceGateway { child, addr }
+    }
+}
+
+impl Drop for ScarceGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn out_of_descriptors_the_gateway_keeps_accepting_and_evicts_half_open_ones() {
+    // 64 descriptors: some for the runtime, the rest soon taken by the flood.
+    // A long header timeout, so only the back-off's evictions free any.
+    let mut gateway = ScarceGateway::start(64, &[("PORTCULLIS_HEADER_READ_TIMEOUT_MS", "60000")]);
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        streams.push(half_open(gateway.addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        exchange(&mut client, &get("/health")),
+    )
+    .await;
+    eprintln!(
+        "out of descriptors behind 100 half-open connections: /health answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer.map(|(status, _)| status).ok(), Some(200));
+    assert!(
+        matches!(gateway.child.try_wait(), Ok(None)),
+        "still running"
+    );
 }

@@ -188,10 +188,10 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// The answer to a connection over the per-address cap, written without
-/// waiting (a full socket buffer just means the client sees a close).
+/// The answer to a connection over a pre-gate cap, written without waiting
+/// (a full socket buffer just means the client sees a close).
 static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let body = r#"{"code":503,"message":"too many connections from this address have not yet connected; retry later"}"#;
+    let body = r#"{"code":503,"message":"too many connections are waiting to connect (from this address, or in all); retry later"}"#;
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
         body.len()

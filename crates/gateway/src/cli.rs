@@ -118,6 +118,22 @@ pub struct ServeArgs {
     /// deployment, conformance runs); repeatable.
     #[arg(long = "echo-hub", env = "PORTCULLIS_ECHO_HUBS", value_delimiter = ',')]
     pub echo_hubs: Vec<String>,
+    /// Milliseconds a connection not yet past the gate may take to send a
+    /// request [default: 10000].
+    #[arg(long, env = "PORTCULLIS_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a keep-alive connection may sit with no request in flight
+    /// [default: 60000].
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most connections not yet past the gate; beyond, the oldest idle one is
+    /// closed [default: 10000].
+    #[arg(long, env = "PORTCULLIS_MAX_PENDING_CONNECTIONS")]
+    pub max_pending_connections: Option<usize>,
+    /// Most connections not yet past the gate from one client address (IPv6:
+    /// one /64); beyond, new ones are refused [default: 256].
+    #[arg(long, env = "PORTCULLIS_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
 }
 
 /// The optional TOML file.
@@ -144,6 +160,10 @@ struct FileConfig {
     max_tunnel_frame: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     echo_hubs: Option<Vec<String>>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_pending_connections: Option<usize>,
+    max_pending_per_address: Option<usize>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -203,6 +223,21 @@ impl ServeArgs {
         if let Some(v) = self.tunnel_keepalive_ms.or(file.tunnel_keepalive_ms) {
             config.tunnel_keepalive = ms(v);
         }
+        let limits = &mut config.connection_limits;
+        if let Some(v) = self.header_read_timeout_ms.or(file.header_read_timeout_ms) {
+            limits.header_read_timeout = ms(v);
+        }
+        if let Some(v) = self.idle_timeout_ms.or(file.idle_timeout_ms) {
+            limits.idle_timeout = ms(v);
+        }
+        let pending = self
+            .max_pending_connections
+            .or(file.max_pending_connections);
+        limits.max_pending_connections = pending.unwrap_or(limits.max_pending_connections);
+        let per_address = self
+            .max_pending_per_address
+            .or(file.max_pending_per_address);
+        limits.max_pending_per_address = per_address.unwrap_or(limits.max_pending_per_address);
         config.max_tunnel_frame = self
             .max_tunnel_frame
             .or(file.max_tunnel_frame)
@@ -272,6 +307,18 @@ fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.max_payload == 0 || config.max_token_bytes == 0 || config.max_queued_frames == 0 {
         return Err(
             "--max-payload, --max-token-bytes and --max-queued-packets must be greater than zero"
+                .into(),
+        );
+    }
+    let limits = &config.connection_limits;
+    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        return Err(
+            "--header-read-timeout-ms and --idle-timeout-ms must be greater than zero".into(),
+        );
+    }
+    if limits.max_pending_connections == 0 || limits.max_pending_per_address == 0 {
+        return Err(
+            "--max-pending-connections and --max-pending-per-address must be greater than zero"
                 .into(),
         );
     }

@@ -6,6 +6,7 @@
 //!
 //! Layers, outermost first:
 //! - [`server`]: configuration, routes, serving ([`Gateway`]).
+//! - [`listener`]: accepting connections, with the limits on slow clients.
 //! - `gate`: the token check of every handshake.
 //! - [`engine`]: the Engine.IO transports of the client endpoint.
 //! - [`hub`]: connections, groups and the [`hub::HubHandler`] interface to
@@ -16,6 +17,7 @@ pub mod echo;
 pub mod engine;
 mod gate;
 pub mod hub;
+pub mod listener;
 pub mod server;
 mod tunnel;
 

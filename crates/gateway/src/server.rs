@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
@@ -21,6 +20,7 @@ use crate::admission::{Admission, AdmissionLimits};
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
+use crate::listener::ConnectionLimits;
 use crate::tunnel::{TunnelSettings, Tunnels};
 
 /// Everything the gateway is told at start.
@@ -76,6 +76,9 @@ pub struct GatewayConfig {
     /// Interval of the keep-alive status messages on every tunnel (the
     /// official SDK drops a tunnel that hears nothing for 120 s).
     pub tunnel_keepalive: Duration,
+    /// Timeouts and caps on connections, above all those not yet past the
+    /// gate (see [`crate::listener`]).
+    pub connection_limits: ConnectionLimits,
 }
 
 impl GatewayConfig {
@@ -105,6 +108,7 @@ impl GatewayConfig {
             server_grace: Duration::from_secs(30),
             max_tunnel_frame: 16 * 1024 * 1024,
             tunnel_keepalive: Duration::from_secs(30),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -264,23 +268,15 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let router = self.router();
-        // Real-time traffic is many small writes: Nagle's algorithm would hold
-        // each behind the peer's delayed ACK (tens of milliseconds a hop).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
+        let limits = state.config.connection_limits.clone();
+        let shutdown = async move {
+            shutdown.await;
+            for hub in state.hubs.all() {
+                hub.close_all(DisconnectReason::Shutdown);
             }
-        });
-        // Clients' addresses reach the handlers (per-address limits).
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                for hub in state.hubs.all() {
-                    hub.close_all(DisconnectReason::Shutdown);
-                }
-            })
-            .await
+        };
+        crate::listener::serve(listener, router, limits, shutdown).await;
+        Ok(())
     }
 }
 

@@ -55,7 +55,11 @@ pub async fn run(ctx: Arc<Ctx>, probe: &Probe, mix: SoakMix, duration: Duration)
     let (steady, steady_dropped) = connect_steady(&ctx, mix.steady, &cancel).await;
     let mut workers = Vec::new();
     for _ in 0..mix.churn {
-        workers.push(tokio::spawn(churn(ctx.clone(), tally.clone(), cancel.clone())));
+        workers.push(tokio::spawn(churn(
+            ctx.clone(),
+            tally.clone(),
+            cancel.clone(),
+        )));
     }
     for _ in 0..mix.slow_readers {
         let (ctx, tally, cancel) = (ctx.clone(), tally.clone(), cancel.clone());
@@ -81,10 +85,7 @@ pub async fn run(ctx: Arc<Ctx>, probe: &Probe, mix: SoakMix, duration: Duration)
     let mut out = Outcome::default();
     out.set("duration_s", round(duration.as_secs_f64(), 1));
     out.set("steady_clients", mix.steady as u64);
-    out.set(
-        "steady_dropped",
-        steady_dropped.load(Ordering::Relaxed),
-    );
+    out.set("steady_dropped", steady_dropped.load(Ordering::Relaxed));
     out.set("churn_cycles", tally.churn_cycles.load(Ordering::Relaxed));
     out.set(
         "slow_reader_sessions",
@@ -242,7 +243,9 @@ async fn half_open(ctx: Arc<Ctx>, tally: Arc<Tally>, cancel: CancellationToken) 
             read = tokio::time::timeout(Duration::from_secs(60), tokio::io::AsyncReadExt::read(&mut stream, &mut buf)) => read.is_ok(),
         };
         if closed {
-            tally.half_open_closed_by_server.fetch_add(1, Ordering::Relaxed);
+            tally
+                .half_open_closed_by_server
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
     ErrorCounts::default()

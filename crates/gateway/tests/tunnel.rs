@@ -67,9 +67,9 @@ async fn next_request(ws: &mut Ws) -> HttpRequest {
 }
 
 async fn reply(ws: &mut Ws, response: HttpResponse) {
-    ws.send(Message::Binary(frame::encode(
-        &TunnelMessage::HttpResponse(response),
-    )))
+    ws.send(Message::Binary(
+        frame::encode(&TunnelMessage::HttpResponse(response)).unwrap(),
+    ))
     .await
     .unwrap();
 }
@@ -246,9 +246,9 @@ async fn carries_a_client_session_through_the_tunnel() {
         ),
     )
     .with_content("40{\"sid\":\"s1\"}\u{1e}42[\"welcome\"]");
-    ws.send(Message::Binary(frame::encode(&TunnelMessage::HttpRequest(
-        send,
-    ))))
+    ws.send(Message::Binary(
+        frame::encode(&TunnelMessage::HttpRequest(send)).unwrap(),
+    ))
     .await
     .unwrap();
     match next(&mut ws).await {
@@ -279,9 +279,9 @@ async fn carries_a_client_session_through_the_tunnel() {
         "https://host/api/hubs/chat/:send?api-version=2023-07-01&filter=%270%7ELw%7E%27+in+groups",
     )
     .with_content("42[\"all\"]");
-    ws.send(Message::Binary(frame::encode(&TunnelMessage::HttpRequest(
-        broadcast,
-    ))))
+    ws.send(Message::Binary(
+        frame::encode(&TunnelMessage::HttpRequest(broadcast)).unwrap(),
+    ))
     .await
     .unwrap();
     assert!(matches!(next(&mut ws).await, TunnelMessage::HttpResponse(r) if r.status_code == 202));

@@ -107,7 +107,7 @@ proptest! {
         edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut frame = encode(&TunnelMessage::HttpRequest(req)).to_vec();
+        let mut frame = encode(&TunnelMessage::HttpRequest(req)).unwrap().to_vec();
         for (i, b) in edits {
             let i = i.index(frame.len());
             frame[i] = b;
@@ -122,7 +122,7 @@ proptest! {
     #[test]
     fn http_request_round_trips(req in request()) {
         let msg = TunnelMessage::HttpRequest(req);
-        let bytes = encode(&msg);
+        let bytes = encode(&msg).unwrap();
         prop_assert_eq!(u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
         prop_assert_eq!(decode(&bytes).unwrap(), msg.clone());
         prop_assert_eq!(decode_with_limit(&bytes, bytes.len()).unwrap(), msg);
@@ -132,7 +132,7 @@ proptest! {
     #[test]
     fn http_response_round_trips(resp in response()) {
         let msg = TunnelMessage::HttpResponse(resp);
-        prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        prop_assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg);
     }
 
     #[test]
@@ -147,7 +147,7 @@ proptest! {
             TunnelMessage::ConnectionRebalance { target_id: a.clone(), endpoint: b.clone(), message: c.clone() },
             TunnelMessage::ConnectionConnected { connection_id: a.clone(), user_id: u.clone(), reconnection_token: t.clone() },
         ] {
-            prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+            prop_assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg);
         }
     }
 

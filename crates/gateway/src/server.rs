@@ -65,6 +65,11 @@ pub struct GatewayConfig {
     /// Interval of the keep-alive status messages on every tunnel (the
     /// official SDK drops a tunnel that hears nothing for 120 s).
     pub tunnel_keepalive: Duration,
+    /// Bytes and packets one client may have waiting for its application
+    /// server (which answers one event at a time) before it is closed.
+    pub max_app_backlog_bytes: usize,
+    /// See `max_app_backlog_bytes`.
+    pub max_app_backlog_packets: usize,
 }
 
 impl GatewayConfig {
@@ -90,6 +95,8 @@ impl GatewayConfig {
             server_grace: Duration::from_secs(30),
             max_tunnel_frame: 16 * 1024 * 1024,
             tunnel_keepalive: Duration::from_secs(30),
+            max_app_backlog_bytes: 4 * 1024 * 1024,
+            max_app_backlog_packets: 4096,
         }
     }
 }
@@ -179,6 +186,10 @@ impl Gateway {
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| config.listen.ip().to_string()),
             grace: config.server_grace,
+            backlog: crate::tunnel::BacklogLimits {
+                max_bytes: config.max_app_backlog_bytes,
+                max_packets: config.max_app_backlog_packets,
+            },
         });
         Gateway {
             state: Arc::new(GatewayState {

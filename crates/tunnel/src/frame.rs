@@ -148,7 +148,7 @@ pub fn encode_with_limit(
     let json = message.to_json();
     let content = message.content();
     let max = max_frame_bytes.min(MAX_FRAME_BYTES);
-    let capacity = frame_capacity(json.len(), content.map(Bytes::len))
+    let capacity = frame_len(message.type_code(), json.len(), content.map(Bytes::len))
         .filter(|&len| len <= max)
         .ok_or_else(|| FrameError::TooLarge {
             len: 4usize
@@ -165,7 +165,7 @@ pub fn encode_with_limit(
         Some(bytes) => write_bin(&mut out, bytes),
         None => out.put_u8(0xc0),
     }
-    // Cannot fail: the capacity check above bounds the length.
+    // Cannot fail: `frame_len` bounded the length.
     let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::TooLarge {
         len: out.len(),
         max,
@@ -174,19 +174,37 @@ pub fn encode_with_limit(
     Ok(out.freeze())
 }
 
-/// An upper bound of the frame length (prefix included) for a JSON element
-/// and content of these sizes; `None` when an element or the whole cannot
-/// be expressed (MessagePack lengths and the prefix are `u32`).
-fn frame_capacity(json_len: usize, content_len: Option<usize>) -> Option<usize> {
-    let limit = u32::MAX as usize;
-    if json_len > limit || content_len.is_some_and(|n| n > limit) {
-        return None;
+/// The exact frame length (prefix included) of a message with this type
+/// code, JSON element and content sizes; `None` when an element or the whole
+/// cannot be expressed (MessagePack lengths and the prefix are `u32`).
+fn frame_len(type_code: i64, json_len: usize, content_len: Option<usize>) -> Option<usize> {
+    let int_len = match type_code {
+        -32..=0x7f => 1,
+        -0x80..=0xff => 2,
+        -0x8000..=0xffff => 3,
+        -0x8000_0000..=0xffff_ffff => 5,
+        _ => 9,
+    };
+    let str_header = if json_len < 32 {
+        1
+    } else {
+        len_header(json_len)?
+    };
+    let content = match content_len {
+        Some(n) => len_header(n)?.checked_add(n)?,
+        None => 1,
+    };
+    let body = (1 + int_len + str_header + content).checked_add(json_len)?;
+    (body <= u32::MAX as usize).then_some(4 + body)
+}
+
+/// Bytes of a str8/16/32 or bin8/16/32 header for `len` (as `write_len`).
+fn len_header(len: usize) -> Option<usize> {
+    match len {
+        0..=0xff => Some(2),
+        0x100..=0xffff => Some(3),
+        _ => u32::try_from(len).ok().map(|_| 5),
     }
-    // array marker + widest int (9) + str/bin headers (5 each).
-    let body = (1 + 9 + 5 + 5usize)
-        .checked_add(json_len)?
-        .checked_add(content_len.unwrap_or(0))?;
-    (body <= limit).then_some(4 + body)
 }
 
 /// Decodes one frame with no size limit beyond the slice itself.
@@ -414,7 +432,7 @@ fn write_len(out: &mut BytesMut, len: usize, markers: [u8; 3]) {
         out.put_u8(markers[1]);
         out.put_u16(l);
     } else {
-        // `frame_capacity` bounded every element by u32::MAX first.
+        // `frame_len` bounded every element by u32::MAX first.
         out.put_u8(markers[2]);
         out.put_u32(len as u32);
     }
@@ -473,7 +491,9 @@ mod tests {
                 type_code: v,
                 json: "{}".into(),
             };
-            assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg, "{v}");
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(frame_len(v, 2, None), Some(bytes.len()), "{v}");
+            assert_eq!(decode(&bytes).unwrap(), msg, "{v}");
         }
     }
 
@@ -521,11 +541,11 @@ mod tests {
         // Lengths MessagePack and the u32 prefix cannot express, checked
         // without allocating them.
         let max = u32::MAX as usize;
-        assert_eq!(frame_capacity(max + 1, None), None);
-        assert_eq!(frame_capacity(0, Some(max + 1)), None);
-        assert_eq!(frame_capacity(max / 2, Some(max / 2 + 1)), None);
-        assert_eq!(frame_capacity(usize::MAX, Some(usize::MAX)), None);
-        assert!(frame_capacity(16, Some(1024)).is_some_and(|n| n <= MAX_FRAME_BYTES));
+        assert_eq!(frame_len(1, max + 1, None), None);
+        assert_eq!(frame_len(1, 0, Some(max + 1)), None);
+        assert_eq!(frame_len(1, max / 2, Some(max / 2 + 1)), None);
+        assert_eq!(frame_len(i64::MIN, usize::MAX, Some(usize::MAX)), None);
+        assert!(frame_len(1, 16, Some(1024)).is_some_and(|n| n <= MAX_FRAME_BYTES));
 
         let msg = TunnelMessage::HttpResponse(
             crate::HttpResponse::new(1, 200).with_content(vec![0u8; 4096]),

@@ -6,7 +6,8 @@ use portcullis_tunnel::invoke::{InvokeLineDecoder, invoke_line};
 use portcullis_tunnel::message::Headers;
 use portcullis_tunnel::rest::parse_rest;
 use portcullis_tunnel::{
-    HttpRequest, HttpResponse, TunnelMessage, decode, decode_with_limit, encode,
+    FrameError, HttpRequest, HttpResponse, TunnelMessage, decode, decode_with_limit, encode,
+    encode_with_limit,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -127,6 +128,20 @@ proptest! {
         prop_assert_eq!(decode(&bytes).unwrap(), msg.clone());
         prop_assert_eq!(decode_with_limit(&bytes, bytes.len()).unwrap(), msg);
         prop_assert!(decode_with_limit(&bytes, bytes.len() - 1).is_err());
+    }
+
+    #[test]
+    fn encoding_past_a_limit_is_an_error_not_a_panic(resp in response(), limit in 0usize..4096) {
+        let msg = TunnelMessage::HttpResponse(resp);
+        let full = encode(&msg).unwrap();
+        match encode_with_limit(&msg, limit) {
+            Ok(bytes) => prop_assert!(bytes.len() <= limit && bytes == full),
+            Err(FrameError::TooLarge { max, .. }) => {
+                prop_assert_eq!(max, limit);
+                prop_assert!(full.len() > limit);
+            }
+            Err(other) => prop_assert!(false, "unexpected {}", other),
+        }
     }
 
     #[test]

@@ -76,14 +76,18 @@ impl TunnelHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Adds a server's tunnel and wakes the events waiting for one, so a
+    /// server that reconnects resumes its clients at once.
     pub fn add_socket(&self, server: &Arc<str>, socket: Arc<TunnelSocket>) {
-        let mut state = self.lock();
-        state
+        self.lock()
             .servers
             .entry(server.clone())
             .or_default()
             .sockets
             .push(socket);
+        // Waiters register before they look (see `wait_socket_of`), so none
+        // misses this tunnel.
+        self.socket_added.notify_waiters();
     }
 
     /// Removes a closed tunnel; if it was the server's last, its clients are

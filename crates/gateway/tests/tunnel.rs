@@ -640,3 +640,138 @@ async fn clients_flooding_a_stalled_server_are_closed_and_memory_stays_bounded()
     }
     gateway.wait_connections(0).await;
 }
+
+/// A TCP proxy in front of the gateway whose connections can all be cut at
+/// once, as a network failure between an app server and the gateway.
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let registry = links.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                registry.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        CuttableProxy { addr, links }
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Drops every connection made so far (both sockets close).
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// Reads user events until their records add up to `count`; answers each.
+async fn read_events(app: &mut Ws, count: usize) -> Vec<String> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        let event = next_request(app).await;
+        assert_eq!(
+            event.header("ce-type"),
+            Some("azure.webpubsub.user.message")
+        );
+        let content = String::from_utf8(event.content.clone().unwrap().to_vec()).unwrap();
+        records.extend(content.split('\u{1e}').map(str::to_owned));
+        reply(app, HttpResponse::reply_to(&event, 200)).await;
+    }
+    records
+}
+
+#[tokio::test]
+async fn a_server_that_reconnects_keeps_its_clients_and_their_events() {
+    // Default grace period (30 s): events must not wait for it.
+    let gateway = TestGateway::start(&[]);
+    let proxy = CuttableProxy::start(gateway.addr.clone()).await;
+    let token = tunnel_token("chat", "app-1", KEY);
+    let mut app = attach_at(&proxy.ws(), "chat", &token).await.unwrap();
+    assert!(matches!(
+        next(&mut app).await,
+        TunnelMessage::ConnectionConnected { .. }
+    ));
+    let handshake = client_handshake(&gateway, "");
+    let sid = accept_client(&mut app).await;
+    handshake.await.unwrap();
+    let url = gateway.client_url(
+        "chat",
+        &format!(
+            "EIO=4&transport=polling&sid={sid}&access_token={}",
+            gateway.token("chat")
+        ),
+    );
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        let request = http.post(&url).body(body);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(post("40".into()).await, 200);
+    assert_eq!(read_events(&mut app, 1).await, ["40"]);
+    // A REST round trip after the reply: the gateway has taken the reply, so
+    // the cut below cannot make it redeliver "40" (at least once).
+    let call = HttpRequest::new(
+        1,
+        "POST",
+        format!("https://host/api/hubs/chat/connections/{sid}/:send?api-version=2023-07-01"),
+    )
+    .with_content("42[\"welcome\"]");
+    app.send(Message::Binary(
+        frame::encode(&TunnelMessage::HttpRequest(call)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut app).await, TunnelMessage::HttpResponse(r) if r.status_code == 202));
+
+    // The network fails; the client keeps sending meanwhile.
+    proxy.cut();
+    drop(app);
+    let cut_at = std::time::Instant::now();
+    let sent: Vec<String> = (1..=5).map(|i| format!("42[\"during-cut\",{i}]")).collect();
+    for (i, record) in sent.iter().enumerate() {
+        assert_eq!(post(record.clone()).await, 200);
+        if i == 0 {
+            // Let the first event find the tunnel gone and wait for another.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The server comes back after a second, as the SDK and our crate do.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut app = attach_at(&proxy.ws(), "chat", &token).await.unwrap();
+    let reattached_at = std::time::Instant::now();
+    assert!(matches!(
+        next(&mut app).await,
+        TunnelMessage::ConnectionConnected { .. }
+    ));
+    let received = read_events(&mut app, sent.len()).await;
+    let flowed_after = reattached_at.elapsed();
+    eprintln!(
+        "events flowed {:?} after the reattach ({:?} after the cut)",
+        flowed_after,
+        cut_at.elapsed()
+    );
+    assert_eq!(received, sent, "every event, once, in order");
+    assert!(
+        flowed_after < Duration::from_secs(10),
+        "events waited {flowed_after:?} for the returning server"
+    );
+    assert_eq!(gateway.connections().await, 1, "the client stays connected");
+    assert_eq!(post("42[\"after\"]".into()).await, 200);
+    assert_eq!(read_events(&mut app, 1).await, ["42[\"after\"]"]);
+}

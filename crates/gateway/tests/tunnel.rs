@@ -508,7 +508,7 @@ async fn flood_websocket(gateway: &TestGateway, sid: &str) -> Flood {
         sent_bytes += event.len();
     }
     let _ = sink.close().await;
-    let closed = !(sent_bytes >= FLOOD_CAP);
+    let closed = sent_bytes < FLOOD_CAP;
     let seen = tokio::time::timeout(Duration::from_secs(5), reader)
         .await
         .map(|r| r.unwrap())

@@ -1,6 +1,7 @@
 //! The tunnel side of one client connection: the ordered stream of its
 //! packets to the application server (one event in flight, later packets
-//! coalesced), and the acknowledgements it owes to `:invoke` broadcasts.
+//! coalesced, up to [`BacklogLimits`]), and the acknowledgements it owes to
+//! `:invoke` broadcasts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// [default: 16777216].
     #[arg(long, env = "PORTCULLIS_MAX_TUNNEL_FRAME")]
     pub max_tunnel_frame: Option<usize>,
+    /// Bytes one client may have waiting for its application server before
+    /// it is closed [default: 4194304].
+    #[arg(long, env = "PORTCULLIS_MAX_APP_BACKLOG_BYTES")]
+    pub max_app_backlog_bytes: Option<usize>,
+    /// Packets one client may have waiting for its application server before
+    /// it is closed [default: 4096].
+    #[arg(long, env = "PORTCULLIS_MAX_APP_BACKLOG_PACKETS")]
+    pub max_app_backlog_packets: Option<usize>,
     /// Attach the built-in echo application to this hub (smoke tests of a
     /// deployment, conformance runs); repeatable.
     #[arg(long = "echo-hub", env = "PORTCULLIS_ECHO_HUBS", value_delimiter = ',')]
@@ -158,6 +166,8 @@ struct FileConfig {
     server_grace_ms: Option<u64>,
     tunnel_keepalive_ms: Option<u64>,
     max_tunnel_frame: Option<usize>,
+    max_app_backlog_bytes: Option<usize>,
+    max_app_backlog_packets: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     echo_hubs: Option<Vec<String>>,
     header_read_timeout_ms: Option<u64>,
@@ -242,6 +252,12 @@ impl ServeArgs {
             .max_tunnel_frame
             .or(file.max_tunnel_frame)
             .unwrap_or(config.max_tunnel_frame);
+        let backlog_bytes = self.max_app_backlog_bytes.or(file.max_app_backlog_bytes);
+        config.max_app_backlog_bytes = backlog_bytes.unwrap_or(config.max_app_backlog_bytes);
+        let backlog_packets = self
+            .max_app_backlog_packets
+            .or(file.max_app_backlog_packets);
+        config.max_app_backlog_packets = backlog_packets.unwrap_or(config.max_app_backlog_packets);
         config.max_payload = self
             .max_payload
             .or(file.max_payload)
@@ -303,6 +319,12 @@ fn validate(config: &GatewayConfig) -> Result<(), String> {
     }
     if config.tunnel_keepalive.is_zero() || config.tunnel_keepalive > Duration::from_secs(60) {
         return Err("--tunnel-keepalive-ms must be between 1 and 60000".into());
+    }
+    if config.max_app_backlog_bytes == 0 || config.max_app_backlog_packets == 0 {
+        return Err(
+            "--max-app-backlog-bytes and --max-app-backlog-packets must be greater than zero"
+                .into(),
+        );
     }
     if config.max_payload == 0 || config.max_token_bytes == 0 || config.max_queued_frames == 0 {
         return Err(

@@ -79,6 +79,11 @@ pub struct GatewayConfig {
     /// Timeouts and caps on connections, above all those not yet past the
     /// gate (see [`crate::listener`]).
     pub connection_limits: ConnectionLimits,
+    /// Bytes and packets one client may have waiting for its application
+    /// server (which answers one event at a time) before it is closed.
+    pub max_app_backlog_bytes: usize,
+    /// See `max_app_backlog_bytes`.
+    pub max_app_backlog_packets: usize,
 }
 
 impl GatewayConfig {
@@ -109,6 +114,8 @@ impl GatewayConfig {
             max_tunnel_frame: 16 * 1024 * 1024,
             tunnel_keepalive: Duration::from_secs(30),
             connection_limits: ConnectionLimits::default(),
+            max_app_backlog_bytes: 4 * 1024 * 1024,
+            max_app_backlog_packets: 4096,
         }
     }
 }
@@ -199,6 +206,10 @@ impl Gateway {
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| config.listen.ip().to_string()),
             grace: config.server_grace,
+            backlog: crate::tunnel::BacklogLimits {
+                max_bytes: config.max_app_backlog_bytes,
+                max_packets: config.max_app_backlog_packets,
+            },
         });
         let admission = Admission::new(AdmissionLimits {
             max_connections: config.max_connections,

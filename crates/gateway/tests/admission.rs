@@ -175,7 +175,7 @@ async fn slow_application(mut tunnel: Tunnel, delay: Duration) {
                 }
             }
             Some(reply) = pending.recv() => {
-                let frame = frame::encode(&TunnelMessage::HttpResponse(reply));
+                let frame = frame::encode(&TunnelMessage::HttpResponse(reply)).expect("a small reply encodes");
                 if tunnel.send(Message::Binary(frame)).await.is_err() {
                     return;
                 }

@@ -15,7 +15,7 @@
 //! use portcullis_tunnel::{HttpResponse, TunnelMessage, frame};
 //!
 //! let msg = TunnelMessage::HttpResponse(HttpResponse::new(3, 202));
-//! let bytes = frame::encode(&msg);
+//! let bytes = frame::encode(&msg).unwrap();
 //! assert_eq!(&bytes[..4], &((bytes.len() - 4) as u32).to_le_bytes());
 //! assert_eq!(frame::decode(&bytes).unwrap(), msg);
 //! assert!(frame::decode(&bytes[..bytes.len() - 1]).is_err());
@@ -92,6 +92,16 @@ pub enum FrameError {
         /// The parse error.
         source: serde_json::Error,
     },
+    /// A message too large to encode: MessagePack and the length prefix
+    /// cannot express more than `u32::MAX` bytes, or the caller's limit is
+    /// lower (see [`encode_with_limit`]).
+    #[error("tunnel message of {len} bytes exceeds the frame limit of {max} bytes")]
+    TooLarge {
+        /// Size the frame would have, prefix included (saturating).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Bytes remain after the 3-element array.
     #[error("tunnel frame has {count} trailing bytes after the message")]
     TrailingBytes {
@@ -100,27 +110,52 @@ pub enum FrameError {
     },
 }
 
+/// Largest frame [`encode`] writes: the length prefix is a `u32`.
+pub const MAX_FRAME_BYTES: usize = 4 + u32::MAX as usize;
+
 /// Encodes one message as a complete frame (length prefix included).
 ///
 /// The content is written as MessagePack `bin` (never `str`), or `nil` when
-/// absent; the JSON element as `str`.
-///
-/// # Panics
-///
-/// If the JSON or the content exceeds `u32::MAX` bytes, which MessagePack and
-/// the length prefix cannot express.
+/// absent; the JSON element as `str`. A message whose frame would exceed
+/// [`MAX_FRAME_BYTES`] is a [`FrameError::TooLarge`], found before anything
+/// is allocated.
 ///
 /// ```
 /// use portcullis_tunnel::{TunnelMessage, frame};
 ///
-/// let bytes = frame::encode(&TunnelMessage::ServiceStatus { message: "keepalive".into() });
+/// let bytes = frame::encode(&TunnelMessage::ServiceStatus { message: "keepalive".into() }).unwrap();
 /// assert_eq!(&bytes[..8], &[0x36, 0, 0, 0, 0x93, 0x05, 0xd9, 0x31]);
 /// assert_eq!(bytes[bytes.len() - 1], 0xc0); // nil content
 /// ```
-pub fn encode(message: &TunnelMessage) -> Bytes {
+pub fn encode(message: &TunnelMessage) -> Result<Bytes, FrameError> {
+    encode_with_limit(message, MAX_FRAME_BYTES)
+}
+
+/// Encodes one message, refusing frames longer than `max_frame_bytes`
+/// (prefix included; capped at [`MAX_FRAME_BYTES`]).
+///
+/// ```
+/// use portcullis_tunnel::{FrameError, HttpResponse, TunnelMessage, frame};
+///
+/// let msg = TunnelMessage::HttpResponse(HttpResponse::new(1, 200).with_content(vec![0u8; 100]));
+/// assert!(frame::encode_with_limit(&msg, 1024).is_ok());
+/// assert!(matches!(frame::encode_with_limit(&msg, 64), Err(FrameError::TooLarge { .. })));
+/// ```
+pub fn encode_with_limit(
+    message: &TunnelMessage,
+    max_frame_bytes: usize,
+) -> Result<Bytes, FrameError> {
     let json = message.to_json();
     let content = message.content();
-    let capacity = 4 + 1 + 9 + 5 + json.len() + 5 + content.map_or(0, Bytes::len);
+    let max = max_frame_bytes.min(MAX_FRAME_BYTES);
+    let capacity = frame_len(message.type_code(), json.len(), content.map(Bytes::len))
+        .filter(|&len| len <= max)
+        .ok_or_else(|| FrameError::TooLarge {
+            len: 4usize
+                .saturating_add(json.len())
+                .saturating_add(content.map_or(0, Bytes::len)),
+            max,
+        })?;
     let mut out = BytesMut::with_capacity(capacity);
     out.put_u32_le(0);
     out.put_u8(0x93);
@@ -130,9 +165,46 @@ pub fn encode(message: &TunnelMessage) -> Bytes {
         Some(bytes) => write_bin(&mut out, bytes),
         None => out.put_u8(0xc0),
     }
-    let len = u32::try_from(out.len() - 4).expect("tunnel frame exceeds u32::MAX bytes");
+    // Cannot fail: `frame_len` bounded the length.
+    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::TooLarge {
+        len: out.len(),
+        max,
+    })?;
     out[..4].copy_from_slice(&len.to_le_bytes());
-    out.freeze()
+    Ok(out.freeze())
+}
+
+/// The exact frame length (prefix included) of a message with this type
+/// code, JSON element and content sizes; `None` when an element or the whole
+/// cannot be expressed (MessagePack lengths and the prefix are `u32`).
+fn frame_len(type_code: i64, json_len: usize, content_len: Option<usize>) -> Option<usize> {
+    let int_len = match type_code {
+        -32..=0x7f => 1,
+        -0x80..=0xff => 2,
+        -0x8000..=0xffff => 3,
+        -0x8000_0000..=0xffff_ffff => 5,
+        _ => 9,
+    };
+    let str_header = if json_len < 32 {
+        1
+    } else {
+        len_header(json_len)?
+    };
+    let content = match content_len {
+        Some(n) => len_header(n)?.checked_add(n)?,
+        None => 1,
+    };
+    let body = (1 + int_len + str_header + content).checked_add(json_len)?;
+    (body <= u32::MAX as usize).then_some(4 + body)
+}
+
+/// Bytes of a str8/16/32 or bin8/16/32 header for `len` (as `write_len`).
+fn len_header(len: usize) -> Option<usize> {
+    match len {
+        0..=0xff => Some(2),
+        0x100..=0xffff => Some(3),
+        _ => u32::try_from(len).ok().map(|_| 5),
+    }
 }
 
 /// Decodes one frame with no size limit beyond the slice itself.
@@ -162,7 +234,7 @@ pub fn decode(frame: &[u8]) -> Result<TunnelMessage, FrameError> {
 /// ```
 /// use portcullis_tunnel::{FrameError, TunnelMessage, frame};
 ///
-/// let bytes = frame::encode(&TunnelMessage::ConnectionClose { message: "bye".into() });
+/// let bytes = frame::encode(&TunnelMessage::ConnectionClose { message: "bye".into() }).unwrap();
 /// assert!(frame::decode_with_limit(&bytes, 1024).is_ok());
 /// assert!(matches!(
 ///     frame::decode_with_limit(&bytes, 8),
@@ -360,9 +432,9 @@ fn write_len(out: &mut BytesMut, len: usize, markers: [u8; 3]) {
         out.put_u8(markers[1]);
         out.put_u16(l);
     } else {
-        let l = u32::try_from(len).expect("tunnel frame element exceeds u32::MAX bytes");
+        // `frame_len` bounded every element by u32::MAX first.
         out.put_u8(markers[2]);
-        out.put_u32(l);
+        out.put_u32(len as u32);
     }
 }
 
@@ -419,7 +491,9 @@ mod tests {
                 type_code: v,
                 json: "{}".into(),
             };
-            assert_eq!(decode(&encode(&msg)).unwrap(), msg, "{v}");
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(frame_len(v, 2, None), Some(bytes.len()), "{v}");
+            assert_eq!(decode(&bytes).unwrap(), msg, "{v}");
         }
     }
 
@@ -456,17 +530,43 @@ mod tests {
         let msg = TunnelMessage::HttpResponse(
             crate::HttpResponse::new(1, 200).with_content(vec![7u8; 300]),
         );
-        let bytes = encode(&msg);
+        let bytes = encode(&msg).unwrap();
         let pos = bytes.len() - 300 - 3;
         assert_eq!(&bytes[pos..pos + 3], &[0xc5, 0x01, 0x2c]);
         assert_eq!(decode(&bytes).unwrap(), msg);
     }
 
     #[test]
+    fn oversized_messages_are_an_error_not_a_panic() {
+        // Lengths MessagePack and the u32 prefix cannot express, checked
+        // without allocating them.
+        let max = u32::MAX as usize;
+        assert_eq!(frame_len(1, max + 1, None), None);
+        assert_eq!(frame_len(1, 0, Some(max + 1)), None);
+        assert_eq!(frame_len(1, max / 2, Some(max / 2 + 1)), None);
+        assert_eq!(frame_len(i64::MIN, usize::MAX, Some(usize::MAX)), None);
+        assert!(frame_len(1, 16, Some(1024)).is_some_and(|n| n <= MAX_FRAME_BYTES));
+
+        let msg = TunnelMessage::HttpResponse(
+            crate::HttpResponse::new(1, 200).with_content(vec![0u8; 4096]),
+        );
+        let err = encode_with_limit(&msg, 1024).unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { max: 1024, .. }),
+            "{err}"
+        );
+        assert!(
+            encode_with_limit(&msg, usize::MAX).is_ok(),
+            "capped, not refused"
+        );
+    }
+
+    #[test]
     fn errors_are_specific() {
         let good = encode(&TunnelMessage::ServiceStatus {
             message: "x".into(),
-        });
+        })
+        .unwrap();
         assert!(matches!(
             decode(&good[..3]),
             Err(FrameError::MissingLengthPrefix { len: 3 })

@@ -21,7 +21,7 @@
 //! use portcullis_tunnel::{TunnelMessage, frame};
 //!
 //! let keepalive = TunnelMessage::ServiceStatus { message: "keepalive".into() };
-//! let bytes = frame::encode(&keepalive);
+//! let bytes = frame::encode(&keepalive).unwrap();
 //! assert_eq!(frame::decode(&bytes).unwrap(), keepalive);
 //! ```
 
@@ -34,5 +34,5 @@ pub mod invoke;
 pub mod message;
 pub mod rest;
 
-pub use frame::{FrameError, decode, decode_with_limit, encode};
+pub use frame::{FrameError, decode, decode_with_limit, encode, encode_with_limit};
 pub use message::{Headers, HttpRequest, HttpResponse, TunnelMessage};

@@ -6,7 +6,8 @@ use portcullis_tunnel::invoke::{InvokeLineDecoder, invoke_line};
 use portcullis_tunnel::message::Headers;
 use portcullis_tunnel::rest::parse_rest;
 use portcullis_tunnel::{
-    HttpRequest, HttpResponse, TunnelMessage, decode, decode_with_limit, encode,
+    FrameError, HttpRequest, HttpResponse, TunnelMessage, decode, decode_with_limit, encode,
+    encode_with_limit,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -107,7 +108,7 @@ proptest! {
         edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut frame = encode(&TunnelMessage::HttpRequest(req)).to_vec();
+        let mut frame = encode(&TunnelMessage::HttpRequest(req)).unwrap().to_vec();
         for (i, b) in edits {
             let i = i.index(frame.len());
             frame[i] = b;
@@ -122,7 +123,7 @@ proptest! {
     #[test]
     fn http_request_round_trips(req in request()) {
         let msg = TunnelMessage::HttpRequest(req);
-        let bytes = encode(&msg);
+        let bytes = encode(&msg).unwrap();
         prop_assert_eq!(u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
         prop_assert_eq!(decode(&bytes).unwrap(), msg.clone());
         prop_assert_eq!(decode_with_limit(&bytes, bytes.len()).unwrap(), msg);
@@ -130,9 +131,23 @@ proptest! {
     }
 
     #[test]
+    fn encoding_past_a_limit_is_an_error_not_a_panic(resp in response(), limit in 0usize..4096) {
+        let msg = TunnelMessage::HttpResponse(resp);
+        let full = encode(&msg).unwrap();
+        match encode_with_limit(&msg, limit) {
+            Ok(bytes) => prop_assert!(bytes.len() <= limit && bytes == full),
+            Err(FrameError::TooLarge { max, .. }) => {
+                prop_assert_eq!(max, limit);
+                prop_assert!(full.len() > limit);
+            }
+            Err(other) => prop_assert!(false, "unexpected {}", other),
+        }
+    }
+
+    #[test]
     fn http_response_round_trips(resp in response()) {
         let msg = TunnelMessage::HttpResponse(resp);
-        prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        prop_assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg);
     }
 
     #[test]
@@ -147,7 +162,7 @@ proptest! {
             TunnelMessage::ConnectionRebalance { target_id: a.clone(), endpoint: b.clone(), message: c.clone() },
             TunnelMessage::ConnectionConnected { connection_id: a.clone(), user_id: u.clone(), reconnection_token: t.clone() },
         ] {
-            prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+            prop_assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg);
         }
     }
 

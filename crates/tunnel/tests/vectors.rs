@@ -53,7 +53,7 @@ fn connection_connected_is_byte_exact() {
         user_id: None,
         reconnection_token: None,
     };
-    assert_eq!(encode(&msg).as_ref(), expected.as_slice());
+    assert_eq!(encode(&msg).unwrap().as_ref(), expected.as_slice());
     assert_eq!(decode(&expected).unwrap(), msg);
 }
 
@@ -64,7 +64,7 @@ fn http_response_202_is_byte_exact() {
     );
     assert_eq!(expected.len(), 4 + 0x83);
     let msg = TunnelMessage::HttpResponse(HttpResponse::new(3, 202));
-    assert_eq!(encode(&msg).as_ref(), expected.as_slice());
+    assert_eq!(encode(&msg).unwrap().as_ref(), expected.as_slice());
     assert_eq!(decode(&expected).unwrap(), msg);
 }
 
@@ -75,7 +75,7 @@ fn service_status_keepalive_is_byte_exact() {
     let msg = TunnelMessage::ServiceStatus {
         message: "keepalive".into(),
     };
-    assert_eq!(encode(&msg).as_ref(), expected.as_slice());
+    assert_eq!(encode(&msg).unwrap().as_ref(), expected.as_slice());
     assert_eq!(decode(&expected).unwrap(), msg);
 }
 
@@ -106,7 +106,7 @@ fn captured_sdk_send_to_connection_decodes() {
         }
     );
     // Re-encoding changes only the key order; it round-trips.
-    let again = encode(&TunnelMessage::HttpRequest(req.clone()));
+    let again = encode(&TunnelMessage::HttpRequest(req.clone())).unwrap();
     assert_eq!(
         decode(&again).unwrap(),
         TunnelMessage::HttpRequest(req.clone())
@@ -133,7 +133,7 @@ fn service_bytes_can_parse_vector() {
         tracing_id: None,
     };
     let msg = TunnelMessage::HttpRequest(request);
-    let bytes = encode(&msg);
+    let bytes = encode(&msg).unwrap();
     let json = r#"{"Type":1,"AckId":1,"HttpMethod":"HEAD","Url":"a","Headers":{"a":["b"]},"LocalRouting":true,"ChannelName":"a","TracingId":null}"#;
     assert_eq!(&bytes[8..8 + json.len()], json.as_bytes());
     let b64 = STANDARD.encode(&bytes);
@@ -288,7 +288,9 @@ fn cloud_events_round_trip_through_the_tunnel() {
         ),
     ];
     for (req, kind) in cases {
-        let TunnelMessage::HttpRequest(back) = decode(&encode(&req.clone().into())).unwrap() else {
+        let TunnelMessage::HttpRequest(back) =
+            decode(&encode(&req.clone().into()).unwrap()).unwrap()
+        else {
             panic!("not a request");
         };
         assert_eq!(back, req);
@@ -388,7 +390,7 @@ fn messages_tolerate_order_unknown_keys_and_missing_optionals() {
     for (type_code, json, expected) in cases {
         let got = TunnelMessage::from_parts(type_code, json, None).unwrap();
         assert_eq!(got, expected, "{json}");
-        assert_eq!(decode(&encode(&got)).unwrap(), got);
+        assert_eq!(decode(&encode(&got).unwrap()).unwrap(), got);
     }
     // Unknown types keep their JSON verbatim and are dropped by the SDK.
     let unknown = TunnelMessage::from_parts(4, r#"{"Type":4, "x":1}"#, None).unwrap();
@@ -399,5 +401,5 @@ fn messages_tolerate_order_unknown_keys_and_missing_optionals() {
             json: r#"{"Type":4, "x":1}"#.into()
         }
     );
-    assert_eq!(decode(&encode(&unknown)).unwrap(), unknown);
+    assert_eq!(decode(&encode(&unknown).unwrap()).unwrap(), unknown);
 }

@@ -1,6 +1,7 @@
 //! The tunnel side of one client connection: the ordered stream of its
 //! packets to the application server (one event in flight, later packets
-//! coalesced), and the acknowledgements it owes to `:invoke` broadcasts.
+//! coalesced, up to [`BacklogLimits`]), and the acknowledgements it owes to
+//! `:invoke` broadcasts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +16,35 @@ use crate::hub::ConnectionId;
 /// far above the application server's own per-namespace counters.
 const FIRST_INVOKE_ACK: u64 = 1_000_000_000;
 
+/// How much of one client's traffic may wait for its application server
+/// while an event is in flight (the server may take up to 30 s to answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BacklogLimits {
+    /// Bytes of queued records (and of an `:invoke` ack being collected).
+    pub max_bytes: usize,
+    /// Queued records (and attachments announced by one binary packet).
+    pub max_packets: usize,
+}
+
+/// A client sent more than its application server took in time: it is
+/// closed with this as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "client backlog full: more than {} bytes or {} packets waiting for the application server",
+    .0.max_bytes,
+    .0.max_packets
+)]
+pub(crate) struct BacklogFull(pub BacklogLimits);
+
+/// What became of a queued record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued behind the event in flight (or dropped after the end).
+    Queued,
+    /// Queued, and nothing is in flight: the caller must start a pump.
+    StartPump,
+}
+
 /// State of one client connection as the tunnel sees it.
 #[derive(Debug)]
 pub(crate) struct TunnelClient {
@@ -22,6 +52,7 @@ pub(crate) struct TunnelClient {
     pub user_id: Option<String>,
     /// The application server (tunnel token `sub`) that accepted it.
     pub server: Arc<str>,
+    limits: BacklogLimits,
     inner: Mutex<Inner>,
 }
 
@@ -29,6 +60,8 @@ pub(crate) struct TunnelClient {
 struct Inner {
     /// Records waiting for the next user event, joined by `\x1e`.
     outbox: String,
+    /// Number of records in `outbox`.
+    outbox_packets: usize,
     in_flight: bool,
     /// Set when the connection ended: `disconnected` goes after the outbox.
     ended: Option<String>,
@@ -57,11 +90,17 @@ pub(crate) enum Next {
 }
 
 impl TunnelClient {
-    pub fn new(id: ConnectionId, user_id: Option<String>, server: Arc<str>) -> Self {
+    pub fn new(
+        id: ConnectionId,
+        user_id: Option<String>,
+        server: Arc<str>,
+        limits: BacklogLimits,
+    ) -> Self {
         TunnelClient {
             id,
             user_id,
             server,
+            limits,
             inner: Mutex::new(Inner {
                 next_invoke_ack: FIRST_INVOKE_ACK,
                 ..Inner::default()
@@ -73,17 +112,38 @@ impl TunnelClient {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an encoded record; true if the caller must start a pump.
-    pub fn push_record(&self, record: &str) -> bool {
+    /// Queues an encoded record. Past the backlog limits nothing is queued
+    /// and the queue is dropped: the caller must close the client, whose
+    /// `disconnected` then follows the event in flight.
+    pub fn push_record(&self, record: &str) -> Result<Push, BacklogFull> {
         let mut inner = self.lock();
         if inner.ended.is_some() {
-            return false;
+            return Ok(Push::Queued);
+        }
+        let bytes = inner.outbox.len() + record.len() + 1;
+        if bytes > self.limits.max_bytes || inner.outbox_packets >= self.limits.max_packets {
+            inner.outbox = String::new();
+            inner.outbox_packets = 0;
+            return Err(BacklogFull(self.limits));
         }
         if !inner.outbox.is_empty() {
             inner.outbox.push(RECORD_SEPARATOR);
         }
         inner.outbox.push_str(record);
-        !std::mem::replace(&mut inner.in_flight, true)
+        inner.outbox_packets += 1;
+        Ok(match std::mem::replace(&mut inner.in_flight, true) {
+            true => Push::Queued,
+            false => Push::StartPump,
+        })
+    }
+
+    /// Refuses a binary packet announcing more attachments than the backlog
+    /// could ever hold, before anything is queued or allocated for them.
+    pub fn check_attachments(&self, announced: u32) -> Result<(), BacklogFull> {
+        match usize::try_from(announced) {
+            Ok(n) if n < self.limits.max_packets => Ok(()),
+            _ => Err(BacklogFull(self.limits)),
+        }
     }
 
     /// Marks the connection ended; true if the caller must start a pump to
@@ -101,6 +161,7 @@ impl TunnelClient {
     pub fn next(&self) -> Next {
         let mut inner = self.lock();
         if !inner.outbox.is_empty() {
+            inner.outbox_packets = 0;
             return Next::Message(std::mem::take(&mut inner.outbox));
         }
         if let Some(reason) = inner.ended.take() {
@@ -125,11 +186,18 @@ impl TunnelClient {
     }
 
     /// A client ACK (`3<id>…` or `6<n>-<id>…`): if it answers an `:invoke`,
-    /// takes it (true) and streams it back once complete.
-    pub fn intercept_ack(&self, sio_text: &str, ack_id: u64, attachments: u32) -> bool {
+    /// takes it (true) and streams it back once complete. An attachment
+    /// count past the backlog limit is refused before anything is kept.
+    pub fn intercept_ack(
+        &self,
+        sio_text: &str,
+        ack_id: u64,
+        attachments: u32,
+    ) -> Result<bool, BacklogFull> {
+        self.check_attachments(attachments)?;
         let mut inner = self.lock();
         let Some(stream) = inner.invoke_acks.remove(&ack_id) else {
-            return false;
+            return Ok(false);
         };
         let payload = format!("4{sio_text}");
         if attachments == 0 {
@@ -141,16 +209,21 @@ impl TunnelClient {
                 stream,
             });
         }
-        true
+        Ok(true)
     }
 
     /// A binary packet: if it is an attachment of an intercepted ACK, takes it
-    /// (true).
-    pub fn intercept_attachment(&self, bytes: &[u8]) -> bool {
+    /// (true). An ack growing past the backlog byte limit is dropped.
+    pub fn intercept_attachment(&self, bytes: &[u8]) -> Result<bool, BacklogFull> {
         let mut inner = self.lock();
         let Some(ack) = inner.binary_ack.as_mut() else {
-            return false;
+            return Ok(false);
         };
+        let encoded = bytes.len().div_ceil(3) * 4 + 2;
+        if ack.payload.len().saturating_add(encoded) > self.limits.max_bytes {
+            inner.binary_ack = None;
+            return Err(BacklogFull(self.limits));
+        }
         ack.payload.push(RECORD_SEPARATOR);
         ack.payload.push('b');
         base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut ack.payload);
@@ -160,7 +233,7 @@ impl TunnelClient {
         {
             let _ = done.stream.send(done.payload);
         }
-        true
+        Ok(true)
     }
 }
 
@@ -168,21 +241,83 @@ impl TunnelClient {
 mod tests {
     use super::*;
 
+    const LIMITS: BacklogLimits = BacklogLimits {
+        max_bytes: 64,
+        max_packets: 4,
+    };
+
     fn client() -> TunnelClient {
-        TunnelClient::new(ConnectionId::generate(), None, Arc::from("server"))
+        TunnelClient::new(ConnectionId::generate(), None, Arc::from("server"), LIMITS)
     }
 
     #[test]
     fn coalesces_while_in_flight_and_ends_with_disconnected() {
         let c = client();
-        assert!(c.push_record("40"), "first record starts a pump");
-        assert!(!c.push_record("42[1]"), "the pump is running");
+        assert_eq!(c.push_record("40"), Ok(Push::StartPump));
+        assert_eq!(c.push_record("42[1]"), Ok(Push::Queued), "pump running");
         assert_eq!(c.next(), Next::Message("40\u{1e}42[1]".into()));
-        assert!(!c.push_record("3"));
+        assert_eq!(c.push_record("3"), Ok(Push::Queued));
         assert!(!c.end("bye".into()), "the running pump sends disconnected");
-        assert!(!c.push_record("42[2]"), "nothing is queued after the end");
+        assert_eq!(
+            c.push_record("42[2]"),
+            Ok(Push::Queued),
+            "dropped after the end"
+        );
         assert_eq!(c.next(), Next::Message("3".into()));
         assert_eq!(c.next(), Next::Disconnected("bye".into()));
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_by_packets_and_by_bytes() {
+        let c = client();
+        assert_eq!(c.push_record("40"), Ok(Push::StartPump));
+        assert_eq!(c.next(), Next::Message("40".into()), "now in flight");
+        for _ in 0..4 {
+            assert_eq!(c.push_record("42[0]"), Ok(Push::Queued));
+        }
+        assert_eq!(c.push_record("42[0]"), Err(BacklogFull(LIMITS)));
+        assert!(!c.end("full".into()));
+        assert_eq!(c.next(), Next::Disconnected("full".into()), "queue dropped");
+
+        let c = client();
+        assert_eq!(c.push_record(&"x".repeat(60)), Ok(Push::StartPump));
+        assert_eq!(c.push_record("42[1]"), Err(BacklogFull(LIMITS)));
+        let reason = BacklogFull(LIMITS).to_string();
+        assert!(
+            reason.contains("64 bytes") && reason.contains("4 packets"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn announced_attachments_are_bounded_before_anything_is_kept() {
+        let c = client();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let id = c.register_invoke(tx).unwrap();
+        let huge = format!("6{}-{id}[]", u32::MAX);
+        assert_eq!(
+            c.intercept_ack(&huge, id, u32::MAX),
+            Err(BacklogFull(LIMITS))
+        );
+        assert!(c.lock().binary_ack.is_none(), "nothing kept for it");
+        assert_eq!(c.check_attachments(3), Ok(()));
+        assert_eq!(c.check_attachments(4), Err(BacklogFull(LIMITS)));
+    }
+
+    #[test]
+    fn a_collected_ack_is_bounded_by_bytes() {
+        let c = client();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = c.register_invoke(tx).unwrap();
+        assert_eq!(c.intercept_ack(&format!("62-{id}[]"), id, 2), Ok(true));
+        assert_eq!(c.intercept_attachment(&[0; 30]), Ok(true));
+        assert_eq!(c.intercept_attachment(&[0; 30]), Err(BacklogFull(LIMITS)));
+        assert!(rx.try_recv().is_err(), "nothing streamed back");
+        assert_eq!(
+            c.intercept_attachment(&[0]),
+            Ok(false),
+            "the ack is dropped"
+        );
     }
 
     #[test]
@@ -191,17 +326,28 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let id = c.register_invoke(tx).unwrap();
         assert_eq!(id, FIRST_INVOKE_ACK);
-        assert!(!c.intercept_ack("3[\"x\"]", 7, 0), "not an invoke ack");
-        assert!(c.intercept_ack(
-            &format!("61-{id}[{{\"_placeholder\":true,\"num\":0}}]"),
-            id,
-            1
-        ));
-        assert!(c.intercept_attachment(&[1, 2, 3]));
+        assert_eq!(
+            c.intercept_ack("3[\"x\"]", 7, 0),
+            Ok(false),
+            "not an invoke ack"
+        );
+        assert_eq!(
+            c.intercept_ack(
+                &format!("61-{id}[{{\"_placeholder\":true,\"num\":0}}]"),
+                id,
+                1
+            ),
+            Ok(true)
+        );
+        assert_eq!(c.intercept_attachment(&[1, 2, 3]), Ok(true));
         assert_eq!(
             rx.try_recv().unwrap(),
             format!("461-{id}[{{\"_placeholder\":true,\"num\":0}}]\u{1e}bAQID")
         );
-        assert!(!c.intercept_attachment(&[4]), "no ack is being collected");
+        assert_eq!(
+            c.intercept_attachment(&[4]),
+            Ok(false),
+            "no ack is being collected"
+        );
     }
 }

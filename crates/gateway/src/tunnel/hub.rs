@@ -18,7 +18,7 @@ use portcullis_protocol::socket::{Header, PacketKind};
 use portcullis_tunnel::cloud_events::{self, ConnectEventBody, ConnectOutcome, EventContext};
 use portcullis_tunnel::group_name::namespace_group_prefix;
 
-use super::client::{Next, TunnelClient};
+use super::client::{BacklogFull, BacklogLimits, Next, Push, TunnelClient};
 use super::socket::{RequestError, TunnelSocket};
 use crate::hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
@@ -32,6 +32,8 @@ pub(crate) struct TunnelSettings {
     pub origin_host: String,
     /// How long a server may have no tunnel before its clients are closed.
     pub grace: Duration,
+    /// What one client may have waiting for its server.
+    pub backlog: BacklogLimits,
 }
 
 /// The handler of a hub whose application servers attach over tunnels.
@@ -74,14 +76,18 @@ impl TunnelHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Adds a server's tunnel and wakes the events waiting for one, so a
+    /// server that reconnects resumes its clients at once.
     pub fn add_socket(&self, server: &Arc<str>, socket: Arc<TunnelSocket>) {
-        let mut state = self.lock();
-        state
+        self.lock()
             .servers
             .entry(server.clone())
             .or_default()
             .sockets
             .push(socket);
+        // Waiters register before they look (see `wait_socket_of`), so none
+        // misses this tunnel.
+        self.socket_added.notify_waiters();
     }
 
     /// Removes a closed tunnel; if it was the server's last, its clients are
@@ -171,11 +177,21 @@ impl TunnelHub {
             .with_access_keys(self.settings.access_keys.iter().cloned())
     }
 
-    /// Queues an Engine.IO record for the client's server.
+    /// Queues an Engine.IO record for the client's server; a client past its
+    /// backlog is closed.
     pub fn forward(self: &Arc<Self>, client: &Arc<TunnelClient>, record: &str) {
-        if client.push_record(record) {
-            self.spawn_pump(client.clone());
+        match client.push_record(record) {
+            Ok(Push::StartPump) => self.spawn_pump(client.clone()),
+            Ok(Push::Queued) => {}
+            Err(full) => self.close_flooding(client, &full),
         }
+    }
+
+    /// Closes a client that sent more than its server took in time.
+    fn close_flooding(&self, client: &TunnelClient, full: &BacklogFull) {
+        tracing::info!(hub = %self.hub.name(), connection = %client.id, server = %client.server, "{full}");
+        self.hub
+            .close_connection_now(client.id.as_str(), &full.to_string());
     }
 
     /// Sends the client's queued events one at a time, in order.
@@ -233,6 +249,11 @@ impl TunnelHub {
                 }
                 Err(RequestError::Timeout) => break,
                 Err(RequestError::Closed) => continue,
+                Err(error @ RequestError::TooLarge(_)) => {
+                    self.hub
+                        .close_connection_now(client.id.as_str(), &error.to_string());
+                    return;
+                }
             }
         }
         self.hub
@@ -248,23 +269,29 @@ impl TunnelHub {
     }
 
     /// Handles a client's Socket.IO packet before it goes to the server:
-    /// namespace disconnects leave their groups, invoke acks are taken.
-    fn inspect_client_message(&self, client: &TunnelClient, text: &str) -> bool {
+    /// namespace disconnects leave their groups, invoke acks are taken (true),
+    /// binary packets announcing more attachments than fit are refused.
+    fn inspect_client_message(
+        &self,
+        client: &TunnelClient,
+        text: &str,
+    ) -> Result<bool, BacklogFull> {
         let Ok(header) = Header::parse(text) else {
-            return false;
+            return Ok(false);
         };
         match header.kind {
             PacketKind::Disconnect => {
                 let prefix = namespace_group_prefix(header.namespace);
                 self.hub
                     .leave_groups_where_now(client.id.as_str(), |g| g.starts_with(&prefix));
-                false
+                Ok(false)
             }
             PacketKind::Ack | PacketKind::BinaryAck => match header.ack_id {
                 Some(id) => client.intercept_ack(text, id, header.attachments),
-                None => false,
+                None => client.check_attachments(header.attachments).map(|_| false),
             },
-            _ => false,
+            PacketKind::BinaryEvent => client.check_attachments(header.attachments).map(|_| false),
+            _ => Ok(false),
         }
     }
 }
@@ -318,15 +345,16 @@ impl HubHandler for Arc<TunnelHub> {
             return;
         };
         let record = match packet {
-            Packet::Message(text) => {
-                if self.inspect_client_message(&client, &text) {
-                    return;
-                }
-                format!("4{text}")
-            }
+            Packet::Message(text) => match self.inspect_client_message(&client, &text) {
+                Ok(false) => format!("4{text}"),
+                Ok(true) => return,
+                Err(full) => return self.close_flooding(&client, &full),
+            },
             Packet::Binary(bytes) => {
-                if client.intercept_attachment(&bytes) {
-                    return;
+                match client.intercept_attachment(&bytes) {
+                    Ok(false) => {}
+                    Ok(true) => return,
+                    Err(full) => return self.close_flooding(&client, &full),
                 }
                 let mut record = String::from("b");
                 base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut record);
@@ -363,6 +391,7 @@ impl TunnelHub {
             request.connection_id.clone(),
             request.user_id().map(str::to_owned),
             server,
+            self.settings.backlog,
         ));
         let body = ConnectEventBody {
             claims: request.claims.0.clone(),

@@ -22,6 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use portcullis_tunnel::rest::parse_rest;
 use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage};
 
+pub(crate) use client::BacklogLimits;
 pub(crate) use hub::{TunnelHub, TunnelSettings};
 use rest::{RestOutcome, Target};
 use socket::TunnelSocket;
@@ -232,7 +233,15 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
             if !body.is_empty() {
                 response = response.with_content(body);
             }
-            socket.send(&TunnelMessage::HttpResponse(response));
+            // An answer too large for a frame still gets one, so the call
+            // does not hang.
+            if !socket.send(&TunnelMessage::HttpResponse(response)) {
+                socket.send(&reply(
+                    &request,
+                    500,
+                    Some("the answer exceeds a tunnel frame".into()),
+                ));
+            }
         }
         RestOutcome::Stream(mut lines) => {
             let head = HttpResponse::reply_to(&request, 200).with_not_completed(true);

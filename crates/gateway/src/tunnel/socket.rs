@@ -28,6 +28,8 @@ pub(crate) enum RequestError {
     Closed,
     #[error("the application server did not answer in time")]
     Timeout,
+    #[error("the request does not fit in a tunnel frame: {0}")]
+    TooLarge(String),
 }
 
 /// The sending half of a tunnel WebSocket, shared by everything that talks to
@@ -61,12 +63,25 @@ impl TunnelSocket {
         socket
     }
 
-    /// Queues a message; false if the tunnel is gone or hopelessly behind.
+    /// Queues a message; false if the tunnel is gone or hopelessly behind,
+    /// or the message cannot be framed (logged; the tunnel stays up).
     pub fn send(&self, message: &TunnelMessage) -> bool {
+        match frame::encode(message) {
+            Ok(bytes) => self.send_frame(bytes),
+            Err(error) => {
+                tracing::warn!(%error, "tunnel message not sent");
+                false
+            }
+        }
+    }
+
+    /// Queues an encoded frame; false if the tunnel is gone or hopelessly
+    /// behind.
+    fn send_frame(&self, bytes: Bytes) -> bool {
         if self.closed.is_cancelled() {
             return false;
         }
-        match self.outbound.try_send(frame::encode(message)) {
+        match self.outbound.try_send(bytes) {
             Ok(()) => true,
             Err(_) => {
                 // A tunnel that cannot take 64k frames is stuck: drop it and
@@ -84,9 +99,11 @@ impl TunnelSocket {
         build: impl FnOnce(u64) -> HttpRequest,
     ) -> Result<HttpResponse, RequestError> {
         let ack_id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame::encode(&TunnelMessage::HttpRequest(build(ack_id)))
+            .map_err(|e| RequestError::TooLarge(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
         self.lock_pending().insert(ack_id, reply);
-        if !self.send(&TunnelMessage::HttpRequest(build(ack_id))) {
+        if !self.send_frame(bytes) {
             self.lock_pending().remove(&ack_id);
             return Err(RequestError::Closed);
         }
@@ -124,9 +141,11 @@ async fn write_frames(
     closed: CancellationToken,
     interval: Duration,
 ) {
+    // A few bytes: encoding cannot fail, but a failure must not panic.
     let keepalive = frame::encode(&TunnelMessage::ServiceStatus {
         message: "keepalive".to_owned(),
-    });
+    })
+    .unwrap_or_default();
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     loop {

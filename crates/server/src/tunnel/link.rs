@@ -282,9 +282,10 @@ impl Link {
             request = request.with_header("Content-Type", content_type);
         }
         request.content = op.call.body;
-        let bytes = frame::encode(&TunnelMessage::HttpRequest(request));
+        let encoded = frame::encode(&TunnelMessage::HttpRequest(request));
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        if writer.send(Message::Binary(bytes)).is_err() {
+        // A call too large for a frame is dropped like one on a closed tunnel.
+        if !encoded.is_ok_and(|bytes| writer.send(Message::Binary(bytes)).is_ok()) {
             // The tunnel closed meanwhile; `fail_socket` drops the call.
             self.lock().in_flight.remove(&ack_id);
         }
@@ -517,8 +518,9 @@ async fn session(
             Ok(TunnelMessage::HttpResponse(response)) => link.on_response(response),
             Ok(TunnelMessage::HttpRequest(request)) => {
                 let response = super::events::handle(link, &request);
-                let bytes = frame::encode(&TunnelMessage::HttpResponse(response));
-                let _ = writer.send(Message::Binary(bytes));
+                if let Ok(bytes) = frame::encode(&TunnelMessage::HttpResponse(response)) {
+                    let _ = writer.send(Message::Binary(bytes));
+                }
             }
             Ok(TunnelMessage::ConnectionClose { message }) => {
                 tracing::warn!(hub = %link.hub, %message, "the gateway closed the tunnel for good");

@@ -26,14 +26,29 @@ use crate::hub::{
 };
 
 /// Settings of the tunnels of one gateway.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct TunnelSettings {
+    /// Signs the CloudEvents sent to application servers; never printed.
     pub access_keys: Vec<String>,
     pub origin_host: String,
     /// How long a server may have no tunnel before its clients are closed.
     pub grace: Duration,
     /// What one client may have waiting for its server.
     pub backlog: BacklogLimits,
+}
+
+impl std::fmt::Debug for TunnelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelSettings")
+            .field(
+                "access_keys",
+                &format_args!("[{} redacted]", self.access_keys.len()),
+            )
+            .field("origin_host", &self.origin_host)
+            .field("grace", &self.grace)
+            .field("backlog", &self.backlog)
+            .finish()
+    }
 }
 
 /// The handler of a hub whose application servers attach over tunnels.
@@ -423,5 +438,26 @@ impl TunnelHub {
             )),
             Err(error) => Err(Refusal::new(StatusCode::BAD_GATEWAY, error.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_access_keys() {
+        let settings = TunnelSettings {
+            access_keys: vec!["very-secret-access-key".into()],
+            origin_host: "h".into(),
+            grace: Duration::from_secs(1),
+            backlog: BacklogLimits {
+                max_bytes: 1,
+                max_packets: 1,
+            },
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
     }
 }

@@ -27,9 +27,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a client access token (for operators and tests).
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// [default: 16777216].
     #[arg(long, env = "PORTCULLIS_MAX_TUNNEL_FRAME")]
     pub max_tunnel_frame: Option<usize>,
+    /// Frames that may wait to be written to one tunnel; client events
+    /// beyond wait for room [default: 65536].
+    #[arg(long, env = "PORTCULLIS_TUNNEL_QUEUE_FRAMES")]
+    pub tunnel_queue_frames: Option<usize>,
     /// Bytes one client may have waiting for its application server before
     /// it is closed [default: 4194304].
     #[arg(long, env = "PORTCULLIS_MAX_APP_BACKLOG_BYTES")]
@@ -166,6 +170,7 @@ struct FileConfig {
     server_grace_ms: Option<u64>,
     tunnel_keepalive_ms: Option<u64>,
     max_tunnel_frame: Option<usize>,
+    tunnel_queue_frames: Option<usize>,
     max_app_backlog_bytes: Option<usize>,
     max_app_backlog_packets: Option<usize>,
     allowed_origins: Option<Vec<String>>,
@@ -258,6 +263,10 @@ impl ServeArgs {
             .max_app_backlog_packets
             .or(file.max_app_backlog_packets);
         config.max_app_backlog_packets = backlog_packets.unwrap_or(config.max_app_backlog_packets);
+        config.tunnel_queue_frames = self
+            .tunnel_queue_frames
+            .or(file.tunnel_queue_frames)
+            .unwrap_or(config.tunnel_queue_frames);
         config.max_payload = self
             .max_payload
             .or(file.max_payload)
@@ -310,6 +319,9 @@ impl ServeArgs {
 fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
         return Err("ping interval and timeout must be greater than zero".into());
+    }
+    if config.tunnel_queue_frames == 0 {
+        return Err("--tunnel-queue-frames must be greater than zero".into());
     }
     if config.max_pending_handshakes == 0 {
         return Err("--max-pending-handshakes must be greater than zero".into());

@@ -76,6 +76,9 @@ pub struct GatewayConfig {
     /// Interval of the keep-alive status messages on every tunnel (the
     /// official SDK drops a tunnel that hears nothing for 120 s).
     pub tunnel_keepalive: Duration,
+    /// Frames that may wait to be written to one tunnel; requests beyond
+    /// wait for room, replies beyond close the tunnel as stuck.
+    pub tunnel_queue_frames: usize,
     /// Timeouts and caps on connections, above all those not yet past the
     /// gate (see [`crate::listener`]).
     pub connection_limits: ConnectionLimits,
@@ -113,6 +116,7 @@ impl GatewayConfig {
             server_grace: Duration::from_secs(30),
             max_tunnel_frame: 16 * 1024 * 1024,
             tunnel_keepalive: Duration::from_secs(30),
+            tunnel_queue_frames: 65_536,
             connection_limits: ConnectionLimits::default(),
             max_app_backlog_bytes: 4 * 1024 * 1024,
             max_app_backlog_packets: 4096,

@@ -159,7 +159,10 @@ async fn attach_application(gateway: &TestGateway, hub: &str) -> Tunnel {
 
 /// Accepts every client `delay` after its connect request arrives (the
 /// SDK's answer: the Engine.IO open parameters); ignores everything else.
-async fn slow_application(mut tunnel: Tunnel, delay: Duration) {
+async fn slow_application<S>(mut tunnel: tokio_tungstenite::WebSocketStream<S>, delay: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (replies, mut pending) = tokio::sync::mpsc::unbounded_channel();
     loop {
         tokio::select! {
@@ -231,4 +234,62 @@ async fn handshakes_waiting_for_a_silent_application_are_bounded() {
     for handshake in waiting {
         handshake.abort();
     }
+}
+
+/// A flood of handshakes while the application server reads slowly: the
+/// gateway makes the handshakes wait for room in the tunnel's queue instead
+/// of closing the tunnel (which would drop every client of that server).
+#[tokio::test]
+async fn a_busy_tunnel_slows_handshakes_down_instead_of_closing() {
+    let gateway = TestGateway::start(&[
+        "--tunnel-queue-frames",
+        "4",
+        "--max-connections-per-user",
+        "0",
+    ]);
+    // The application's socket takes little at a time, and nothing at all
+    // for the first second: the gateway's writer blocks and its queue fills.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(gateway.addr.parse().unwrap()).await.unwrap();
+    let token = mint_client_token(
+        KEY,
+        "ws://localhost/server/tunnel?hub=busy",
+        &ClientTokenOptions {
+            user_id: Some("app".into()),
+            ..Default::default()
+        },
+    );
+    let url = format!(
+        "{}/server/tunnel?hub=busy&access_token={token}",
+        gateway.ws()
+    );
+    let (tunnel, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    // Under the listener's per-address cap on connections not yet past the
+    // gate (256 by default).
+    let clients = 200;
+    let token = token_for("busy", &ClientTokenOptions::default());
+    let handshakes: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = gateway.client_url(
+                "busy",
+                &format!("EIO=4&transport=polling&access_token={token}"),
+            );
+            tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let app = tokio::spawn(slow_application(tunnel, Duration::ZERO));
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for handshake in handshakes {
+        let status = format!("{:?}", handshake.await.unwrap());
+        *statuses.entry(status).or_default() += 1;
+    }
+    let accepted = statuses.get("Ok(200)").copied().unwrap_or(0);
+    assert!(!app.is_finished(), "the tunnel must stay up");
+    app.abort();
+    assert_eq!(
+        accepted, clients,
+        "every handshake completes once the app reads"
+    );
 }

@@ -143,6 +143,7 @@ fn attach_server(
     let limits = TunnelLimits {
         max_frame: state.config.max_tunnel_frame,
         keepalive: state.config.tunnel_keepalive,
+        queue: state.config.tunnel_queue_frames,
     };
     Ok(upgrade
         .max_message_size(limits.max_frame)
@@ -155,6 +156,7 @@ fn attach_server(
 struct TunnelLimits {
     max_frame: usize,
     keepalive: std::time::Duration,
+    queue: usize,
 }
 
 async fn serve_tunnel(
@@ -165,7 +167,7 @@ async fn serve_tunnel(
     limits: TunnelLimits,
 ) {
     let (sink, mut stream) = ws.split();
-    let socket = TunnelSocket::spawn(socket_id, sink, limits.keepalive);
+    let socket = TunnelSocket::spawn(socket_id, sink, limits.keepalive, limits.queue);
     socket.send(&TunnelMessage::ConnectionConnected {
         connection_id: ConnectionId::generate().to_string(),
         user_id: None,

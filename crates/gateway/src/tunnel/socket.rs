@@ -3,7 +3,7 @@
 //! keep-alive the SDK needs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,14 +12,15 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How long the gateway waits for an answer to a request it sent.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Frames waiting to be written to one tunnel before it counts as stuck.
-const OUTBOUND_QUEUE: usize = 65_536;
+/// The fewest queued frames at which a tunnel counts as stuck, whatever
+/// its request queue (`--tunnel-queue-frames`).
+const STUCK_FLOOR: usize = 65_536;
 
 /// Why a request over the tunnel got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +38,15 @@ pub(crate) enum RequestError {
 #[derive(Debug)]
 pub(crate) struct TunnelSocket {
     pub id: u64,
-    outbound: mpsc::Sender<Bytes>,
+    outbound: mpsc::UnboundedSender<Queued>,
+    /// Room for requests in the queue: a request waits for a permit, held
+    /// until the writer has written it.
+    request_room: Arc<Semaphore>,
+    /// Frames in the queue, requests or not.
+    queued: Arc<AtomicUsize>,
+    /// Past this many queued frames the tunnel is stuck (replies and
+    /// notifications, which cannot wait, would otherwise pile up).
+    stuck_at: usize,
     pending: Mutex<HashMap<u64, oneshot::Sender<HttpResponse>>>,
     next_ack: AtomicU64,
     pub closed: CancellationToken,
@@ -46,20 +55,38 @@ pub(crate) struct TunnelSocket {
 impl TunnelSocket {
     /// Wraps the sink of a tunnel WebSocket: spawns its writer (with the
     /// keep-alive) and returns the shared handle.
+    ///
+    /// `queue` frames may wait to be written: requests wait for room
+    /// (backpressure on the clients that send them); replies and
+    /// notifications that find no room mean the tunnel is stuck.
     pub fn spawn(
         id: u64,
         sink: SplitSink<WebSocket, Message>,
         keepalive: Duration,
+        queue: usize,
     ) -> Arc<TunnelSocket> {
-        let (outbound, frames) = mpsc::channel(OUTBOUND_QUEUE);
+        let queue = queue.max(1);
+        let (outbound, frames) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let socket = Arc::new(TunnelSocket {
             id,
             outbound,
+            request_room: Arc::new(Semaphore::new(queue)),
+            queued: queued.clone(),
+            // Replies and notifications are few per client and request;
+            // this many waiting means nobody reads.
+            stuck_at: queue.saturating_mul(4).max(STUCK_FLOOR),
             pending: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(1),
             closed: CancellationToken::new(),
         });
-        tokio::spawn(write_frames(sink, frames, socket.closed.clone(), keepalive));
+        let writer = Writer {
+            frames,
+            queued,
+            closed: socket.closed.clone(),
+            keepalive,
+        };
+        tokio::spawn(writer.run(sink));
         socket
     }
 
@@ -78,18 +105,29 @@ impl TunnelSocket {
     /// Queues an encoded frame; false if the tunnel is gone or hopelessly
     /// behind.
     fn send_frame(&self, bytes: Bytes) -> bool {
+        self.enqueue(bytes, None)
+    }
+
+    fn enqueue(&self, bytes: Bytes, permit: Option<OwnedSemaphorePermit>) -> bool {
         if self.closed.is_cancelled() {
             return false;
         }
-        match self.outbound.try_send(bytes) {
-            Ok(()) => true,
-            Err(_) => {
-                // A tunnel that cannot take 64k frames is stuck: drop it and
-                // let the SDK reconnect rather than grow without bound.
-                self.close();
-                false
-            }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.stuck_at {
+            // The application server has stopped reading: drop its tunnel
+            // and let the SDK reconnect rather than grow without bound.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.close();
+            return false;
         }
+        let queued = Queued {
+            bytes,
+            _permit: permit,
+        };
+        if self.outbound.send(queued).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Sends a request built by `build` (given a fresh ack id) and waits for
@@ -103,12 +141,17 @@ impl TunnelSocket {
             .map_err(|e| RequestError::TooLarge(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
         self.lock_pending().insert(ack_id, reply);
-        if !self.send_frame(bytes) {
-            self.lock_pending().remove(&ack_id);
-            return Err(RequestError::Closed);
-        }
+        // A busy tunnel makes the request wait for room (within its timeout)
+        // rather than closing the tunnel of every client of that server.
+        let exchange = async {
+            let room = self.request_room.clone().acquire_owned().await;
+            if !room.is_ok_and(|permit| self.enqueue(bytes, Some(permit))) {
+                return Err(RequestError::Closed);
+            }
+            answer.await.map_err(|_| RequestError::Closed)
+        };
         let result = tokio::select! {
-            answer = answer => answer.map_err(|_| RequestError::Closed),
+            answer = exchange => answer,
             _ = tokio::time::sleep(REQUEST_TIMEOUT) => Err(RequestError::Timeout),
             _ = self.closed.cancelled() => Err(RequestError::Closed),
         };
@@ -135,44 +178,63 @@ impl TunnelSocket {
     }
 }
 
-async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Bytes>,
+/// A frame waiting to be written; a request's permit goes with it.
+#[derive(Debug)]
+struct Queued {
+    bytes: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The task that writes a tunnel's frames, with the keep-alive.
+struct Writer {
+    frames: mpsc::UnboundedReceiver<Queued>,
+    queued: Arc<AtomicUsize>,
     closed: CancellationToken,
-    interval: Duration,
-) {
-    // A few bytes: encoding cannot fail, but a failure must not panic.
-    let keepalive = frame::encode(&TunnelMessage::ServiceStatus {
-        message: "keepalive".to_owned(),
-    })
-    .unwrap_or_default();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        let next = tokio::select! {
-            _ = closed.cancelled() => break,
-            _ = ticker.tick() => keepalive.clone(),
-            frame = frames.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
-        };
-        if sink.feed(Message::Binary(next)).await.is_err() {
-            break;
-        }
-        // Write whatever else is queued before one flush.
-        while let Ok(more) = frames.try_recv() {
-            if sink.feed(Message::Binary(more)).await.is_err() {
-                closed.cancel();
-                return;
+    keepalive: Duration,
+}
+
+impl Writer {
+    async fn run(mut self, mut sink: SplitSink<WebSocket, Message>) {
+        // A few bytes: encoding cannot fail, but a failure must not panic.
+        let keepalive = frame::encode(&TunnelMessage::ServiceStatus {
+            message: "keepalive".to_owned(),
+        })
+        .unwrap_or_default();
+        let mut ticker = tokio::time::interval(self.keepalive);
+        ticker.tick().await;
+        loop {
+            let next = tokio::select! {
+                _ = self.closed.cancelled() => break,
+                _ = ticker.tick() => keepalive.clone(),
+                frame = self.frames.recv() => match frame {
+                    Some(frame) => self.written(frame),
+                    None => break,
+                },
+            };
+            if sink.feed(Message::Binary(next)).await.is_err() {
+                break;
+            }
+            // Write whatever else is queued before one flush.
+            while let Ok(more) = self.frames.try_recv() {
+                let more = self.written(more);
+                if sink.feed(Message::Binary(more)).await.is_err() {
+                    self.closed.cancel();
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                break;
             }
         }
-        if sink.flush().await.is_err() {
-            break;
-        }
+        self.closed.cancel();
+        let _ = sink.close().await;
     }
-    closed.cancel();
-    let _ = sink.close().await;
+
+    /// Takes a frame off the count; its permit (if a request) frees room.
+    fn written(&self, queued: Queued) -> Bytes {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        queued.bytes
+    }
 }
 
 impl TunnelSocket {

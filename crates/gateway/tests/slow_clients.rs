@@ -183,16 +183,13 @@ async fn half_open_flood_is_timed_out_and_a_valid_client_still_connects() {
     // The gateway holds one descriptor per connection too; stay well under.
     let n = 10_000.min(usize::try_from(limit / 2).unwrap_or(0).saturating_sub(500));
     assert!(n >= 1000, "open-file limit {limit} too low for the test");
-    // With glibc's defaults, freed connection buffers stay in its free lists
-    // (and other threads' arenas), so RSS would show the allocator's high
-    // water mark, not live memory. Serving the 4 KiB-and-up buffers from
-    // mmap returns them to the kernel on free, making a leak visible.
+    // The allocator's defaults, as deployed: the gateway gives the flood's
+    // memory back itself once the flood is over.
     let gateway = TestGateway::start_with_env(
         &["--echo-hub", "chat"],
         &[
             ("PORTCULLIS_HEADER_READ_TIMEOUT_MS", "5000"),
             ("PORTCULLIS_MAX_PENDING_PER_ADDRESS", "100000"),
-            ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096"),
         ],
     );
     let to = addr(&gateway);
@@ -215,8 +212,16 @@ async fn half_open_flood_is_timed_out_and_a_valid_client_still_connects() {
     let still_open = all_closed_within(&mut streams, Duration::from_secs(15)).await;
     let closed = started.elapsed();
     drop(streams);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = resident_kib(gateway.pid());
+    let allowed = 32 * 1024;
+    // Memory comes back within a few trim checks (every 2 s).
+    let mut after = resident_kib(gateway.pid());
+    for _ in 0..50 {
+        if after - baseline <= allowed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = resident_kib(gateway.pid());
+    }
     eprintln!(
         "{n} half-open connections opened in {opened:?}, the gateway then holding {held} \
          descriptors; valid handshake in {connect_time:?}; the flood closed by the gateway \
@@ -226,7 +231,6 @@ async fn half_open_flood_is_timed_out_and_a_valid_client_still_connects() {
     assert_eq!(status, 200, "valid handshake during the flood: {body}");
     assert!(body.starts_with("0{"), "open packet: {body}");
     assert_eq!(still_open, 0, "half-open connections left open");
-    let allowed = 32 * 1024;
     assert!(
         after - baseline <= allowed,
         "RSS grew by {} KiB (allowed {allowed})",

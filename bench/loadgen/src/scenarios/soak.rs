@@ -4,8 +4,9 @@
 //! while the server writes to them (slow readers), some connections send
 //! half a request and stall (half-open), and bad tokens knock (refused).
 //!
-//! Reported: resident memory and open files of the server at the start, at
-//! their peak and after a settle at the end; how many valid clients were
+//! Reported: resident memory and open files of the server before the run,
+//! under full load once warmed up and again at the end of the run, at their
+//! peak, and after everything closed and settled; how many valid clients were
 //! refused or failed (the promise is none); what each kind of misbehaving
 //! client achieved.
 
@@ -73,7 +74,13 @@ pub async fn run(ctx: Arc<Ctx>, probe: &Probe, mix: SoakMix, duration: Duration)
         let (ctx, tally, cancel) = (ctx.clone(), tally.clone(), cancel.clone());
         workers.push(tokio::spawn(refused(ctx, tally, cancel)));
     }
-    tokio::time::sleep(duration).await;
+    // Under full load twice: once warmed up, once at the end. Equal figures
+    // mean nothing accumulates while the mix runs.
+    let warm_up = (duration / 4).min(Duration::from_secs(60));
+    tokio::time::sleep(warm_up).await;
+    let warm = Sample::take(probe);
+    tokio::time::sleep(duration.saturating_sub(warm_up)).await;
+    let loaded_end = Sample::take(probe);
     cancel.cancel();
     let valid_errors = ErrorCounts::gather(workers).await;
     drop(steady);
@@ -104,6 +111,10 @@ pub async fn run(ctx: Arc<Ctx>, probe: &Probe, mix: SoakMix, duration: Duration)
     out.set("valid_client_failures", valid_errors.total());
     valid_errors.write(&mut out);
     out.set("rss_start_mib", mib(start.rss));
+    out.set("rss_warm_mib", mib(warm.rss));
+    out.set("rss_loaded_end_mib", mib(loaded_end.rss));
+    out.set("open_files_warm", warm.files);
+    out.set("open_files_loaded_end", loaded_end.files);
     out.set("rss_peak_mib", mib(peak.rss.load(Ordering::Relaxed)));
     out.set("rss_end_mib", mib(end.rss));
     out.set("open_files_start", start.files);

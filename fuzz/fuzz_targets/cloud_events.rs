@@ -63,20 +63,40 @@ fn connect_response(u: &mut Unstructured) -> Result<()> {
         Ok(ConnectOutcome::Accepted(open)) => {
             let again = ce::parse_connect_response(200, &open.to_body()).expect("to_body parses");
             assert_eq!(again, ConnectOutcome::Accepted(open.clone()));
-            let Ok(Packet::Open(json)) = Packet::decode_text(&open.open_packet(&["websocket"])) else {
+            let Ok(Packet::Open(json)) = Packet::decode_text(&open.open_packet(&["websocket"]))
+            else {
                 panic!("open_packet is not an open packet");
             };
             let reread: ConnectResponse = serde_json::from_str(&json).expect("open JSON");
-            assert_eq!(reread, ConnectResponse { upgrades: vec!["websocket".into()], ..open });
+            assert_eq!(
+                reread,
+                ConnectResponse {
+                    upgrades: vec!["websocket".into()],
+                    ..open
+                }
+            );
         }
         Err(_) => assert!((200..300).contains(&status)),
     }
     Ok(())
 }
 
-const CE_HEADERS: [&str; 7] =
-    ["ce-type", "ce-hub", "ce-connectionId", "ce-userId", "ce-id", "ce-eventName", "Content-Type"];
-const CE_TYPES: [&str; 5] = [ce::TYPE_CONNECT, ce::TYPE_CONNECTED, ce::TYPE_DISCONNECTED, "azure.webpubsub.user.message", "azure.webpubsub.user."];
+const CE_HEADERS: [&str; 7] = [
+    "ce-type",
+    "ce-hub",
+    "ce-connectionId",
+    "ce-userId",
+    "ce-id",
+    "ce-eventName",
+    "Content-Type",
+];
+const CE_TYPES: [&str; 5] = [
+    ce::TYPE_CONNECT,
+    ce::TYPE_CONNECTED,
+    ce::TYPE_DISCONNECTED,
+    "azure.webpubsub.user.message",
+    "azure.webpubsub.user.",
+];
 
 fn received_event(u: &mut Unstructured) -> Result<()> {
     let mut request = HttpRequest::new(1, "POST", ce::EVENT_HANDLER_URL);
@@ -85,13 +105,22 @@ fn received_event(u: &mut Unstructured) -> Result<()> {
         if u.arbitrary()? {
             name = name.to_ascii_uppercase();
         }
-        let value = if name.eq_ignore_ascii_case("ce-type") && u.arbitrary()? { u.choose(&CE_TYPES)? } else { short(u)? };
+        let value = if name.eq_ignore_ascii_case("ce-type") && u.arbitrary()? {
+            u.choose(&CE_TYPES)?
+        } else {
+            short(u)?
+        };
         request = request.with_header(name, value);
     }
-    request.content = u.arbitrary::<bool>()?.then(|| Bytes::copy_from_slice(rest_bytes(u)));
+    request.content = u
+        .arbitrary::<bool>()?
+        .then(|| Bytes::copy_from_slice(rest_bytes(u)));
     if let Ok(event) = ReceivedEvent::from_request(&request) {
         assert_eq!(Some(event.hub.as_str()), request.header("ce-hub"));
-        assert_eq!(Some(event.connection_id.as_str()), request.header("ce-connectionId"));
+        assert_eq!(
+            Some(event.connection_id.as_str()),
+            request.header("ce-connectionId")
+        );
         assert_eq!(event.user_id.as_deref(), request.header("ce-userId"));
         assert_eq!(event.event_id, request.header("ce-id").unwrap_or(""));
         if let EventKind::User { content_type, .. } = &event.kind {
@@ -119,10 +148,19 @@ fn event_round_trip(u: &mut Unstructured) -> Result<()> {
             (ce::connect(&ctx, &body, ack_id), EventKind::Connect(body))
         }
         1 => (ce::connected(&ctx, ack_id), EventKind::Connected),
-        2 => (ce::disconnected(&ctx, text, ack_id), EventKind::Disconnected { reason: text.into() }),
+        2 => (
+            ce::disconnected(&ctx, text, ack_id),
+            EventKind::Disconnected {
+                reason: text.into(),
+            },
+        ),
         _ => (
             ce::user_message(&ctx, text, ack_id),
-            EventKind::User { event_name: "message".into(), content_type: "text/plain".into(), data: Bytes::copy_from_slice(text.as_bytes()) },
+            EventKind::User {
+                event_name: "message".into(),
+                content_type: "text/plain".into(),
+                data: Bytes::copy_from_slice(text.as_bytes()),
+            },
         ),
     };
     let expected = ReceivedEvent {
@@ -132,7 +170,10 @@ fn event_round_trip(u: &mut Unstructured) -> Result<()> {
         event_id: ctx.event_id.clone(),
         kind,
     };
-    assert_eq!(ReceivedEvent::from_request(&request).expect("own event parses"), expected);
+    assert_eq!(
+        ReceivedEvent::from_request(&request).expect("own event parses"),
+        expected
+    );
     Ok(())
 }
 
@@ -144,7 +185,8 @@ fn tunnel_json(u: &mut Unstructured) -> Result<()> {
     let content = u.arbitrary::<Option<Vec<u8>>>()?.map(Bytes::from);
     if let Ok(message) = TunnelMessage::from_parts(type_code, rest_str(u), content) {
         let json = message.to_json();
-        let again = TunnelMessage::from_parts(message.type_code(), &json, message.content().cloned());
+        let again =
+            TunnelMessage::from_parts(message.type_code(), &json, message.content().cloned());
         assert_eq!(again.as_ref().ok(), Some(&message), "{json}");
     }
     Ok(())
@@ -165,12 +207,20 @@ const ROUTES: [(&str, &str, &str); 20] = [
     ("DELETE", "connections/{connection_id}/groups", ""),
     ("HEAD", "groups/{group}", ""),
     ("POST", "groups/{group}/:send", "filter"),
-    ("POST", "groups/{group}/:closeConnections", "excluded reason"),
+    (
+        "POST",
+        "groups/{group}/:closeConnections",
+        "excluded reason",
+    ),
     ("PUT", "groups/{group}/connections/{connection_id}", ""),
     ("DELETE", "groups/{group}/connections/{connection_id}", ""),
     ("HEAD", "users/{user}", ""),
     ("POST", "users/{user_id}/:send", "filter"),
-    ("POST", "users/{user_id}/:closeConnections", "excluded reason"),
+    (
+        "POST",
+        "users/{user_id}/:closeConnections",
+        "excluded reason",
+    ),
     ("DELETE", "users/{user_id}/groups", ""),
     ("PUT", "users/{user_id}/groups/{group}", ""),
     ("DELETE", "users/{user_id}/groups/{group}", ""),
@@ -192,8 +242,15 @@ fn rest_call(u: &mut Unstructured) -> Result<()> {
     }
     let (method, template, query_fields) = *u.choose(&ROUTES)?;
     let mut expect = Vec::new();
-    let mut url = if u.arbitrary()? { "https://h.example".to_owned() } else { String::new() };
-    for segment in ["api", "hubs", "{hub}"].into_iter().chain(template.split('/')) {
+    let mut url = if u.arbitrary()? {
+        "https://h.example".to_owned()
+    } else {
+        String::new()
+    };
+    for segment in ["api", "hubs", "{hub}"]
+        .into_iter()
+        .chain(template.split('/'))
+    {
         url.push('/');
         match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             Some(field) => {
@@ -226,11 +283,18 @@ fn rest_call(u: &mut Unstructured) -> Result<()> {
         expect.push(format!("excluded: {excluded:?}"));
     }
     url = format!("{url}?{}", query.finish());
-    let method = if u.arbitrary()? { method.to_ascii_lowercase() } else { method.to_owned() };
+    let method = if u.arbitrary()? {
+        method.to_ascii_lowercase()
+    } else {
+        method.to_owned()
+    };
     let call = parse_rest(&method, &url).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let debug = format!("{call:?}");
     for field in &expect {
-        assert!(debug.contains(field.as_str()), "{method} {url}: {debug} lacks {field}");
+        assert!(
+            debug.contains(field.as_str()),
+            "{method} {url}: {debug} lacks {field}"
+        );
     }
     Ok(())
 }
@@ -248,7 +312,9 @@ fn invoke_stream(u: &mut Unstructured) -> Result<()> {
     let line = short(u)?;
     let mut decoder = InvokeLineDecoder::default();
     assert_eq!(decoder.push(&invoke_line(line)), vec![Ok(line.to_owned())]);
-    let cuts: Vec<u8> = (0..u.int_in_range(0..=8)?).map(|_| u.arbitrary()).collect::<Result<_>>()?;
+    let cuts: Vec<u8> = (0..u.int_in_range(0..=8)?)
+        .map(|_| u.arbitrary())
+        .collect::<Result<_>>()?;
     let bytes = rest_bytes(u);
     let mut whole = InvokeLineDecoder::default();
     let expected = whole.push(bytes);
@@ -268,7 +334,10 @@ fn group_names(u: &mut Unstructured) -> Result<()> {
     let (namespace, room) = (short(u)?, u.arbitrary::<bool>()?.then_some(short(u)?));
     let name = group_name(namespace, room);
     assert!(name.starts_with(&namespace_group_prefix(namespace)));
-    let expected = (namespace.to_owned(), room.filter(|r| !r.is_empty()).map(str::to_owned));
+    let expected = (
+        namespace.to_owned(),
+        room.filter(|r| !r.is_empty()).map(str::to_owned),
+    );
     assert_eq!(parse_group_name(&name), Some(expected));
     if let Some((ns, room)) = parse_group_name(rest_str(u)) {
         let canonical = group_name(&ns, room.as_deref());

@@ -25,16 +25,26 @@ fn check_parsed(text: &str) {
     };
     assert!(header.namespace.starts_with('/'), "{header:?}");
     assert!(header.attachments <= MAX_ATTACHMENTS, "{header:?}");
-    assert!(header.kind.is_binary() || header.attachments == 0, "{header:?}");
+    assert!(
+        header.kind.is_binary() || header.attachments == 0,
+        "{header:?}"
+    );
     assert!(text.ends_with(header.data), "{header:?}");
     let encoded = header.encode();
     assert_eq!(Header::parse(&encoded).as_ref(), Ok(&header), "{encoded:?}");
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(header.data) {
         let data = json.to_string();
         if !data.starts_with(|c: char| c.is_ascii_digit()) {
-            let again = Header { data: &data, ..header.clone() }.encode();
+            let again = Header {
+                data: &data,
+                ..header.clone()
+            }
+            .encode();
             let again = Header::parse(&again).expect("canonical JSON data parses");
-            assert_eq!((again.kind, again.namespace, again.ack_id), (header.kind, header.namespace, header.ack_id));
+            assert_eq!(
+                (again.kind, again.namespace, again.ack_id),
+                (header.kind, header.namespace, header.ack_id)
+            );
             assert_eq!(again.data, data);
         }
     }
@@ -42,14 +52,24 @@ fn check_parsed(text: &str) {
 
 fn check_built(u: &mut Unstructured) -> Result<()> {
     let kind = PacketKind::from_byte(b'0' + u.int_in_range(0..=6)?).expect("0-6 is a kind");
-    let attachments = if kind.is_binary() { u.int_in_range(0..=MAX_ATTACHMENTS)? } else { 0 };
+    let attachments = if kind.is_binary() {
+        u.int_in_range(0..=MAX_ATTACHMENTS)?
+    } else {
+        0
+    };
     let namespace = format!("/{}", short_str(u)?.replace(',', ""));
     let ack_id = u.arbitrary::<Option<u64>>()?;
     let data = u.arbitrary::<&str>()?;
     if data.starts_with(|c: char| c.is_ascii_digit()) {
         return Ok(()); // would read as (part of) the ack id
     }
-    let header = Header { kind, attachments, namespace: &namespace, ack_id, data };
+    let header = Header {
+        kind,
+        attachments,
+        namespace: &namespace,
+        ack_id,
+        data,
+    };
     let encoded = header.encode();
     assert_eq!(Header::parse(&encoded), Ok(header), "{encoded:?}");
     Ok(())
@@ -64,8 +84,13 @@ fn short_str<'a>(u: &mut Unstructured<'a>) -> Result<&'a str> {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let message = Packet::Message(text.to_owned()).to_text().expect("text packet");
-        assert_eq!(Packet::decode_text(&message), Ok(Packet::Message(text.to_owned())));
+        let message = Packet::Message(text.to_owned())
+            .to_text()
+            .expect("text packet");
+        assert_eq!(
+            Packet::decode_text(&message),
+            Ok(Packet::Message(text.to_owned()))
+        );
         check_parsed(text);
     }
     let _ = check_built(&mut Unstructured::new(data));

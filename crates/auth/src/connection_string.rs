@@ -240,6 +240,9 @@ mod tests {
             assert_eq!(again, cs, "{input} -> {cs}");
         }
         let cs = ConnectionString::from_str("Endpoint=http://h/base/;AccessKey=k").unwrap();
-        assert_eq!(cs.to_string(), "Endpoint=http://h/base;AccessKey=k;Version=1.0;");
+        assert_eq!(
+            cs.to_string(),
+            "Endpoint=http://h/base;AccessKey=k;Version=1.0;"
+        );
     }
 }

@@ -84,10 +84,14 @@ impl ConnectionString {
 
     /// The endpoint as written in [`Display`](fmt::Display): without the trailing `/` and
     /// with any `;` percent-encoded so that the result parses back.
+    ///
+    /// A path ending in `//` keeps its last `/`: parsing adds a `/` only to a path that does
+    /// not end with one, so `http://h/a//` written as `http://h/a/` would read back as
+    /// `http://h/a/`.
     fn display_endpoint(&self) -> String {
         let text = self.endpoint.as_str();
         let text = match (self.endpoint.query(), self.endpoint.fragment()) {
-            (None, None) => text.strip_suffix('/').unwrap_or(text),
+            (None, None) if !text.ends_with("//") => text.strip_suffix('/').unwrap_or(text),
             _ => text,
         };
         text.replace(';', "%3B")
@@ -214,4 +218,31 @@ fn with_trailing_slash(mut url: Url) -> Url {
         url.set_path(&path);
     }
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `connection_string` fuzz target
+    /// (`fuzz/regressions/connection_string/`): an endpoint whose path ends in `//` lost a
+    /// `/` when printed, so `Display` did not parse back to the same endpoint.
+    #[test]
+    fn display_keeps_a_doubled_trailing_slash() {
+        for input in [
+            "Endpoint=http://m//%!:/m//;AccessKey=key",
+            "Endpoint=http://h/base//;AccessKey=k",
+            "Endpoint=http://h//;AccessKey=k",
+        ] {
+            let cs = ConnectionString::from_str(input).unwrap();
+            assert!(cs.endpoint.path().ends_with("//"), "{input}");
+            let again = ConnectionString::from_str(&cs.to_string()).unwrap();
+            assert_eq!(again, cs, "{input} -> {cs}");
+        }
+        let cs = ConnectionString::from_str("Endpoint=http://h/base/;AccessKey=k").unwrap();
+        assert_eq!(
+            cs.to_string(),
+            "Endpoint=http://h/base;AccessKey=k;Version=1.0;"
+        );
+    }
 }

@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{KEY, TestGateway};
+use common::{KEY, TestGateway, resident_kib};
 use portcullis_auth::{ClientTokenOptions, mint_client_token, mint_client_token_at};
 
 const REFUSALS: usize = 20_000;
 const CONCURRENCY: usize = 16;
 const ALLOWED_GROWTH_KIB: i64 = 2 * 1024;
-
-fn resident_kib(pid: u32) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_leave_no_memory_behind() {

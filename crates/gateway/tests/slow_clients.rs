@@ -13,7 +13,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::TestGateway;
+use common::{TestGateway, resident_kib};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -21,16 +21,6 @@ use tokio::net::{TcpSocket, TcpStream};
 /// A request head cut short: what the measured attack sends, then stops.
 const HALF_REQUEST: &[u8] =
     b"GET /clients/socketio/hubs/x/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n";
-
-fn resident_kib(pid: u32) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS")
-}
 
 /// Raises this process's open-file soft limit to the hard one; returns it.
 fn raise_open_file_limit() -> u64 {

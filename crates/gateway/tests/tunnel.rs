@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, TestGateway};
+use common::{KEY, TestGateway, resident_kib};
 use futures_util::{SinkExt, StreamExt};
 use portcullis_auth::{ClientTokenOptions, mint_client_token};
 use portcullis_tunnel::cloud_events::ConnectResponse;
@@ -445,16 +445,6 @@ async fn accept_client(ws: &mut Ws) -> String {
         Some("azure.webpubsub.sys.connected")
     );
     sid
-}
-
-fn resident_kib(pid: u32) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS")
 }
 
 /// What a flooding client sent before the gateway closed it, and what it saw.

@@ -152,3 +152,14 @@ pub fn token_for(hub: &str, options: &ClientTokenOptions) -> String {
         options,
     )
 }
+
+/// Resident memory of a process (VmRSS), in KiB.
+pub fn resident_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS")
+}

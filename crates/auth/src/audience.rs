@@ -66,11 +66,8 @@ impl HubAudience {
 
     /// True when `aud` is acceptable for this hub.
     pub fn matches(&self, aud: &str) -> bool {
-        let Ok(url) = Url::parse(aud) else {
-            return false;
-        };
-        let origin_ok = self.origin.as_ref().is_none_or(|o| *o == origin_of(&url));
-        origin_ok && comparable_path(url.path()) == self.path
+        parse_from(aud, self.origin.as_ref())
+            .is_some_and(|url| comparable_path(url.path()) == self.path)
     }
 
     /// What is expected, for messages: the path, or the full URL with a public endpoint.
@@ -159,10 +156,9 @@ impl ServiceAudience {
 
     /// True when `aud` is acceptable.
     pub fn matches(&self, aud: &str) -> bool {
-        let Ok(url) = Url::parse(aud) else {
+        let Some(url) = parse_from(aud, self.origin.as_ref()) else {
             return false;
         };
-        let origin_ok = self.origin.as_ref().is_none_or(|o| *o == origin_of(&url));
         let path = comparable_path(url.path());
         let path_ok = path == self.path
             || (self.below
@@ -173,7 +169,7 @@ impl ServiceAudience {
             url.query_pairs()
                 .any(|(k, v)| k == "hub" && v.eq_ignore_ascii_case(hub))
         });
-        origin_ok && path_ok && hub_ok
+        path_ok && hub_ok
     }
 
     /// What is expected, for messages.
@@ -194,6 +190,12 @@ fn hub_url(hub: &str, public_endpoint: Option<&Url>) -> Option<Url> {
     url.set_query(None);
     url.set_fragment(None);
     Some(url)
+}
+
+/// `aud` as a URL, if it is one and (when an origin is required) from it.
+fn parse_from(aud: &str, origin: Option<&Origin>) -> Option<Url> {
+    let url = Url::parse(aud).ok()?;
+    origin.is_none_or(|o| *o == origin_of(&url)).then_some(url)
 }
 
 fn comparable_path(path: &str) -> String {

@@ -141,19 +141,15 @@ impl ClientTokenVerifier {
     /// Verifies a REST API token for calls on `hub` (see
     /// [`ServiceAudience::api`]).
     pub fn verify_api(&self, token: &str, hub: &str) -> Result<Claims, TokenError> {
-        let payload = self.verified_payload(token)?;
         let audience = ServiceAudience::api(hub, self.inner.public_endpoint.as_ref());
-        check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
-        Ok(Claims::from_json(&payload))
+        self.verify_with_expected(token, audience.expected(), &|aud| audience.matches(aud))
     }
 
     /// Verifies an application server's tunnel token for `hub` (see
     /// [`ServiceAudience::tunnel`]).
     pub fn verify_tunnel(&self, token: &str, hub: &str) -> Result<Claims, TokenError> {
-        let payload = self.verified_payload(token)?;
         let audience = ServiceAudience::tunnel(hub, self.inner.public_endpoint.as_ref());
-        check_audience(&payload, audience.expected(), &|aud| audience.matches(aud))?;
-        Ok(Claims::from_json(&payload))
+        self.verify_with_expected(token, audience.expected(), &|aud| audience.matches(aud))
     }
 
     /// Same checks as [`verify`](Self::verify), but `aud` is accepted when

@@ -8,7 +8,7 @@ use portcullis_protocol::engine::Packet;
 
 use crate::hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
-    Payload, Refusal,
+    Operation, Payload, Refusal, Selection,
 };
 use crate::server::GatewayConfig;
 
@@ -43,18 +43,27 @@ impl EchoHandler {
 impl HubHandler for EchoHandler {
     fn connect(
         &self,
-        _hub: &Hub,
+        _hub: &dyn Hub,
         _request: ConnectRequest,
     ) -> BoxFuture<'static, Result<Accept, Refusal>> {
         let accept = self.accept.clone();
         Box::pin(async move { Ok(accept) })
     }
 
-    fn on_packet(&self, hub: &Hub, connection: &ConnectionId, packet: Packet) {
+    fn on_packet(&self, hub: &dyn Hub, connection: &ConnectionId, packet: Packet) {
         if matches!(packet, Packet::Message(_) | Packet::Binary(_)) {
-            hub.send_to_connection_now(connection.as_str(), &Payload::packet(packet));
+            hub.apply(Operation::Send {
+                to: Selection::connection(connection.as_str()),
+                payload: Payload::packet(packet),
+            });
         }
     }
 
-    fn on_disconnected(&self, _hub: &Hub, _connection: &ConnectionId, _reason: &DisconnectReason) {}
+    fn on_disconnected(
+        &self,
+        _hub: &dyn Hub,
+        _connection: &ConnectionId,
+        _reason: &DisconnectReason,
+    ) {
+    }
 }

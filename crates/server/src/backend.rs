@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use futures_util::FutureExt as _;
-use portcullis_gateway::hub::{Filter, Hub, Payload};
+use portcullis_hub::{Filter, Groups, Hub, Operation, Payload, Selection};
 use portcullis_tunnel::group_name::namespace_group_prefix;
 use tokio::sync::mpsc;
 
@@ -22,12 +22,21 @@ use crate::conn::ConnId;
 use crate::tunnel::Link;
 
 /// Where sends and group changes go.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum Backend {
     /// An in-process gateway hub.
-    Embedded(Hub),
+    Embedded(Arc<dyn Hub>),
     /// A gateway reached over the server tunnel.
     Tunnel(Arc<Link>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Embedded(hub) => f.debug_tuple("Embedded").field(&hub.name()).finish(),
+            Backend::Tunnel(link) => f.debug_tuple("Tunnel").field(link).finish(),
+        }
+    }
 }
 
 impl Backend {
@@ -41,7 +50,13 @@ impl Backend {
     /// Sends a payload to one connection; false if it is known to be gone.
     pub fn send_to(&self, connection: &ConnId, payload: Payload) -> bool {
         match self {
-            Backend::Embedded(hub) => hub.send_to_connection_now(connection.as_str(), &payload),
+            Backend::Embedded(hub) => hub
+                .apply(Operation::Send {
+                    to: Selection::connection(connection.as_str()),
+                    payload,
+                })
+                .now()
+                .is_none_or(|outcome| outcome.count() > 0),
             Backend::Tunnel(link) => {
                 link.send_to_connection(connection, payload);
                 true
@@ -53,7 +68,10 @@ impl Backend {
     pub fn broadcast(&self, filter: Filter, payload: Payload) {
         match self {
             Backend::Embedded(hub) => {
-                hub.send_to_all_now(&filter, &payload);
+                hub.apply(Operation::Send {
+                    to: Selection::matching(filter),
+                    payload,
+                });
             }
             Backend::Tunnel(link) => link.broadcast(filter, payload),
         }
@@ -62,8 +80,8 @@ impl Backend {
     pub fn join(&self, connection: &ConnId, groups: Vec<String>) {
         match self {
             Backend::Embedded(hub) => {
-                let filter = Filter::ConnectionId(connection.to_string());
-                hub.add_to_groups_now(&groups, &filter);
+                let who = Selection::connection(connection.as_str());
+                hub.apply(Operation::Join { who, groups });
             }
             Backend::Tunnel(link) => link.add_to_groups(connection, groups),
         }
@@ -72,8 +90,9 @@ impl Backend {
     pub fn leave(&self, connection: &ConnId, groups: Vec<String>) {
         match self {
             Backend::Embedded(hub) => {
-                let filter = Filter::ConnectionId(connection.to_string());
-                hub.remove_from_groups_now(&groups, &filter);
+                let who = Selection::connection(connection.as_str());
+                let groups = Groups::Named(groups);
+                hub.apply(Operation::Leave { who, groups });
             }
             Backend::Tunnel(link) => link.remove_from_groups(connection, groups),
         }
@@ -87,8 +106,9 @@ impl Backend {
     pub fn leave_namespace(&self, connection: &ConnId, namespace: &str) {
         match self {
             Backend::Embedded(hub) => {
-                let prefix = namespace_group_prefix(namespace);
-                hub.leave_groups_where_now(connection.as_str(), |g| g.starts_with(&prefix));
+                let who = Selection::connection(connection.as_str());
+                let groups = Groups::Prefixed(namespace_group_prefix(namespace));
+                hub.apply(Operation::Leave { who, groups });
             }
             Backend::Tunnel(_) => {}
         }
@@ -97,7 +117,9 @@ impl Backend {
     pub fn close(&self, connection: &ConnId, reason: &str) {
         match self {
             Backend::Embedded(hub) => {
-                hub.close_connection_now(connection.as_str(), reason);
+                let who = Selection::connection(connection.as_str());
+                let reason = reason.to_owned();
+                hub.apply(Operation::Close { who, reason });
             }
             Backend::Tunnel(link) => link.close_connection(connection, reason),
         }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
-use portcullis_gateway::hub::{ConnectRequest, TransportKind};
+use portcullis_hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
 
 use crate::packet::Decoder;

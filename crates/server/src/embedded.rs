@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use portcullis_gateway::hub::{
+use portcullis_hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason as GatewayReason, Heartbeat,
     Hub, HubHandler, Refusal,
 };
@@ -28,7 +28,7 @@ impl EmbeddedHandler {
 impl HubHandler for EmbeddedHandler {
     fn connect(
         &self,
-        _hub: &Hub,
+        _hub: &dyn Hub,
         request: ConnectRequest,
     ) -> BoxFuture<'static, Result<Accept, Refusal>> {
         let config = &self.io.config;
@@ -42,15 +42,15 @@ impl HubHandler for EmbeddedHandler {
         Box::pin(async move { Ok(accept) })
     }
 
-    fn on_connected(&self, _hub: &Hub, connection: &ConnectionId) {
+    fn on_connected(&self, _hub: &dyn Hub, connection: &ConnectionId) {
         session::connected(&self.io, connection.as_str());
     }
 
-    fn on_packet(&self, _hub: &Hub, connection: &ConnectionId, packet: EioPacket) {
+    fn on_packet(&self, _hub: &dyn Hub, connection: &ConnectionId, packet: EioPacket) {
         session::packet(&self.io, connection.as_str(), packet);
     }
 
-    fn on_disconnected(&self, _hub: &Hub, connection: &ConnectionId, reason: &GatewayReason) {
+    fn on_disconnected(&self, _hub: &dyn Hub, connection: &ConnectionId, reason: &GatewayReason) {
         session::disconnected(
             &self.io,
             connection.as_str(),

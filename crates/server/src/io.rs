@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use portcullis_gateway::Gateway;
-use portcullis_gateway::hub::{Hub, is_valid_hub_name};
+#[cfg(feature = "embedded")]
+use portcullis_gateway::{Gateway, hub::LocalHub};
+use portcullis_hub::is_valid_hub_name;
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
 use crate::conn::{Conn, ConnId, lock};
 use crate::connect_timeout::ConnectDeadlines;
+#[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
@@ -304,6 +306,7 @@ impl SocketIo {
     /// embedded mode): the gateway hands it the hub's clients directly, with
     /// no tunnel, and keeps the clients' heartbeats itself, so idle
     /// connections cost the server nothing.
+    #[cfg(feature = "embedded")]
     pub fn attach(&self, gateway: &Gateway, hub: &str) -> Result<(), AttachError> {
         if !is_valid_hub_name(hub) {
             return Err(AttachError::InvalidHubName(hub.to_owned()));
@@ -312,8 +315,10 @@ impl SocketIo {
     }
 
     /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
-    pub fn attach_hub(&self, hub: &Hub) -> Result<(), AttachError> {
-        self.0.set_backend(Backend::Embedded(hub.clone()))?;
+    #[cfg(feature = "embedded")]
+    pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
+        self.0
+            .set_backend(Backend::Embedded(Arc::new(hub.clone())))?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
     }

@@ -100,6 +100,7 @@ mod ack;
 mod backend;
 mod conn;
 mod connect_timeout;
+#[cfg(feature = "embedded")]
 mod embedded;
 mod errors;
 mod extensions;

@@ -50,7 +50,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use portcullis_auth::{ClientTokenOptions, ConnectionString, mint_client_token};
-use portcullis_gateway::hub::is_valid_hub_name;
+use portcullis_hub::is_valid_hub_name;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

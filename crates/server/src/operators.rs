@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use portcullis_gateway::hub::Filter;
+use portcullis_hub::Filter;
 use portcullis_protocol::socket::PacketKind;
 use portcullis_tunnel::group_name::group_name;
 use serde::Serialize;

@@ -2,7 +2,7 @@
 //! parsed by [`portcullis_protocol::socket::Header`], the JSON body here.
 
 use bytes::Bytes;
-use portcullis_gateway::hub::{Frame, Payload};
+use portcullis_hub::{Frame, Payload};
 use portcullis_protocol::socket::{Header, HeaderError, PacketKind};
 use serde::Serialize;
 use serde::ser::{Impossible, SerializeTuple};

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderMap;
 use portcullis_auth::Claims;
-use portcullis_gateway::hub::{Filter, FilterSubject, TransportKind};
+use portcullis_hub::{Filter, FilterSubject, TransportKind};
 use portcullis_protocol::socket::PacketKind;
 use portcullis_tunnel::group_name::{group_name, parse_group_name};
 use serde::Serialize;
@@ -183,8 +183,8 @@ impl DisconnectReason {
         }
     }
 
-    pub(crate) fn from_gateway(reason: &portcullis_gateway::hub::DisconnectReason) -> Self {
-        use portcullis_gateway::hub::DisconnectReason as G;
+    pub(crate) fn from_gateway(reason: &portcullis_hub::DisconnectReason) -> Self {
+        use portcullis_hub::DisconnectReason as G;
         match reason {
             G::ClientClosed | G::TransportClosed => DisconnectReason::TransportClose,
             G::PingTimeout => DisconnectReason::PingTimeout,

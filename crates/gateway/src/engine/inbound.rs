@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use portcullis_protocol::engine::Packet;
 
-use crate::hub::{Connection, DisconnectReason, Ending, Heartbeat, Hub};
+use crate::hub::{Connection, DisconnectReason, Ending, Heartbeat, LocalHub};
 
 /// Whether the transport keeps reading after a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +16,11 @@ pub(crate) enum Flow {
 
 /// Handles one client packet: data goes to the handler in order; transport
 /// packets are the gateway's own business.
-pub(crate) fn on_client_packet(hub: &Hub, connection: &Arc<Connection>, packet: Packet) -> Flow {
+pub(crate) fn on_client_packet(
+    hub: &LocalHub,
+    connection: &Arc<Connection>,
+    packet: Packet,
+) -> Flow {
     match packet {
         Packet::Message(_) | Packet::Binary(_) => {
             connection.touch();
@@ -46,7 +50,7 @@ pub(crate) fn on_client_packet(hub: &Hub, connection: &Arc<Connection>, packet: 
     }
 }
 
-pub(crate) fn protocol_error(hub: &Hub, connection: &Connection, why: &str) -> Flow {
+pub(crate) fn protocol_error(hub: &LocalHub, connection: &Connection, why: &str) -> Flow {
     hub.end(
         connection,
         Ending::ByServer,

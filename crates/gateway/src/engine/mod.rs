@@ -22,8 +22,8 @@ pub use error::{EngineError, ErrorCode};
 use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Hub, SessionParams,
-    Transport, TransportKind,
+    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, LocalHub,
+    SessionParams, Transport, TransportKind,
 };
 use crate::server::GatewayState;
 use query::EngineQuery;
@@ -161,7 +161,7 @@ fn no_application(hub: &str) -> EngineError {
 /// in a connection the gateway never registered.
 async fn open_session(
     state: &Arc<GatewayState>,
-    hub: &Hub,
+    hub: &LocalHub,
     request: ConnectRequest,
     token_fingerprint: Option<u64>,
     mut ticket: Ticket,
@@ -302,7 +302,7 @@ async fn existing_session(
 /// A poll or POST of a live session, once any probing WebSocket has caught
 /// up with what the client sent on it.
 async fn polling_request(
-    hub: &Hub,
+    hub: &LocalHub,
     connection: &Arc<Connection>,
     request: Request,
 ) -> Result<Response, EngineError> {
@@ -324,7 +324,7 @@ async fn polling_request(
 /// A request for a sid the hub no longer holds: the one poll a
 /// client-closed session still owes gets its noop; anything else is an
 /// unknown session.
-async fn closed_session(hub: &Hub, sid: &str, is_poll: bool) -> Result<Response, EngineError> {
+async fn closed_session(hub: &LocalHub, sid: &str, is_poll: bool) -> Result<Response, EngineError> {
     match hub.take_closed_by_client(sid).filter(|_| is_poll) {
         Some(connection) if !connection.farewell_sent() => {
             Ok(polling::poll(hub, &connection).await)

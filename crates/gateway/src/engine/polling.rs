@@ -10,7 +10,7 @@ use portcullis_protocol::engine::{PayloadBuilder, decode_payload};
 
 use super::error::{EngineError, ErrorCode};
 use super::inbound::{Flow, on_client_packet, protocol_error};
-use crate::hub::{Connection, DisconnectReason, Ending, Frame, Hub, PollReady};
+use crate::hub::{Connection, DisconnectReason, Ending, Frame, LocalHub, PollReady};
 
 /// A polling response body: packets as an Engine.IO payload.
 pub(crate) fn payload_response(body: String) -> Response {
@@ -34,7 +34,7 @@ impl Drop for PollSlot<'_> {
 
 /// A long-poll: answers at once if packets are queued, otherwise when they
 /// arrive, when an upgrade starts, or when the session ends.
-pub(crate) async fn poll(hub: &Hub, connection: &Arc<Connection>) -> Response {
+pub(crate) async fn poll(hub: &LocalHub, connection: &Arc<Connection>) -> Response {
     if !connection.begin_poll() {
         // engine.io's rule: overlapping polls end the session. The pending
         // poll then returns the close packet.
@@ -98,7 +98,7 @@ impl Drop for PostSlot<'_> {
 }
 
 /// A POST of client packets; answers `200 ok` like engine.io.
-pub(crate) async fn push(hub: &Hub, connection: &Arc<Connection>, body: Body) -> Response {
+pub(crate) async fn push(hub: &LocalHub, connection: &Arc<Connection>, body: Body) -> Response {
     if !connection.begin_post() {
         protocol_error(hub, connection, "overlapping POST requests");
         return EngineError::bad_request("overlapping POST requests: the session is closed")
@@ -135,7 +135,7 @@ pub(crate) async fn push(hub: &Hub, connection: &Arc<Connection>, body: Body) ->
     response
 }
 
-fn too_large(hub: &Hub, connection: &Connection, limit: usize) -> Response {
+fn too_large(hub: &LocalHub, connection: &Connection, limit: usize) -> Response {
     hub.end(
         connection,
         Ending::ByServer,

@@ -10,7 +10,7 @@ use futures_util::{FutureExt, SinkExt};
 use portcullis_protocol::engine::Packet;
 
 use super::inbound::{Flow, on_client_packet, protocol_error};
-use crate::hub::{Connection, DisconnectReason, Ending, Frame, Hub, Transport};
+use crate::hub::{Connection, DisconnectReason, Ending, Frame, LocalHub, Transport};
 
 /// How long an upgrading client may take between opening the WebSocket and
 /// completing the probe (`2probe` … `5`).
@@ -33,7 +33,7 @@ const CLOSE_TOO_BIG: u16 = 1009;
 #[expect(clippy::manual_async_fn, reason = "see above: smaller future")]
 pub(crate) fn serve_new(
     mut socket: WebSocket,
-    hub: Hub,
+    hub: LocalHub,
     connection: Arc<Connection>,
     open: String,
 ) -> impl Future<Output = ()> + Send {
@@ -100,7 +100,7 @@ async fn bounded<T>(
 }
 
 /// Ends the session after a failed write.
-fn end_on(hub: &Hub, connection: &Connection, failure: WriteFailure) {
+fn end_on(hub: &LocalHub, connection: &Connection, failure: WriteFailure) {
     match failure {
         WriteFailure::Closed => hub.end(
             connection,
@@ -117,7 +117,7 @@ fn end_on(hub: &Hub, connection: &Connection, failure: WriteFailure) {
 #[expect(clippy::manual_async_fn, reason = "see above: smaller future")]
 pub(crate) fn serve_upgrade(
     mut socket: WebSocket,
-    hub: Hub,
+    hub: LocalHub,
     claim: ProbeClaim,
 ) -> impl Future<Output = ()> + Send {
     async move {
@@ -246,7 +246,7 @@ async fn probe_step(
 /// socket is borrowed from the task's top future (an owned socket would be
 /// stored twice, as argument and as local), and the rare closing exchange is
 /// boxed.
-async fn run(socket: &mut WebSocket, hub: &Hub, connection: &Arc<Connection>) {
+async fn run(socket: &mut WebSocket, hub: &LocalHub, connection: &Arc<Connection>) {
     loop {
         let woken = connection.wake.notified();
         tokio::pin!(woken);
@@ -302,7 +302,7 @@ fn to_message(frame: Frame) -> Message {
 /// Handles one read result.
 fn read(
     message: Option<Result<Message, axum::Error>>,
-    hub: &Hub,
+    hub: &LocalHub,
     connection: &Arc<Connection>,
 ) -> Flow {
     let message = match message {

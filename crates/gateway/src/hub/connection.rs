@@ -9,9 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::delay_queue::Key;
 
-use super::ConnectionId;
-use super::handler::{DisconnectReason, Heartbeat};
-use super::payload::{Frame, Payload};
+use super::{ConnectionId, DisconnectReason, Frame, Heartbeat, Payload};
 use crate::admission::Ticket;
 
 /// Which transport currently carries the connection's outbound packets.

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::time::DelayQueue;
 
 use super::connection::HeartbeatState;
-use super::{Connection, DisconnectReason, Ending, Heartbeat, Hub, HubInner, Payload};
+use super::{Connection, DisconnectReason, Ending, Heartbeat, HubInner, LocalHub, Payload};
 
 /// A hub's heartbeat queue; its task starts with the first connection.
 #[derive(Default)]
@@ -27,12 +27,12 @@ pub(crate) struct Heartbeats {
 
 impl Heartbeats {
     /// Starts the heartbeat of a registered connection.
-    pub fn watch(&self, hub: &Hub, connection: &Arc<Connection>) {
+    pub fn watch(&self, hub: &LocalHub, connection: &Arc<Connection>) {
         self.send(hub, connection);
     }
 
     /// An awaited pong arrived: the next ping is due `ping_interval` from now.
-    pub fn pong(&self, hub: &Hub, connection: &Arc<Connection>) {
+    pub fn pong(&self, hub: &LocalHub, connection: &Arc<Connection>) {
         self.send(hub, connection);
     }
 
@@ -44,7 +44,7 @@ impl Heartbeats {
         }
     }
 
-    fn send(&self, hub: &Hub, connection: &Arc<Connection>) {
+    fn send(&self, hub: &LocalHub, connection: &Arc<Connection>) {
         let events = self.events.get_or_init(|| {
             let (events, receiver) = mpsc::unbounded_channel();
             tokio::spawn(serve(Arc::downgrade(&hub.0), receiver));
@@ -70,7 +70,7 @@ async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Arc<Conn
         let (Some(hub), Some(connection)) = (hub.upgrade(), connection) else {
             continue;
         };
-        let hub = Hub(hub);
+        let hub = LocalHub(hub);
         // One entry per connection: a fallen-due entry has left the queue;
         // an event replaces the connection's pending entry.
         if let Some(key) = connection.take_heartbeat_key()
@@ -88,7 +88,7 @@ async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Arc<Conn
 /// Acts on the connection's heartbeat at `now` (ping it, or end it) and
 /// returns when to look again, or `None` once it has ended.
 fn next_deadline(
-    hub: &Hub,
+    hub: &LocalHub,
     connection: &Connection,
     ping: &Payload,
     now: Instant,
@@ -127,7 +127,7 @@ fn next_deadline(
                     now
                 };
                 connection.ping_sent(sent_at);
-                hub.send_to_connection_now(connection.id.as_str(), ping);
+                hub.send_to_connection(connection.id.as_str(), ping);
                 return Some(sent_at + params.ping_timeout);
             }
         },
@@ -140,7 +140,7 @@ fn next_deadline(
 
 /// An ended connection the hub keeps for a last poll stays until
 /// `ping_timeout` after it ended (its entry is then re-evaluated once more).
-fn linger(hub: &Hub, connection: &Connection, now: Instant) -> Option<Instant> {
+fn linger(hub: &LocalHub, connection: &Connection, now: Instant) -> Option<Instant> {
     if !hub.keeps_closed(connection.id.as_str()) {
         return None;
     }
@@ -193,7 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_ended_connection_leaves_the_queue_at_once() {
-        let hub = Hub::new("h".into(), HubSettings::default(), Arc::default());
+        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
         let connection = connection(Duration::from_secs(25));
         hub.register(connection.clone());
         // The queue's entry is the one weak reference.
@@ -207,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn pings_fall_due_and_a_pong_reschedules() {
-        let hub = Hub::new("h".into(), HubSettings::default(), Arc::default());
+        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
         let connection = connection(Duration::from_millis(30));
         hub.register(connection.clone());
         let awaiting = || {

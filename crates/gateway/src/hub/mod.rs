@@ -1,86 +1,29 @@
-//! Hubs: the connections of one application, their groups, and the handler
-//! that serves them.
+//! Local hubs: the connections of one application held by this process,
+//! their groups, and the handler that serves them.
 //!
-//! The [`Hub`] handle is the one interface between the transports (which
-//! register connections and report their packets) and the handler (which
-//! answers through [`Hub`]'s operations). A cluster layer can later forward
-//! the same operations to other nodes behind this handle.
+//! [`LocalHub`] is where the transports register connections and report
+//! their packets, and it implements the contract's [`Hub`]: handlers answer
+//! by applying [`Operation`]s to it (`operations.rs`). The contract itself
+//! (handler interface, operations, filters, payloads) lives in the
+//! `portcullis-hub` crate and is re-exported here.
 
 mod connection;
-mod filter;
-mod handler;
 mod heartbeat;
-pub mod odata;
-mod payload;
+mod operations;
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use base64::Engine as _;
 use portcullis_protocol::engine::Packet;
 
 pub use connection::Connection;
 pub(crate) use connection::{Ending, PollReady, SessionParams, Transport};
-pub use filter::{Candidates, Filter, FilterSubject};
-pub use handler::{
-    Accept, BoxFuture, ConnectRequest, DisconnectReason, Heartbeat, HubHandler, Refusal,
-    TransportKind,
+pub use portcullis_hub::{
+    Accept, Applied, BoxFuture, Candidates, ConnectRequest, ConnectionId, DisconnectReason, Filter,
+    FilterSubject, Frame, Groups, Heartbeat, Hub, HubHandler, Operation, Outcome, Payload, Refusal,
+    Selection, TransportKind, is_valid_hub_name, odata,
 };
-pub use payload::{Frame, Payload};
-
-/// A connection id: 128 random bits in URL-safe base64, so it is unguessable,
-/// unique across gateway nodes, and safe unencoded in URLs and filters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(Arc<str>);
-
-impl ConnectionId {
-    /// A fresh random id.
-    pub fn generate() -> Self {
-        let bytes: [u8; 16] = rand::random();
-        ConnectionId(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(bytes)
-                .into(),
-        )
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnectionId({})", self.0)
-    }
-}
-
-impl Borrow<str> for ConnectionId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Whether `name` is an acceptable hub name: 1 to 128 ASCII letters, digits,
-/// `_`, `-` or `.`, but not `.` or `..` (hub names appear in URLs, token
-/// audiences and logs; the dot segments would be resolved away by URL
-/// normalisation, so a token's audience could never name them faithfully).
-pub fn is_valid_hub_name(name: &str) -> bool {
-    !matches!(name, "." | "..")
-        && (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
 
 /// Per-hub settings.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +34,7 @@ pub struct HubSettings {
 
 /// A handle to one hub. Cheap to clone.
 #[derive(Clone)]
-pub struct Hub(Arc<HubInner>);
+pub struct LocalHub(Arc<HubInner>);
 
 struct HubInner {
     name: String,
@@ -102,7 +45,7 @@ struct HubInner {
     heartbeats: heartbeat::Heartbeats,
     /// Polling sessions the client closed while no poll was there to take
     /// its noop: kept out of the hub, for a poll that raced the close
-    /// (until the poll comes or `ping_timeout` passes; see [`Hub::end`]).
+    /// (until the poll comes or `ping_timeout` passes; see [`LocalHub::end`]).
     closed_by_client: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
 }
 
@@ -143,9 +86,9 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Hub {
+impl LocalHub {
     pub(crate) fn new(name: String, settings: HubSettings, registry: Arc<Registry>) -> Self {
-        Hub(Arc::new(HubInner {
+        LocalHub(Arc::new(HubInner {
             name,
             settings,
             handler: RwLock::new(None),
@@ -355,15 +298,17 @@ impl Hub {
         }
     }
 
-    /// Sends a payload to one connection. Returns false if it does not exist.
-    pub async fn send_to_connection(&self, id: &str, payload: Payload) -> bool {
-        self.send_to_connection_now(id, &payload)
+    /// The connections a selection names. One connection is found by its
+    /// id alone (the common case: a reply to one client).
+    fn selected(&self, who: &Selection) -> Vec<Arc<Connection>> {
+        if let (None, Filter::ConnectionId(id)) = (&who.group, &who.filter) {
+            return self.connection(id).into_iter().collect();
+        }
+        self.select(who.group.as_deref(), &who.filter)
     }
 
-    /// [`Hub::send_to_connection`] without waiting: the in-process form,
-    /// for handlers that run inside the gateway (their packets are queued
-    /// at once).
-    pub fn send_to_connection_now(&self, id: &str, payload: &Payload) -> bool {
+    /// Sends a payload to one connection. Returns false if it does not exist.
+    pub fn send_to_connection(&self, id: &str, payload: &Payload) -> bool {
         match self.connection(id) {
             Some(connection) => {
                 self.deliver(&connection, payload);
@@ -373,14 +318,9 @@ impl Hub {
         }
     }
 
-    /// Sends a payload to every connection matching `filter`; returns how many.
-    pub async fn send_to_all(&self, filter: &Filter, payload: Payload) -> usize {
-        self.send_to_all_now(filter, &payload)
-    }
-
-    /// [`Hub::send_to_all`] without waiting.
-    pub fn send_to_all_now(&self, filter: &Filter, payload: &Payload) -> usize {
-        let targets = self.select(None, filter);
+    /// Sends a payload to the selected connections; returns how many.
+    pub fn send(&self, to: &Selection, payload: &Payload) -> usize {
+        let targets = self.selected(to);
         targets.iter().for_each(|c| self.deliver(c, payload));
         targets.len()
     }
@@ -393,27 +333,10 @@ impl Hub {
             .collect()
     }
 
-    /// Sends a payload to the members of `group` matching `filter`.
-    pub async fn send_to_group(&self, group: &str, filter: &Filter, payload: Payload) -> usize {
-        let targets = self.select(Some(group), filter);
-        targets.iter().for_each(|c| self.deliver(c, &payload));
-        targets.len()
-    }
-
-    /// Sends a payload to every connection of `user`.
-    pub async fn send_to_user(&self, user: &str, payload: Payload) -> usize {
-        self.send_to_all(&Filter::UserId(user.to_owned()), payload)
-            .await
-    }
-
-    /// Adds the connections matching `filter` to every group in `groups`.
-    pub async fn add_to_groups(&self, groups: &[String], filter: &Filter) -> usize {
-        self.add_to_groups_now(groups, filter)
-    }
-
-    /// [`Hub::add_to_groups`] without waiting; returns how many connections matched.
-    pub fn add_to_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
-        let targets = self.select(None, filter);
+    /// The selected connections join every group in `groups`; returns how
+    /// many connections were selected.
+    pub fn join(&self, who: &Selection, groups: &[String]) -> usize {
+        let targets = self.selected(who);
         let mut members = write(&self.0.members);
         for group in groups {
             // One shared name per group, however many members it has.
@@ -433,58 +356,48 @@ impl Hub {
         targets.len()
     }
 
-    /// Removes the connections matching `filter` from every group in `groups`.
-    pub async fn remove_from_groups(&self, groups: &[String], filter: &Filter) -> usize {
-        self.remove_from_groups_now(groups, filter)
-    }
-
-    /// [`Hub::remove_from_groups`] without waiting; returns how many connections matched.
-    pub fn remove_from_groups_now(&self, groups: &[String], filter: &Filter) -> usize {
-        let targets = self.select(None, filter);
+    /// The selected connections leave `groups`; returns how many connections
+    /// were selected.
+    pub fn leave(&self, who: &Selection, groups: &Groups) -> usize {
+        let targets = self.selected(who);
         let mut members = write(&self.0.members);
         for connection in &targets {
-            for group in groups {
+            let leaving: Vec<Arc<str>> = match (groups, members.connections.get(&connection.id)) {
+                (Groups::Named(names), _) => names.iter().map(|n| Arc::from(n.as_str())).collect(),
+                (_, Some(member)) => member
+                    .groups
+                    .iter()
+                    .filter(|g| groups.contains(g))
+                    .cloned()
+                    .collect(),
+                (_, None) => continue,
+            };
+            for group in &leaving {
                 members.leave(&connection.id, group);
             }
         }
         targets.len()
     }
 
-    /// Removes one connection from the groups for which `which` is true (all
-    /// groups with a prefix, say). Returns how many it left.
-    pub async fn leave_groups_where(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
-        self.leave_groups_where_now(id, which)
-    }
-
-    /// [`Hub::leave_groups_where`] without waiting.
-    pub fn leave_groups_where_now(&self, id: &str, which: impl Fn(&str) -> bool) -> usize {
-        let mut members = write(&self.0.members);
-        let Some((key, member)) = members.connections.get_key_value(id) else {
-            return 0;
-        };
-        let key = key.clone();
-        let leaving: Vec<Arc<str>> = member.groups.iter().filter(|g| which(g)).cloned().collect();
-        for group in &leaving {
-            members.leave(&key, group);
+    /// Whether any connection is selected.
+    pub fn exists(&self, who: &Selection) -> bool {
+        let members = read(&self.0.members);
+        match (&who.group, &who.filter) {
+            (Some(group), Filter::All) => members.groups.contains_key(group.as_str()),
+            (None, Filter::ConnectionId(id)) => members.connections.contains_key(id.as_str()),
+            (None, Filter::UserId(user)) => members
+                .connections
+                .values()
+                .any(|m| m.connection.user_id() == Some(user.as_str())),
+            _ => {
+                drop(members);
+                !self.select(who.group.as_deref(), &who.filter).is_empty()
+            }
         }
-        leaving.len()
-    }
-
-    /// Whether `user` has at least one connection.
-    pub async fn user_exists(&self, user: &str) -> bool {
-        read(&self.0.members)
-            .connections
-            .values()
-            .any(|m| m.connection.user_id() == Some(user))
-    }
-
-    /// Whether `group` has at least one member.
-    pub async fn group_exists(&self, group: &str) -> bool {
-        read(&self.0.members).groups.contains_key(group)
     }
 
     /// The groups a connection is in.
-    pub async fn groups_of(&self, id: &str) -> Vec<String> {
+    pub fn groups_of(&self, id: &str) -> Vec<String> {
         read(&self.0.members)
             .connections
             .get(id)
@@ -493,12 +406,7 @@ impl Hub {
     }
 
     /// Closes a connection; the client is told with an Engine.IO close packet.
-    pub async fn close_connection(&self, id: &str, reason: &str) -> bool {
-        self.close_connection_now(id, reason)
-    }
-
-    /// [`Hub::close_connection`] without waiting.
-    pub fn close_connection_now(&self, id: &str, reason: &str) -> bool {
+    pub fn close_connection(&self, id: &str, reason: &str) -> bool {
         match self.connection(id) {
             Some(connection) => {
                 self.end(
@@ -510,6 +418,19 @@ impl Hub {
             }
             None => false,
         }
+    }
+
+    /// Closes the selected connections; returns how many.
+    pub fn close(&self, who: &Selection, reason: &str) -> usize {
+        let targets = self.selected(who);
+        for connection in &targets {
+            self.end(
+                connection,
+                Ending::ByServer,
+                DisconnectReason::ServerClosed(reason.to_owned()),
+            );
+        }
+        targets.len()
     }
 
     /// Closes every connection of the hub (shutdown, detach).
@@ -546,9 +467,9 @@ impl Members {
     }
 }
 
-impl fmt::Debug for Hub {
+impl fmt::Debug for LocalHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hub")
+        f.debug_struct("LocalHub")
             .field("name", &self.0.name)
             .finish_non_exhaustive()
     }
@@ -557,7 +478,7 @@ impl fmt::Debug for Hub {
 /// Every hub of the gateway, by lowercase name.
 #[derive(Default)]
 pub struct Hubs {
-    hubs: RwLock<HashMap<String, Hub>>,
+    hubs: RwLock<HashMap<String, LocalHub>>,
     settings: HashMap<String, HubSettings>,
     default_settings: HubSettings,
     registry: Arc<Registry>,
@@ -578,7 +499,7 @@ impl Hubs {
     }
 
     /// The hub of this name if it exists (hub names are case-insensitive).
-    pub fn get(&self, name: &str) -> Option<Hub> {
+    pub fn get(&self, name: &str) -> Option<LocalHub> {
         let hubs = read(&self.hubs);
         match hubs.get(name) {
             Some(hub) => Some(hub.clone()),
@@ -587,7 +508,7 @@ impl Hubs {
     }
 
     /// The hub of this name, created on first use.
-    pub fn get_or_create(&self, name: &str) -> Hub {
+    pub fn get_or_create(&self, name: &str) -> LocalHub {
         let key = name.to_lowercase();
         if let Some(hub) = self.get(&key) {
             return hub;
@@ -596,7 +517,7 @@ impl Hubs {
             .entry(key.clone())
             .or_insert_with(|| {
                 let settings = self.settings_for(&key);
-                Hub::new(key, settings, self.registry.clone())
+                LocalHub::new(key, settings, self.registry.clone())
             })
             .clone()
     }
@@ -630,7 +551,7 @@ impl Hubs {
     }
 
     /// Every hub.
-    pub fn all(&self) -> Vec<Hub> {
+    pub fn all(&self) -> Vec<LocalHub> {
         read(&self.hubs).values().cloned().collect()
     }
 }

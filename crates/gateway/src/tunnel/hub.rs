@@ -21,8 +21,8 @@ use portcullis_tunnel::group_name::namespace_group_prefix;
 use super::client::{BacklogFull, BacklogLimits, Next, Push, TunnelClient};
 use super::socket::{RequestError, TunnelSocket};
 use crate::hub::{
-    Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
-    Refusal,
+    Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Groups, Heartbeat, Hub,
+    HubHandler, LocalHub, Refusal, Selection,
 };
 
 /// Settings of the tunnels of one gateway.
@@ -53,7 +53,7 @@ impl std::fmt::Debug for TunnelSettings {
 
 /// The handler of a hub whose application servers attach over tunnels.
 pub(crate) struct TunnelHub {
-    pub hub: Hub,
+    pub hub: LocalHub,
     settings: TunnelSettings,
     state: Mutex<State>,
     event_ids: AtomicU64,
@@ -77,7 +77,7 @@ struct Server {
 }
 
 impl TunnelHub {
-    pub fn new(hub: Hub, settings: TunnelSettings) -> Self {
+    pub fn new(hub: LocalHub, settings: TunnelSettings) -> Self {
         TunnelHub {
             hub,
             settings,
@@ -146,7 +146,7 @@ impl TunnelHub {
         tracing::info!(hub = %self.hub.name(), %server, clients = orphans.len(), "application server gone; closing its clients");
         for id in orphans {
             self.hub
-                .close_connection_now(id.as_str(), "application server gone");
+                .close_connection(id.as_str(), "application server gone");
         }
     }
 
@@ -206,7 +206,7 @@ impl TunnelHub {
     fn close_flooding(&self, client: &TunnelClient, full: &BacklogFull) {
         tracing::info!(hub = %self.hub.name(), connection = %client.id, server = %client.server, "{full}");
         self.hub
-            .close_connection_now(client.id.as_str(), &full.to_string());
+            .close_connection(client.id.as_str(), &full.to_string());
     }
 
     /// Sends the client's queued events one at a time, in order.
@@ -259,20 +259,20 @@ impl TunnelHub {
                 Ok(response) => {
                     // Web PubSub semantics: a refused user event drops the client.
                     let why = format!("application server answered {}", response.status_code);
-                    self.hub.close_connection_now(client.id.as_str(), &why);
+                    self.hub.close_connection(client.id.as_str(), &why);
                     return;
                 }
                 Err(RequestError::Timeout) => break,
                 Err(RequestError::Closed) => continue,
                 Err(error @ RequestError::TooLarge(_)) => {
                     self.hub
-                        .close_connection_now(client.id.as_str(), &error.to_string());
+                        .close_connection(client.id.as_str(), &error.to_string());
                     return;
                 }
             }
         }
         self.hub
-            .close_connection_now(client.id.as_str(), "application server unavailable");
+            .close_connection(client.id.as_str(), "application server unavailable");
     }
 
     async fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
@@ -297,8 +297,10 @@ impl TunnelHub {
         match header.kind {
             PacketKind::Disconnect => {
                 let prefix = namespace_group_prefix(header.namespace);
-                self.hub
-                    .leave_groups_where_now(client.id.as_str(), |g| g.starts_with(&prefix));
+                self.hub.leave(
+                    &Selection::connection(client.id.as_str()),
+                    &Groups::Prefixed(prefix),
+                );
                 Ok(false)
             }
             PacketKind::Ack | PacketKind::BinaryAck => match header.ack_id {
@@ -336,17 +338,27 @@ fn to_multimap(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<St
     map
 }
 
-impl HubHandler for Arc<TunnelHub> {
+/// The tunnel as the handler of its hub's clients.
+pub(crate) struct TunnelHandler(pub Arc<TunnelHub>);
+
+impl std::ops::Deref for TunnelHandler {
+    type Target = Arc<TunnelHub>;
+    fn deref(&self) -> &Arc<TunnelHub> {
+        &self.0
+    }
+}
+
+impl HubHandler for TunnelHandler {
     fn connect(
         &self,
-        _hub: &Hub,
+        _hub: &dyn Hub,
         request: ConnectRequest,
     ) -> BoxFuture<'static, Result<Accept, Refusal>> {
-        let this = self.clone();
+        let this = self.0.clone();
         Box::pin(async move { this.connect_client(request).await })
     }
 
-    fn on_connected(&self, _hub: &Hub, connection: &ConnectionId) {
+    fn on_connected(&self, _hub: &dyn Hub, connection: &ConnectionId) {
         if let Some(client) = self.client(connection.as_str())
             && let Some(socket) = self.socket_of(&client.server)
         {
@@ -355,7 +367,7 @@ impl HubHandler for Arc<TunnelHub> {
         }
     }
 
-    fn on_packet(&self, _hub: &Hub, connection: &ConnectionId, packet: Packet) {
+    fn on_packet(&self, _hub: &dyn Hub, connection: &ConnectionId, packet: Packet) {
         let Some(client) = self.client(connection.as_str()) else {
             return;
         };
@@ -381,7 +393,12 @@ impl HubHandler for Arc<TunnelHub> {
         self.forward(&client, &record);
     }
 
-    fn on_disconnected(&self, _hub: &Hub, connection: &ConnectionId, reason: &DisconnectReason) {
+    fn on_disconnected(
+        &self,
+        _hub: &dyn Hub,
+        connection: &ConnectionId,
+        reason: &DisconnectReason,
+    ) {
         let Some(client) = self.client(connection.as_str()) else {
             return;
         };

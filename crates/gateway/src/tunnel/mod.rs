@@ -68,7 +68,7 @@ impl Tunnels {
             ));
         }
         let tunnel = Arc::new(TunnelHub::new(hub.clone(), self.settings.clone()));
-        hub.attach(Arc::new(tunnel.clone()));
+        hub.attach(Arc::new(hub::TunnelHandler(tunnel.clone())));
         by_hub.insert(hub.name().to_owned(), tunnel.clone());
         Ok(tunnel)
     }

@@ -14,7 +14,7 @@ use portcullis_tunnel::rest::{GroupsBody, RestCall};
 use tokio::sync::mpsc;
 
 use super::hub::TunnelHub;
-use crate::hub::{Connection, Filter, Frame, Hub, Payload, odata};
+use crate::hub::{Connection, Filter, Frame, Groups, LocalHub, Payload, Selection, odata};
 
 /// The longest an `:invoke` stream stays open waiting for acknowledgements.
 pub(crate) const INVOKE_CAP: Duration = Duration::from_secs(60);
@@ -57,7 +57,7 @@ fn parse_payload(body: &[u8]) -> Result<Payload, RestOutcome> {
 /// of client disconnects and for `:invoke`).
 #[derive(Clone, Copy)]
 pub(crate) struct Target<'a> {
-    pub hub: &'a Hub,
+    pub hub: &'a LocalHub,
     pub tunnel: Option<&'a Arc<TunnelHub>>,
 }
 
@@ -98,20 +98,20 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
         RestCall::AddToGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            hub.add_to_groups_now(&request.groups, &filter);
+            hub.join(&Selection::matching(filter), &request.groups);
             done(200)
         }
         RestCall::RemoveFromGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            hub.remove_from_groups_now(&request.groups, &filter);
+            hub.leave(&Selection::matching(filter), &Groups::Named(request.groups));
             done(200)
         }
         RestCall::AddConnectionToGroup {
             group,
             connection_id,
             ..
-        } => match hub.add_to_groups_now(&[group], &Filter::ConnectionId(connection_id)) {
+        } => match hub.join(&Selection::connection(connection_id), &[group]) {
             0 => error(404, "no such connection"),
             _ => done(200),
         },
@@ -120,25 +120,26 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             connection_id,
             ..
         } => {
-            hub.leave_groups_where_now(&connection_id, |g| g == group);
+            hub.leave(
+                &Selection::connection(connection_id),
+                &Groups::Named(vec![group]),
+            );
             done(200)
         }
         RestCall::RemoveConnectionFromAllGroups { connection_id, .. } => {
-            hub.leave_groups_where_now(&connection_id, |_| true);
+            hub.leave(&Selection::connection(connection_id), &Groups::All);
             done(200)
         }
         RestCall::AddUserToGroup { user_id, group, .. } => {
-            hub.add_to_groups_now(&[group], &Filter::UserId(user_id));
+            hub.join(&Selection::user(user_id), &[group]);
             done(200)
         }
         RestCall::RemoveUserFromGroup { user_id, group, .. } => {
-            hub.remove_from_groups_now(&[group], &Filter::UserId(user_id));
+            hub.leave(&Selection::user(user_id), &Groups::Named(vec![group]));
             done(200)
         }
         RestCall::RemoveUserFromAllGroups { user_id, .. } => {
-            for connection in hub.select(None, &Filter::UserId(user_id)) {
-                hub.leave_groups_where_now(connection.id().as_str(), |_| true);
-            }
+            hub.leave(&Selection::user(user_id), &Groups::All);
             done(200)
         }
         RestCall::Invoke { filter, .. } => {
@@ -156,29 +157,29 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             reason,
             ..
         } => {
-            hub.close_connection_now(&connection_id, reason.as_deref().unwrap_or(""));
+            hub.close_connection(&connection_id, reason.as_deref().unwrap_or(""));
             done(204)
         }
         RestCall::CloseAll {
             excluded, reason, ..
-        } => close_where(hub, None, &Filter::All, &excluded, reason),
+        } => close_where(hub, Selection::all(), &excluded, reason),
         RestCall::CloseGroup {
             group,
             excluded,
             reason,
             ..
-        } => close_where(hub, Some(&group), &Filter::All, &excluded, reason),
+        } => close_where(hub, Selection::group(group), &excluded, reason),
         RestCall::CloseUser {
             user_id,
             excluded,
             reason,
             ..
-        } => close_where(hub, None, &Filter::UserId(user_id), &excluded, reason),
+        } => close_where(hub, Selection::user(user_id), &excluded, reason),
         RestCall::ConnectionExists { connection_id, .. } => {
             exists(hub.connection(&connection_id).is_some())
         }
-        RestCall::GroupExists { group, .. } => exists(hub.group_exists(&group).await),
-        RestCall::UserExists { user, .. } => exists(hub.user_exists(&user).await),
+        RestCall::GroupExists { group, .. } => exists(hub.exists(&Selection::group(group))),
+        RestCall::UserExists { user, .. } => exists(hub.exists(&Selection::user(user))),
     })
 }
 
@@ -187,18 +188,12 @@ fn exists(found: bool) -> RestOutcome {
 }
 
 fn close_where(
-    hub: &Hub,
-    group: Option<&str>,
-    filter: &Filter,
+    hub: &LocalHub,
+    who: Selection,
     excluded: &[String],
     reason: Option<String>,
 ) -> RestOutcome {
-    let reason = reason.unwrap_or_default();
-    for connection in hub.select(group, filter) {
-        if !excluded.iter().any(|e| e == connection.id().as_str()) {
-            hub.close_connection_now(connection.id().as_str(), &reason);
-        }
-    }
+    hub.close(&who.excluding(excluded), &reason.unwrap_or_default());
     done(204)
 }
 
@@ -288,10 +283,13 @@ fn apply(target: Target<'_>, connection: &Connection, effects: &Effects) {
     let hub = target.hub;
     let id = connection.id().as_str();
     for prefix in &effects.leave {
-        hub.leave_groups_where_now(id, |g| g.starts_with(prefix.as_str()));
+        hub.leave(
+            &Selection::connection(id),
+            &Groups::Prefixed(prefix.clone()),
+        );
     }
     if !effects.join.is_empty() {
-        hub.add_to_groups_now(&effects.join, &Filter::ConnectionId(id.to_owned()));
+        hub.join(&Selection::connection(id), &effects.join);
     }
     for namespace in &effects.disconnect_namespaces {
         if let Some(tunnel) = target.tunnel
@@ -306,7 +304,7 @@ fn apply(target: Target<'_>, connection: &Connection, effects: &Effects) {
         }
     }
     if effects.close {
-        hub.close_connection_now(id, "disconnected by the application server");
+        hub.close_connection(id, "disconnected by the application server");
     }
 }
 

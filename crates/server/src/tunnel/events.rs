@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis_auth::Claims;
-use portcullis_gateway::hub::TransportKind;
+use portcullis_hub::TransportKind;
 use portcullis_protocol::engine::decode_payload;
 use portcullis_tunnel::cloud_events::{
     ConnectEventBody, ConnectResponse, EventKind, ReceivedEvent,
@@ -138,22 +138,10 @@ fn conn_of(id: &str, body: ConnectEventBody) -> Conn {
 /// The gateway's reason text (its `DisconnectReason` display) in
 /// socket.io's words.
 fn reason_of(text: &str) -> DisconnectReason {
-    if text.starts_with("ping timeout") {
-        DisconnectReason::PingTimeout
-    } else if text.starts_with("closed by the server") || text.contains("application server") {
-        DisconnectReason::ForcedClose
-    } else if text.starts_with("protocol error") {
-        DisconnectReason::ParseError
-    } else if text.starts_with("gateway shutting down") {
-        DisconnectReason::ServerShuttingDown
-    } else if text.is_empty()
-        || text.starts_with("client closed")
-        || text.starts_with("transport closed")
-    {
-        DisconnectReason::TransportClose
-    } else {
-        DisconnectReason::TransportError
-    }
+    portcullis_hub::DisconnectReason::from_text(text)
+        .map_or(DisconnectReason::TransportError, |reason| {
+            DisconnectReason::from_gateway(&reason)
+        })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_auth::{ClientTokenOptions, mint_client_token};
-use portcullis_gateway::hub::{Filter, Payload};
+use portcullis_hub::{Filter, Payload};
 use portcullis_protocol::engine::{Packet as EioPacket, decode_payload};
 use portcullis_tunnel::invoke::InvokeLineDecoder;
 use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};

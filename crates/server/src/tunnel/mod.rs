@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use portcullis_auth::ConnectionString;
-use portcullis_gateway::hub::is_valid_hub_name;
+use portcullis_hub::is_valid_hub_name;
 use tokio::sync::{oneshot, watch};
 
 pub(crate) use link::Link;

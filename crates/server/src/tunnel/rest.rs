@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use portcullis_gateway::hub::{Filter, Frame, Payload, odata};
+use portcullis_hub::{Filter, Frame, Payload, odata};
 use portcullis_protocol::engine::RECORD_SEPARATOR;
 
 use crate::conn::ConnId;

@@ -1,6 +1,6 @@
-//! The interface between the transports that hold client connections and
-//! whoever handles them: the tunnel to application servers, an in-process
-//! Rust server, or the built-in echo application.
+//! The two sides of the contract: [`Hub`], what a handler can ask of the
+//! hub that holds its clients, and [`HubHandler`], what the hub tells the
+//! handler (a client asks to connect, sends a packet, leaves).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +10,7 @@ use http::{HeaderMap, StatusCode};
 use portcullis_auth::Claims;
 use portcullis_protocol::engine::Packet;
 
-use super::{ConnectionId, Hub};
+use crate::{Applied, ConnectionId, DisconnectReason, Operation};
 
 /// A boxed future, as returned by [`HubHandler::connect`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -104,50 +104,29 @@ impl Refusal {
     }
 }
 
-/// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The client sent an Engine.IO close packet.
-    ClientClosed,
-    /// The client's transport went away (WebSocket closed or failed).
-    TransportClosed,
-    /// No pong (or, with [`Heartbeat::Application`], no packet at all) in time.
-    PingTimeout,
-    /// The handler or an operator closed the connection.
-    ServerClosed(String),
-    /// The client broke the protocol (invalid packet, overlapping polls, …).
-    ProtocolError(String),
-    /// The client sent more than `max_payload` bytes at once.
-    PayloadTooLarge,
-    /// The client did not read fast enough and its queue reached its bound.
-    SlowClient,
-    /// The gateway is shutting down.
-    Shutdown,
-}
+/// A hub as its handlers see it: a name, and the operations they may apply
+/// to its connections.
+///
+/// Implementations: the gateway's local hub (every connection in this
+/// process), and, for application servers reached over the tunnel, the
+/// server crate's link (each operation becomes a REST call). A cluster hub
+/// applies an operation locally and sends it to the other nodes.
+pub trait Hub: Send + Sync + 'static {
+    /// The hub's name.
+    fn name(&self) -> &str;
 
-impl std::fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DisconnectReason::ClientClosed => f.write_str("client closed the connection"),
-            DisconnectReason::TransportClosed => f.write_str("transport closed"),
-            DisconnectReason::PingTimeout => f.write_str("ping timeout"),
-            DisconnectReason::ServerClosed(why) if why.is_empty() => {
-                f.write_str("closed by the server")
-            }
-            DisconnectReason::ServerClosed(why) => write!(f, "closed by the server: {why}"),
-            DisconnectReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
-            DisconnectReason::PayloadTooLarge => f.write_str("payload too large"),
-            DisconnectReason::SlowClient => f.write_str("client too slow: outbound queue full"),
-            DisconnectReason::Shutdown => f.write_str("gateway shutting down"),
-        }
-    }
+    /// Applies an operation. It takes effect whether or not the result is
+    /// awaited (see [`Applied`]); for one caller, operations take effect in
+    /// the order they were applied.
+    fn apply(&self, operation: Operation) -> Applied;
 }
 
 /// Handles the client connections of one hub.
 ///
 /// The gateway calls these methods; the handler answers through the [`Hub`]
-/// it is given (send, groups, close). Implementations: the server tunnel, the
-/// in-process Rust server, and [`crate::echo::EchoHandler`].
+/// it is given (send, groups, close). Implementations: the gateway's tunnel
+/// to application servers, the server crate's in-process handler, and the
+/// gateway's built-in echo application.
 ///
 /// Ordering: for one connection, `on_packet` calls arrive in the order the
 /// client sent the packets, and `on_disconnected` comes last, exactly once for
@@ -158,18 +137,18 @@ pub trait HubHandler: Send + Sync + 'static {
     /// resolves with `Ok`.
     fn connect(
         &self,
-        hub: &Hub,
+        hub: &dyn Hub,
         request: ConnectRequest,
     ) -> BoxFuture<'static, Result<Accept, Refusal>>;
 
     /// The connection was registered and its open packet handed to the
     /// transport. Ops on it are valid from now on.
-    fn on_connected(&self, _hub: &Hub, _connection: &ConnectionId) {}
+    fn on_connected(&self, _hub: &dyn Hub, _connection: &ConnectionId) {}
 
     /// A packet from the client: messages and binary messages, and pongs when
     /// the handler owns the heartbeat. Must not block: queue work elsewhere.
-    fn on_packet(&self, hub: &Hub, connection: &ConnectionId, packet: Packet);
+    fn on_packet(&self, hub: &dyn Hub, connection: &ConnectionId, packet: Packet);
 
     /// The connection ended; it has already left every group.
-    fn on_disconnected(&self, hub: &Hub, connection: &ConnectionId, reason: &DisconnectReason);
+    fn on_disconnected(&self, hub: &dyn Hub, connection: &ConnectionId, reason: &DisconnectReason);
 }

@@ -122,7 +122,7 @@ impl FilterError {
 /// panics, whatever the input.
 ///
 /// ```
-/// use portcullis_gateway::hub::{odata, Filter};
+/// use portcullis_hub::{odata, Filter};
 ///
 /// let filter = odata::parse("'room' in groups and not (userId eq 'bob')").unwrap();
 /// assert_eq!(
@@ -745,7 +745,7 @@ fn shorten(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::FilterSubject;
+    use crate::FilterSubject;
     use proptest::prelude::*;
 
     #[derive(Debug, Clone)]
@@ -860,7 +860,7 @@ mod tests {
         }
         assert_eq!(
             filter.candidates(),
-            crate::hub::Candidates::Groups(vec!["0~Lw~YQ", "0~Lw~Yg"])
+            crate::Candidates::Groups(vec!["0~Lw~YQ", "0~Lw~Yg"])
         );
     }
 
@@ -907,7 +907,7 @@ mod tests {
         let f = ok("connectionId IN ('x', 'y',\n'z')");
         assert_eq!(
             f.candidates(),
-            crate::hub::Candidates::Connections(vec!["x", "y", "z"])
+            crate::Candidates::Connections(vec!["x", "y", "z"])
         );
         let f = ok("userId in ('a', null)");
         assert!(f.matches(&subject("c", None, &[])));

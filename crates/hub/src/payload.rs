@@ -7,7 +7,7 @@ use bytes::Bytes;
 use portcullis_protocol::engine::{DecodeError, Packet, RECORD_SEPARATOR};
 
 /// One Engine.IO packet as the client's transport carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Frame {
     /// A text packet including its type digit (`4hello`, `2`, `1`), UTF-8.
     Text(Bytes),
@@ -60,12 +60,25 @@ impl From<Packet> for Frame {
 /// event is one text frame followed by its attachments). Cloning is cheap.
 ///
 /// ```
-/// use portcullis_gateway::hub::Payload;
+/// use portcullis_hub::Payload;
 /// let payload = Payload::parse("42[\"a\"]\u{1e}bAQID").unwrap();
 /// assert_eq!(payload.frames().len(), 2);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<Frame>", into = "Vec<Frame>")]
 pub struct Payload(Arc<[Frame]>);
+
+impl From<Vec<Frame>> for Payload {
+    fn from(frames: Vec<Frame>) -> Self {
+        Payload::from_frames(frames)
+    }
+}
+
+impl From<Payload> for Vec<Frame> {
+    fn from(payload: Payload) -> Self {
+        payload.frames().to_vec()
+    }
+}
 
 impl Payload {
     /// A payload of one packet.

@@ -5,7 +5,7 @@
 //! membership of some group, only that group's members are tested.
 
 /// A predicate over a hub's connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Filter {
     /// Every connection.
     All,

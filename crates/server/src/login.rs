@@ -51,7 +51,7 @@
 //! })
 //! .with(restore_login(Backend));
 //!
-//! let negotiate = Negotiate::new(cs, "chat").handler(use_login::<Backend>());
+//! let negotiate = Negotiate::new(cs, "chat").expect("a valid hub name").handler(use_login::<Backend>());
 //! let auth = AuthManagerLayerBuilder::new(Backend, session_layer).build();
 //! let app: Router = Router::new().route("/negotiate", get(negotiate)).layer(auth);
 //! # }
@@ -119,6 +119,7 @@ pub const NOT_LOGGED_IN: &str = "unauthorized: log in first";
 /// use portcullis_server::negotiate::Negotiate;
 ///
 /// let negotiate = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "key", "chat")
+///     .expect("a valid hub name")
 ///     .handler(use_login::<Backend>());
 /// // Add axum-login's AuthManagerLayer to this router.
 /// let app: Router = Router::new().route("/negotiate", get(negotiate));
@@ -164,6 +165,7 @@ where
 /// use portcullis_server::negotiate::{Negotiate, NegotiateOptions};
 ///
 /// let negotiate = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "key", "chat")
+///     .expect("a valid hub name")
 ///     .handler(use_login_with::<Backend, _>(|user: &User| {
 ///         NegotiateOptions::default().claim("name", user.name.clone()).group("members")
 ///     }));

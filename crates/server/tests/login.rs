@@ -153,7 +153,9 @@ async fn setup(token_leeway: Duration) -> Setup {
 
     let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
     let auth = AuthManagerLayerBuilder::new(users.clone(), sessions).build();
-    let negotiate = Negotiate::new(gw.connection_string(), HUB).handler(use_login::<Users>());
+    let negotiate = Negotiate::new(gw.connection_string(), HUB)
+        .unwrap()
+        .handler(use_login::<Users>());
     let app = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

@@ -86,8 +86,10 @@
 //!
 //! # Data conventions
 //!
-//! - Emitted data: a tuple is spread into several arguments, `&()` sends
-//!   none, anything else is one argument.
+//! - Emitted data: only a tuple is spread into several arguments
+//!   (`&("a", 1)`), `&()` sends none, anything else is one argument;
+//!   arrays, slices and `Vec`s are one JSON array (`&["a", "b"]` and
+//!   `&vec!["a", "b"]` alike).
 //! - Received data ([`Data<T>`](extract::Data), acknowledgements): one
 //!   argument deserializes as itself, several as a tuple, none as `()`.
 //! - Binary: attachments are given separately ([`Bin`](extract::Bin),

@@ -157,14 +157,34 @@ pub(crate) fn ack_data(mut args: Vec<Value>, attachments: usize) -> String {
     Value::Array(args).to_string()
 }
 
-/// Turns emitted data into Socket.IO arguments: a tuple (or fixed-size
-/// array) is spread into several arguments, `()` is no argument, anything
-/// else is one argument.
+/// Turns emitted data into Socket.IO arguments: a tuple (or a reference to
+/// one) is spread into several arguments, `()` is no argument, anything else
+/// (arrays, slices and `Vec`s included) is one argument.
 pub(crate) fn to_args<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Value>, serde_json::Error> {
-    match data.serialize(TupleProbe) {
-        Ok(args) => Ok(args),
-        Err(_) => Ok(vec![serde_json::to_value(data)?]),
+    if is_tuple_type::<T>()
+        && let Ok(args) = data.serialize(TupleProbe)
+    {
+        return Ok(args);
     }
+    Ok(vec![serde_json::to_value(data)?])
+}
+
+/// Whether `T`, behind any references, is a tuple type (`()` included).
+///
+/// serde gives tuples and fixed-size arrays the same shape
+/// (`serialize_tuple`), so the serializer alone cannot tell `&("a", "b")`
+/// (two arguments) from `&["a", "b"]` (one array, like `&vec!["a", "b"]`);
+/// the type can. Tuple types are the only ones whose name starts with `(`,
+/// and a test below pins that down in case the compiler's naming changes.
+fn is_tuple_type<T: ?Sized>() -> bool {
+    let mut name = std::any::type_name::<T>();
+    while let Some(rest) = name
+        .strip_prefix("&mut ")
+        .or_else(|| name.strip_prefix('&'))
+    {
+        name = rest;
+    }
+    name.starts_with('(')
 }
 
 /// A serializer that succeeds only for tuples and unit, collecting the
@@ -316,7 +336,28 @@ mod tests {
         assert_eq!(to_args(&vec![1, 2]).unwrap(), vec![json!([1, 2])]);
         assert_eq!(to_args(&json!({"a": 1})).unwrap(), vec![json!({"a": 1})]);
         assert_eq!(to_args(&Some(3)).unwrap(), vec![json!(3)]);
-        assert_eq!(to_args(&[1, 2]).unwrap(), vec![json!(1), json!(2)]);
+        assert_eq!(to_args(&[1, 2]).unwrap(), vec![json!([1, 2])]);
+        assert_eq!(to_args(&[1, 2][..]).unwrap(), vec![json!([1, 2])]);
+        assert_eq!(to_args(&[0u8; 0]).unwrap(), vec![json!([])]);
+        assert_eq!(to_args(&&("a", 1)).unwrap(), vec![json!("a"), json!(1)]);
+        assert_eq!(to_args(&(1,)).unwrap(), vec![json!(1)]);
+        assert_eq!(to_args(&([1, 2],)).unwrap(), vec![json!([1, 2])]);
+        // Only a tuple itself spreads, not one inside a box or a struct.
+        assert_eq!(to_args(&Box::new((1, 2))).unwrap(), vec![json!([1, 2])]);
+        #[derive(Serialize)]
+        struct Pair(u8, u8);
+        assert_eq!(to_args(&Pair(1, 2)).unwrap(), vec![json!([1, 2])]);
+    }
+
+    #[test]
+    fn tuple_types_are_told_from_the_others_by_name() {
+        assert!(is_tuple_type::<()>());
+        assert!(is_tuple_type::<(u8,)>());
+        assert!(is_tuple_type::<&&mut (String, [u8; 2])>());
+        assert!(!is_tuple_type::<[u8; 2]>());
+        assert!(!is_tuple_type::<&[(u8, u8)]>());
+        assert!(!is_tuple_type::<Vec<(u8, u8)>>());
+        assert!(!is_tuple_type::<str>());
     }
 
     #[test]

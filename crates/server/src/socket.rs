@@ -371,9 +371,12 @@ impl SocketRef {
         *lock(&self.0.on_disconnect) = Some(handler);
     }
 
-    /// Emits `event` to this client. A tuple is spread into several
+    /// Emits `event` to this client. Only a tuple is spread into several
     /// arguments (`&("a", 1)` arrives as `(a, 1)` in the client's handler),
-    /// `&()` sends no argument, anything else is one argument.
+    /// `&()` sends no argument, anything else is one argument: an array,
+    /// slice or `Vec` arrives as one JSON array (`&["a", "b"]` and
+    /// `&vec!["a", "b"]` alike). To send a tuple as one argument, wrap it
+    /// in a one-element tuple: `&((1, 2),)`.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), SendError> {
         self.emitter().emit(event, data)
     }

@@ -214,9 +214,36 @@ async fn server_and_client_disconnect_reasons(mode: Mode) {
     assert_eq!(server.io.hub_name(), Some(HUB));
 }
 
+/// Only a tuple is spread into several arguments: an array and a `Vec`
+/// arrive as one array argument, from a socket and from a broadcast.
+async fn arrays_are_one_argument_tuples_several(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
+    let (client, mut inbox) = client(&server, "/", "alice").await;
+    let connected = server
+        .expect("the connect handler", |v| v["kind"] == "connected")
+        .await;
+    let sid = connected["who"]["sid"].as_str().unwrap().to_owned();
+    let socket = server.io.get_socket(&sid).expect("the socket is known");
+    let one_array = Payload::Text(vec![json!(["a", "b"])]);
+
+    socket.emit("array", &["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "array").await, one_array);
+    socket.emit("vec", &vec!["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "vec").await, one_array);
+    socket.emit("tuple", &("a", "b")).unwrap();
+    assert_eq!(
+        next(&mut inbox, "tuple").await,
+        Payload::Text(vec![json!("a"), json!("b")])
+    );
+    server.io.emit("broadcast-array", &["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "broadcast-array").await, one_array);
+    client.disconnect().await.unwrap();
+}
+
 in_both_modes!(
     claims_emits_and_acks,
     binary_both_ways,
     rooms_join_leave_to_except,
     server_and_client_disconnect_reasons,
+    arrays_are_one_argument_tuples_several,
 );

@@ -72,7 +72,7 @@ use axum_login::{AuthSession, AuthUser, AuthnBackend, UserId};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::extract::{EventParts, ExtractError, FromEvent};
+use crate::extract::{EventParts, ExtractError, FromConnect, FromEvent};
 use crate::negotiate::{ExpirationMinutes, NegotiateOptions, Refusal};
 use crate::socket::SocketRef;
 
@@ -322,6 +322,19 @@ impl<U: Clone + Send + Sync + 'static> FromEvent for LoggedIn<U> {
     fn from_event(parts: &EventParts) -> Result<Self, ExtractError> {
         parts
             .socket()
+            .extensions()
+            .get::<LoggedIn<U>>()
+            .ok_or(ExtractError::MissingExtension(std::any::type_name::<
+                LoggedIn<U>,
+            >()))
+    }
+}
+
+/// In a connect handler or a later middleware: the user restored by
+/// [`restore_login`]; the socket is refused if there is none.
+impl<U: Clone + Send + Sync + 'static> FromConnect for LoggedIn<U> {
+    fn from_connect(socket: &SocketRef) -> Result<Self, ExtractError> {
+        socket
             .extensions()
             .get::<LoggedIn<U>>()
             .ok_or(ExtractError::MissingExtension(std::any::type_name::<

@@ -346,7 +346,8 @@ impl SocketRef {
     /// Handlers take extractors in any order: [`SocketRef`],
     /// [`Data<T>`](crate::extract::Data), [`TryData<T>`](crate::extract::TryData),
     /// [`Bin`](crate::extract::Bin), [`AckSender`](crate::extract::AckSender)
-    /// or `Option<AckSender>`, [`Extension<T>`](crate::extract::Extension).
+    /// or `Option<AckSender>`, [`Extension<T>`](crate::extract::Extension),
+    /// [`State<T>`](crate::extract::State), [`Event`](crate::extract::Event).
     /// If an extractor fails (say the data does not deserialize) the handler
     /// is not called and the failure is logged.
     ///

@@ -260,6 +260,12 @@ async fn connect_handlers_and_middlewares_take_extractors(mode: Mode) {
 /// The first Socket.IO packet answering a CONNECT sent as `connect` (e.g.
 /// `40/ns,{...}`) on a raw WebSocket.
 async fn answer_to_connect(server: &TestServer, connect: &str) -> String {
+    packets_after_connect(server, connect, 1).await.remove(0)
+}
+
+/// The first `count` Socket.IO packets after sending `connect` on a raw
+/// WebSocket.
+async fn packets_after_connect(server: &TestServer, connect: &str, count: usize) -> Vec<String> {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
     let url = format!(
@@ -271,12 +277,14 @@ async fn answer_to_connect(server: &TestServer, connect: &str) -> String {
     let exchange = async {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
         ws.send(Message::text(connect)).await.expect("sends");
-        loop {
+        let mut packets = Vec::new();
+        while packets.len() < count {
             match ws.next().await.expect("open").expect("reads") {
-                Message::Text(t) if t.starts_with("4") => return t.as_str()[1..].to_owned(),
+                Message::Text(t) if t.starts_with("4") => packets.push(t.as_str()[1..].to_owned()),
                 _ => {}
             }
         }
+        packets
     };
     tokio::time::timeout(DEADLINE, exchange)
         .await
@@ -315,6 +323,18 @@ async fn connect_extractor_failures_refuse_the_socket(mode: Mode) {
         no_state.starts_with("the server has no state of type") && no_state.ends_with("Missing"),
         "{no_state}"
     );
+    // `TryData` hands the handler the failure instead.
+    for (auth, parsed) in [(r#"{"client":"raw","user":"bob"}"#, true), ("[1]", false)] {
+        let packets = packets_after_connect(&server, &format!("40/try-auth,{auth}"), 2).await;
+        assert!(
+            packets[0].starts_with(r#"0/try-auth,{"sid":"#),
+            "{packets:?}"
+        );
+        assert_eq!(
+            packets[1],
+            format!(r#"2/try-auth,["auth-parsed",{parsed}]"#)
+        );
+    }
     // A good CONNECT on the same kind of connection is accepted.
     let accepted = answer_to_connect(&server, r#"40/extract,{"client":"raw","user":"bob"}"#).await;
     assert!(accepted.starts_with(r#"0/extract,{"sid":"#), "{accepted}");

@@ -453,7 +453,8 @@ pub fn install(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
 
 /// Connect handlers and middlewares taking extractors: `/extract` reads the
 /// CONNECT `auth`, the builder's state and a middleware's extension;
-/// `/no-state` asks for state the builder never got.
+/// `/no-state` asks for state the builder never got; `/try-auth` takes the
+/// `auth` whether or not it deserializes.
 fn install_extractors(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
     io.ns(
         "/extract",
@@ -489,5 +490,11 @@ fn install_extractors(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
     io.ns(
         "/no-state",
         |_: SocketRef, State(Missing): State<Missing>| async move {},
+    );
+    io.ns(
+        "/try-auth",
+        |socket: SocketRef, TryData(auth): TryData<ClientAuth>| async move {
+            socket.emit("auth-parsed", &auth.is_ok()).ok();
+        },
     );
 }

@@ -104,6 +104,22 @@ pub enum ExtractError {
     MissingState(&'static str),
 }
 
+impl ExtractError {
+    /// The CONNECT_ERROR message of a socket refused for this error: the
+    /// client learns why its `auth` does not fit, but not the server's
+    /// internals (type names of missing state or extensions), which are
+    /// logged instead.
+    pub(crate) fn refusal_message(&self) -> String {
+        match self {
+            ExtractError::Auth(_) => self.to_string(),
+            _ => {
+                tracing::error!(error = %self, "a connect handler or middleware cannot be called");
+                "server error".to_owned()
+            }
+        }
+    }
+}
+
 /// A handler argument built from an event.
 pub trait FromEvent: Sized {
     /// Builds the argument, or says why it cannot.
@@ -370,9 +386,8 @@ pub(crate) type PreparedConnect = Box<dyn FnOnce() + Send>;
 /// closures; `T` is the tuple of argument types.
 ///
 /// The arguments are built after the middlewares ran and before the socket
-/// is accepted: if one cannot be built (the `auth` payload does not
-/// deserialize, say), the socket is refused with a CONNECT_ERROR carrying
-/// the reason, and the handler is not called.
+/// is accepted: if one cannot be built, the socket is refused as by a
+/// middleware (see [`ConnectMiddleware`]) and the handler is not called.
 pub trait ConnectHandler<T>: Send + Sync + 'static {
     /// Builds the arguments; the returned call runs the handler.
     #[doc(hidden)]
@@ -384,8 +399,10 @@ pub trait ConnectHandler<T>: Send + Sync + 'static {
 /// `Result<(), E>` with `E: Display`. Implemented for closures; `T` is the
 /// tuple of the error and argument types.
 ///
-/// If an argument cannot be built, the socket is refused with the reason
-/// as the CONNECT_ERROR message.
+/// If an argument cannot be built, the socket is refused: the CONNECT_ERROR
+/// message says why the `auth` payload does not deserialize, or is
+/// `"server error"` for state or an extension that is missing (a bug of the
+/// application, logged).
 pub trait ConnectMiddleware<T>: Send + Sync + 'static {
     /// Builds the arguments and runs the middleware; the refusal message.
     #[doc(hidden)]
@@ -423,7 +440,7 @@ macro_rules! impl_connect {
                     let $arg = match $arg::from_connect(socket) {
                         Ok(v) => v,
                         Err(e) => {
-                            let message = e.to_string();
+                            let message = e.refusal_message();
                             return Box::pin(std::future::ready(Err(message)));
                         }
                     };

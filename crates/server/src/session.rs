@@ -203,11 +203,11 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
     let handler = match ns.prepare(&socket) {
         Ok(handler) => handler,
         Err(e) => {
-            tracing::debug!(connection = %conn.id, %namespace, error = %e, "connect handler arguments");
+            // Rooms a middleware joined are left with the refusal.
             if let Some(backend) = io.backend() {
                 backend.leave_namespace(&conn.id, &namespace);
             }
-            return refuse(&e.to_string());
+            return refuse(&e.refusal_message());
         }
     };
     socket.mark_connected();

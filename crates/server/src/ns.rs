@@ -103,7 +103,8 @@ impl Namespace {
     /// arguments in any order, like the connect handler: [`SocketRef`],
     /// [`State<T>`](crate::extract::State), [`Data<T>`](crate::extract::Data)
     /// (the CONNECT `auth` payload), [`Extension<T>`](crate::extract::Extension).
-    /// If one cannot be built, the socket is refused with the reason.
+    /// If one cannot be built, the socket is refused (see
+    /// [`ConnectMiddleware`](crate::extract::ConnectMiddleware)).
     ///
     /// The socket is not connected yet: emits fail, but claims, handshake,
     /// extensions and rooms work.
@@ -130,10 +131,10 @@ impl Namespace {
     ///         Ok(())
     ///     })
     ///     .with(|Data(auth): Data<Auth>, State(banned): State<Banned>| async move {
-    ///         match banned.0.contains(&auth.device) {
-    ///             true => Err(format!("device {} is banned", auth.device)),
-    ///             false => Ok(()),
+    ///         if banned.0.contains(&auth.device) {
+    ///             return Err(format!("device {} is banned", auth.device));
     ///         }
+    ///         Ok(())
     ///     });
     /// ```
     pub fn with<M, T>(self, middleware: M) -> Self

@@ -259,7 +259,13 @@ impl Gateway {
         ConnectionString::new(endpoint, self.state.config.access_keys.primary())
     }
 
-    /// The HTTP routes of the gateway.
+    /// The HTTP routes of the gateway, all under fixed paths
+    /// (`/clients/socketio/hubs/{hub}`, `/server/tunnel`, `/api/...`,
+    /// `/health`) and without a fallback, so that an application merges
+    /// them into its own router, fallback and all:
+    /// `my_routes.merge(gateway.router())`. (axum refuses to merge two
+    /// routers that both have a fallback.) [`serve`](Self::serve) adds the
+    /// gateway's JSON 404 for everything else.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(health))
@@ -270,7 +276,7 @@ impl Gateway {
             )
             .route("/server/tunnel", get(crate::tunnel::tunnel_endpoint))
             .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
-            .fallback(not_found)
+            // Only the methods of the routes above: not a router fallback.
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.state.clone())
     }
@@ -282,7 +288,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let router = self.router();
+        let router = self.router().fallback(not_found);
         let limits = state.config.connection_limits.clone();
         let shutdown = async move {
             shutdown.await;

@@ -1,9 +1,9 @@
 //! The server: configuration, namespaces, attachment to a gateway, and the
 //! server-wide emit API.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::connect_timeout::ConnectDeadlines;
 #[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
+use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
 use crate::operators::{BroadcastOperator, IntoRooms};
 use crate::socket::{Sid, SocketRef};
@@ -77,6 +78,28 @@ impl Default for Config {
 #[must_use]
 pub struct SocketIoBuilder {
     config: Config,
+    state: StateMap,
+}
+
+/// The application state given to the builder, one value per type; read-only
+/// once the server is built, so it needs no lock.
+#[derive(Clone, Default)]
+pub(crate) struct StateMap(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl StateMap {
+    /// A clone of the state of type `T`.
+    pub fn get<T: Clone + 'static>(&self) -> Option<T> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+}
+
+impl fmt::Debug for StateMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State").field("len", &self.0.len()).finish()
+    }
 }
 
 impl SocketIoBuilder {
@@ -116,10 +139,20 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Adds application state, one value per type: handlers, connect
+    /// handlers and middlewares get a clone of it with the
+    /// [`State<T>`](crate::extract::State) extractor. Store cheap clones
+    /// (`Arc`, pools, handles).
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, state: T) -> Self {
+        self.state.0.insert(TypeId::of::<T>(), Arc::new(state));
+        self
+    }
+
     /// The server.
     pub fn build(self) -> SocketIo {
         SocketIo(Arc::new(IoInner {
             config: self.config,
+            state: self.state,
             namespaces: RwLock::default(),
             backend: OnceLock::new(),
             conns: Mutex::default(),
@@ -131,6 +164,8 @@ impl SocketIoBuilder {
 
 pub(crate) struct IoInner {
     pub config: Config,
+    /// The application state given to the builder (see `State<T>`).
+    pub(crate) state: StateMap,
     namespaces: RwLock<Namespaces>,
     backend: OnceLock<Backend>,
     pub(crate) conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
@@ -259,12 +294,35 @@ impl SocketIo {
     /// every socket accepted in it, after the middlewares added with
     /// [`Namespace::with`]. Declaring a path again replaces it.
     ///
+    /// The handler takes [`FromConnect`](crate::extract::FromConnect)
+    /// arguments in any order, up to six: [`SocketRef`],
+    /// [`State<T>`](crate::extract::State), [`Data<T>`](crate::extract::Data)
+    /// or [`TryData<T>`](crate::extract::TryData) (the `auth` payload of the
+    /// client's CONNECT), [`Extension<T>`](crate::extract::Extension). If
+    /// one cannot be built, the socket is refused with the reason (see
+    /// [`ConnectHandler`]).
+    ///
     /// Clients connecting to a namespace that is not declared get a
     /// CONNECT_ERROR `"Invalid namespace"`.
-    pub fn ns<H, Fut>(&self, path: impl Into<String>, handler: H) -> Namespace
+    ///
+    /// ```no_run
+    /// use portcullis_server::{SocketIo, SocketRef, extract::{Data, State}};
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Auth { nickname: String }
+    /// #[derive(Clone)]
+    /// struct Motd(&'static str);
+    ///
+    /// let io = SocketIo::builder().with_state(Motd("be nice")).build();
+    /// io.ns("/", |socket: SocketRef, Data(auth): Data<Auth>, State(motd): State<Motd>| async move {
+    ///     socket.emit("hello", &(auth.nickname, motd.0)).ok();
+    /// });
+    /// ```
+    pub fn ns<H, T>(&self, path: impl Into<String>, handler: H) -> Namespace
     where
-        H: Fn(SocketRef) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        H: ConnectHandler<T>,
+        T: 'static,
     {
         let ns = NamespaceInner::new(handler);
         self.0
@@ -287,11 +345,11 @@ impl SocketIo {
     ///     println!("joined {}", socket.ns());
     /// });
     /// ```
-    pub fn dyn_ns<M, H, Fut>(&self, matcher: M, handler: H) -> Namespace
+    pub fn dyn_ns<M, H, T>(&self, matcher: M, handler: H) -> Namespace
     where
         M: Fn(&str) -> bool + Send + Sync + 'static,
-        H: Fn(SocketRef) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        H: ConnectHandler<T>,
+        T: 'static,
     {
         let ns = NamespaceInner::new(handler);
         self.0

@@ -12,7 +12,10 @@
 //! **Embedded**: the gateway and the application run in one process.
 //! [`SocketIo::attach`] hands the server a hub of an in-process
 //! [`Gateway`](portcullis_gateway::Gateway); nothing is serialized between
-//! them.
+//! them. In an axum application, merge
+//! [`Gateway::router`](portcullis_gateway::Gateway::router) into the app's
+//! router: the gateway's routes live under fixed paths and have no
+//! fallback, so the app keeps its own (see `examples/embedded.rs`).
 //!
 //! **Over the tunnel**: [`SocketIo::connect_tunnel`] reaches a gateway
 //! elsewhere with its connection string, speaking the protocol of the
@@ -26,6 +29,14 @@
 //! client costs the application nothing: no task, no timer, no traffic. The
 //! official Node SDK, by contrast, runs the heartbeat in the application
 //! (its engine.io server pings every client through the service).
+//!
+//! **Handlers take extractors.** Connect handlers, middlewares and event
+//! handlers are async closures whose arguments are built from the socket,
+//! the event or the CONNECT (see [`extract`]): [`SocketRef`],
+//! [`Data<T>`](extract::Data) (an event's arguments, or the client's `auth`
+//! at connect time), [`State<T>`](extract::State) (given to
+//! [`SocketIoBuilder::with_state`]), [`Extension<T>`](extract::Extension),
+//! acknowledgement senders and binary attachments.
 //!
 //! **Rooms are gateway groups**, named exactly as the official SDK names
 //! them (`0~<base64url(namespace)>~<base64url(room)>`), and each connected
@@ -86,8 +97,10 @@
 //!
 //! # Data conventions
 //!
-//! - Emitted data: a tuple is spread into several arguments, `&()` sends
-//!   none, anything else is one argument.
+//! - Emitted data: only a tuple is spread into several arguments
+//!   (`&("a", 1)`), `&()` sends none, anything else is one argument;
+//!   arrays, slices and `Vec`s are one JSON array (`&["a", "b"]` and
+//!   `&vec!["a", "b"]` alike).
 //! - Received data ([`Data<T>`](extract::Data), acknowledgements): one
 //!   argument deserializes as itself, several as a tuple, none as `()`.
 //! - Binary: attachments are given separately ([`Bin`](extract::Bin),

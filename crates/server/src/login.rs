@@ -51,7 +51,7 @@
 //! })
 //! .with(restore_login(Backend));
 //!
-//! let negotiate = Negotiate::new(cs, "chat").handler(use_login::<Backend>());
+//! let negotiate = Negotiate::new(cs, "chat").expect("a valid hub name").handler(use_login::<Backend>());
 //! let auth = AuthManagerLayerBuilder::new(Backend, session_layer).build();
 //! let app: Router = Router::new().route("/negotiate", get(negotiate)).layer(auth);
 //! # }
@@ -72,7 +72,7 @@ use axum_login::{AuthSession, AuthUser, AuthnBackend, UserId};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::extract::{EventParts, ExtractError, FromEvent};
+use crate::extract::{EventParts, ExtractError, FromConnect, FromEvent};
 use crate::negotiate::{ExpirationMinutes, NegotiateOptions, Refusal};
 use crate::socket::SocketRef;
 
@@ -119,6 +119,7 @@ pub const NOT_LOGGED_IN: &str = "unauthorized: log in first";
 /// use portcullis_server::negotiate::Negotiate;
 ///
 /// let negotiate = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "key", "chat")
+///     .expect("a valid hub name")
 ///     .handler(use_login::<Backend>());
 /// // Add axum-login's AuthManagerLayer to this router.
 /// let app: Router = Router::new().route("/negotiate", get(negotiate));
@@ -164,6 +165,7 @@ where
 /// use portcullis_server::negotiate::{Negotiate, NegotiateOptions};
 ///
 /// let negotiate = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "key", "chat")
+///     .expect("a valid hub name")
 ///     .handler(use_login_with::<Backend, _>(|user: &User| {
 ///         NegotiateOptions::default().claim("name", user.name.clone()).group("members")
 ///     }));
@@ -320,6 +322,19 @@ impl<U: Clone + Send + Sync + 'static> FromEvent for LoggedIn<U> {
     fn from_event(parts: &EventParts) -> Result<Self, ExtractError> {
         parts
             .socket()
+            .extensions()
+            .get::<LoggedIn<U>>()
+            .ok_or(ExtractError::MissingExtension(std::any::type_name::<
+                LoggedIn<U>,
+            >()))
+    }
+}
+
+/// In a connect handler or a later middleware: the user restored by
+/// [`restore_login`]; the socket is refused if there is none.
+impl<U: Clone + Send + Sync + 'static> FromConnect for LoggedIn<U> {
+    fn from_connect(socket: &SocketRef) -> Result<Self, ExtractError> {
+        socket
             .extensions()
             .get::<LoggedIn<U>>()
             .ok_or(ExtractError::MissingExtension(std::any::type_name::<

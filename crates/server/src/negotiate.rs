@@ -28,7 +28,7 @@
 //! use std::collections::HashMap;
 //!
 //! let cs: ConnectionString = "Endpoint=http://127.0.0.1:8080;AccessKey=secret;Version=1.0;".parse().unwrap();
-//! let negotiate = Negotiate::new(cs, "chat").handler(
+//! let negotiate = Negotiate::new(cs, "chat").expect("a valid hub name").handler(
 //!     |Query(q): Query<HashMap<String, String>>| async move {
 //!         let user = q.get("username").ok_or(Refusal::unauthorized("who are you?"))?;
 //!         Ok(NegotiateOptions::user(user.as_str()).role("webpubsub.joinLeaveGroup"))
@@ -72,7 +72,7 @@ pub const DEFAULT_MAX_EXPIRATION: Duration = Duration::from_secs(3600);
 /// use portcullis_server::negotiate::{Negotiate, NegotiateOptions};
 ///
 /// let cs: ConnectionString = "Endpoint=http://localhost;Port=8080;AccessKey=k;Version=1.0;".parse().unwrap();
-/// let negotiate = Negotiate::new(cs, "chat");
+/// let negotiate = Negotiate::new(cs, "chat").expect("a valid hub name");
 /// assert_eq!(negotiate.audience(), "http://localhost:8080/clients/socketio/hubs/chat");
 /// let answer = negotiate.answer(&NegotiateOptions::user("bob"));
 /// assert_eq!(answer.endpoint, "http://localhost:8080");
@@ -105,19 +105,25 @@ impl Negotiate {
     /// token audience is `<endpoint>/clients/socketio/hubs/<hub>`, as the SDK
     /// computes it, and tokens are signed with the connection string's key.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `hub` is not a valid hub name (1 to 128 ASCII letters, digits,
-    /// `_`, `-` or `.`), or the resulting URL does not parse (it always
-    /// does for a parsed [`ConnectionString`]).
-    pub fn new(connection: ConnectionString, hub: &str) -> Self {
-        assert!(
-            is_valid_hub_name(hub),
-            "invalid hub name {hub:?}: use 1 to 128 ASCII letters, digits, '_', '-' or '.'"
-        );
+    /// [`NegotiateError::InvalidHubName`] if `hub` is not 1 to 128 ASCII
+    /// letters, digits, `_`, `-` or `.` (the gateway would refuse every
+    /// client of such a hub).
+    ///
+    /// ```
+    /// use portcullis_server::negotiate::{Negotiate, NegotiateError};
+    ///
+    /// let cs = "Endpoint=http://localhost;Port=8080;AccessKey=k;Version=1.0;".parse().unwrap();
+    /// assert!(matches!(Negotiate::new(cs, "a/b"), Err(NegotiateError::InvalidHubName(_))));
+    /// ```
+    pub fn new(connection: ConnectionString, hub: &str) -> Result<Self, NegotiateError> {
+        if !is_valid_hub_name(hub) {
+            return Err(NegotiateError::InvalidHubName(hub.to_owned()));
+        }
         let audience = connection.client_url(hub);
-        let url = url::Url::parse(&audience).expect("the client URL of a connection string parses");
-        Negotiate {
+        let url = url::Url::parse(&audience).map_err(|_| NegotiateError::InvalidEndpoint)?;
+        Ok(Negotiate {
             inner: Arc::new(NegotiateInner {
                 endpoint: url.origin().ascii_serialization(),
                 path: url.path().to_owned(),
@@ -125,7 +131,7 @@ impl Negotiate {
                 access_key: connection.access_key,
                 max_expiration: DEFAULT_MAX_EXPIRATION,
             }),
-        }
+        })
     }
 
     /// Like [`new`](Self::new), from an endpoint URL and an access key.
@@ -133,10 +139,18 @@ impl Negotiate {
     /// ```
     /// use portcullis_server::negotiate::Negotiate;
     ///
-    /// let n = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat");
+    /// let n = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat").unwrap();
     /// assert_eq!(n.audience(), "http://127.0.0.1:8080/clients/socketio/hubs/chat");
     /// ```
-    pub fn with_key(endpoint: url::Url, access_key: impl Into<String>, hub: &str) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_key(
+        endpoint: url::Url,
+        access_key: impl Into<String>,
+        hub: &str,
+    ) -> Result<Self, NegotiateError> {
         Negotiate::new(ConnectionString::new(endpoint, access_key), hub)
     }
 
@@ -150,7 +164,7 @@ impl Negotiate {
     /// use std::time::Duration;
     /// use portcullis_server::negotiate::{DEFAULT_MAX_EXPIRATION, Negotiate};
     ///
-    /// let n = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat");
+    /// let n = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat").unwrap();
     /// assert_eq!(n.max_expiration_value(), DEFAULT_MAX_EXPIRATION);
     /// let n = n.max_expiration(Duration::from_secs(8 * 3600));
     /// assert_eq!(n.max_expiration_value(), Duration::from_secs(8 * 3600));
@@ -217,6 +231,7 @@ impl Negotiate {
     /// use portcullis_server::negotiate::{ExpirationMinutes, Negotiate, NegotiateOptions, Refusal};
     ///
     /// let negotiate = Negotiate::with_key("http://127.0.0.1:8080".parse().unwrap(), "secret", "chat")
+    ///     .expect("a valid hub name")
     ///     .handler(|headers: HeaderMap, ExpirationMinutes(ttl): ExpirationMinutes| async move {
     ///         let user = headers
     ///             .get("x-user")
@@ -236,6 +251,20 @@ impl Negotiate {
             _marker: PhantomData,
         }
     }
+}
+
+/// Why a [`Negotiate`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NegotiateError {
+    /// The hub name is not 1 to 128 ASCII letters, digits, `_`, `-` or `.`.
+    #[error("invalid hub name {0:?}: use 1 to 128 ASCII letters, digits, '_', '-' or '.'")]
+    InvalidHubName(String),
+    /// The connection string's endpoint and the hub do not make a client
+    /// URL (never for an endpoint parsed as a URL; kept so that no input
+    /// can panic).
+    #[error("the connection string's endpoint does not make a client URL")]
+    InvalidEndpoint,
 }
 
 /// What goes into a client token. Build it with a struct literal and
@@ -619,7 +648,7 @@ mod tests {
         let cs: ConnectionString = "Endpoint=https://example.org/base;AccessKey=k;Version=1.0;"
             .parse()
             .unwrap();
-        let n = Negotiate::new(cs, "chat");
+        let n = Negotiate::new(cs, "chat").unwrap();
         assert_eq!(
             n.audience(),
             "https://example.org/base/clients/socketio/hubs/chat"
@@ -633,6 +662,7 @@ mod tests {
     fn max_expiration_caps_the_lifetime() {
         use base64::Engine as _;
         let n = Negotiate::with_key("http://h:1".parse().unwrap(), "k", "x")
+            .unwrap()
             .max_expiration(Duration::from_secs(60));
         let a = n.answer(&NegotiateOptions::default().expires_in(Duration::from_secs(7200)));
         let payload = a.token.split('.').nth(1).unwrap();
@@ -650,7 +680,8 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key_and_the_token() {
-        let n = Negotiate::with_key("http://h:1".parse().unwrap(), "super-secret-key", "x");
+        let n =
+            Negotiate::with_key("http://h:1".parse().unwrap(), "super-secret-key", "x").unwrap();
         let answer = n.answer(&NegotiateOptions::user("bob"));
         for text in [format!("{n:?}"), format!("{answer:?}")] {
             assert!(!text.contains("super-secret-key"), "{text}");
@@ -660,8 +691,11 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "invalid hub name")]
     fn invalid_hub_names_are_refused() {
-        Negotiate::with_key("http://h:1".parse().unwrap(), "k", "a/b");
+        for hub in ["a/b", "", &"x".repeat(129)] {
+            let error = Negotiate::with_key("http://h:1".parse().unwrap(), "k", hub).unwrap_err();
+            assert_eq!(error, NegotiateError::InvalidHubName(hub.to_owned()));
+            assert!(error.to_string().starts_with("invalid hub name"), "{error}");
+        }
     }
 }

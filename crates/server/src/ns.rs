@@ -2,30 +2,29 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, RwLock};
 
-use futures_util::future::BoxFuture;
-
+use crate::extract::{
+    ConnectHandler, ConnectMiddleware, ErasedConnectHandler, ErasedMiddleware, ExtractError,
+    PreparedConnect, wrap_connect, wrap_middleware,
+};
 use crate::socket::SocketRef;
 
-type ConnectFn = Arc<dyn Fn(SocketRef) -> BoxFuture<'static, ()> + Send + Sync>;
-type MiddlewareFn = Arc<dyn Fn(SocketRef) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 type MatchFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub(crate) struct NamespaceInner {
-    handler: ConnectFn,
-    middlewares: RwLock<Vec<MiddlewareFn>>,
+    handler: Arc<dyn ErasedConnectHandler>,
+    middlewares: RwLock<Vec<Arc<dyn ErasedMiddleware>>>,
 }
 
 impl NamespaceInner {
-    pub fn new<H, Fut>(handler: H) -> Arc<Self>
+    pub fn new<H, T>(handler: H) -> Arc<Self>
     where
-        H: Fn(SocketRef) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        H: ConnectHandler<T>,
+        T: 'static,
     {
         Arc::new(NamespaceInner {
-            handler: Arc::new(move |s| Box::pin(handler(s))),
+            handler: wrap_connect(handler),
             middlewares: RwLock::default(),
         })
     }
@@ -38,13 +37,16 @@ impl NamespaceInner {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for middleware in middlewares {
-            middleware(socket.clone()).await?;
+            middleware.call(socket).await?;
         }
         Ok(())
     }
 
-    pub fn connected(&self, socket: SocketRef) {
-        crate::backend::run_handler((self.handler)(socket));
+    /// Builds the connect handler's arguments (after the middlewares, so
+    /// that their extensions are there); the call to make once the socket
+    /// is accepted.
+    pub fn prepare(&self, socket: &SocketRef) -> Result<PreparedConnect, ExtractError> {
+        self.handler.prepare(socket)
     }
 }
 
@@ -97,16 +99,28 @@ impl Namespace {
     /// `err.message` in socket.io-client) and the connect handler is not
     /// called.
     ///
+    /// A middleware takes [`FromConnect`](crate::extract::FromConnect)
+    /// arguments in any order, like the connect handler: [`SocketRef`],
+    /// [`State<T>`](crate::extract::State), [`Data<T>`](crate::extract::Data)
+    /// (the CONNECT `auth` payload), [`Extension<T>`](crate::extract::Extension).
+    /// If one cannot be built, the socket is refused (see
+    /// [`ConnectMiddleware`](crate::extract::ConnectMiddleware)).
+    ///
     /// The socket is not connected yet: emits fail, but claims, handshake,
     /// extensions and rooms work.
     ///
     /// ```no_run
-    /// use portcullis_server::{SocketIo, SocketRef};
+    /// use portcullis_server::{SocketIo, SocketRef, extract::{Data, State}};
+    /// use serde::Deserialize;
     ///
     /// #[derive(Clone)]
     /// struct Admin(String);
+    /// #[derive(Deserialize)]
+    /// struct Auth { device: String }
+    /// #[derive(Clone)]
+    /// struct Banned(Vec<String>);
     ///
-    /// let io = SocketIo::new();
+    /// let io = SocketIo::builder().with_state(Banned(vec!["toaster".into()])).build();
     /// io.ns("/admin", |socket: SocketRef| async move { /* ... */ })
     ///     .with(|socket: SocketRef| async move {
     ///         if !socket.roles().iter().any(|r| r == "admin") {
@@ -115,32 +129,32 @@ impl Namespace {
     ///         let name = socket.user_id().unwrap_or_default().to_owned();
     ///         socket.extensions().insert(Admin(name));
     ///         Ok(())
+    ///     })
+    ///     .with(|Data(auth): Data<Auth>, State(banned): State<Banned>| async move {
+    ///         if banned.0.contains(&auth.device) {
+    ///             return Err(format!("device {} is banned", auth.device));
+    ///         }
+    ///         Ok(())
     ///     });
     /// ```
-    pub fn with<M, Fut, E>(self, middleware: M) -> Self
+    pub fn with<M, T>(self, middleware: M) -> Self
     where
-        M: Fn(SocketRef) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        M: ConnectMiddleware<T>,
+        T: 'static,
     {
-        let middleware: MiddlewareFn = Arc::new(move |socket| {
-            let fut = middleware(socket);
-            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
-        });
         self.0
             .middlewares
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(middleware);
+            .push(wrap_middleware(middleware));
         self
     }
 
     /// Same as [`with`](Self::with).
-    pub fn with_middleware<M, Fut, E>(self, middleware: M) -> Self
+    pub fn with_middleware<M, T>(self, middleware: M) -> Self
     where
-        M: Fn(SocketRef) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        M: ConnectMiddleware<T>,
+        T: 'static,
     {
         self.with(middleware)
     }

@@ -157,14 +157,50 @@ pub(crate) fn ack_data(mut args: Vec<Value>, attachments: usize) -> String {
     Value::Array(args).to_string()
 }
 
-/// Turns emitted data into Socket.IO arguments: a tuple (or fixed-size
-/// array) is spread into several arguments, `()` is no argument, anything
-/// else is one argument.
+/// Turns emitted data into Socket.IO arguments: a tuple is spread into
+/// several arguments, `()` is no argument, anything else (arrays, slices and
+/// `Vec`s included) is one argument.
+///
+/// "A tuple" is what serde serializes as one: Rust tuples, and types whose
+/// `Serialize` says so on purpose (a list of arguments built at run time),
+/// except fixed-size arrays, which serde serializes the same way but which
+/// are one argument here, like the `Vec` and the slice they resemble.
 pub(crate) fn to_args<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Value>, serde_json::Error> {
-    match data.serialize(TupleProbe) {
-        Ok(args) => Ok(args),
-        Err(_) => Ok(vec![serde_json::to_value(data)?]),
+    if !is_array_type::<T>()
+        && let Ok(args) = data.serialize(TupleProbe)
+    {
+        return Ok(args);
     }
+    Ok(vec![serde_json::to_value(data)?])
+}
+
+/// Whether `T`, behind references and the standard smart pointers (which
+/// serialize as what they point to), is a fixed-size array.
+///
+/// serde gives tuples and fixed-size arrays the same shape
+/// (`serialize_tuple`), so the serializer cannot tell `&("a", "b")` (two
+/// arguments) from `&["a", "b"]` (one array, like `&vec!["a", "b"]`); the
+/// type can. Array types are the only ones whose name starts with `[` and
+/// ends with `]` once those wrappers are peeled off; a test below pins
+/// the names down in case the compiler's naming changes.
+fn is_array_type<T: ?Sized>() -> bool {
+    let mut name = std::any::type_name::<T>();
+    loop {
+        let peeled = name
+            .strip_prefix("&mut ")
+            .or_else(|| name.strip_prefix('&'))
+            .or_else(|| {
+                ["alloc::boxed::Box<", "alloc::sync::Arc<", "alloc::rc::Rc<"]
+                    .iter()
+                    .find_map(|p| name.strip_prefix(p)?.strip_suffix('>'))
+            });
+        match peeled {
+            Some(inner) => name = inner,
+            None => break,
+        }
+    }
+    // `[T; N]`; a slice `[T]` serializes as a sequence, one argument anyway.
+    name.starts_with('[') && name.ends_with(']')
 }
 
 /// A serializer that succeeds only for tuples and unit, collecting the
@@ -316,7 +352,35 @@ mod tests {
         assert_eq!(to_args(&vec![1, 2]).unwrap(), vec![json!([1, 2])]);
         assert_eq!(to_args(&json!({"a": 1})).unwrap(), vec![json!({"a": 1})]);
         assert_eq!(to_args(&Some(3)).unwrap(), vec![json!(3)]);
-        assert_eq!(to_args(&[1, 2]).unwrap(), vec![json!(1), json!(2)]);
+        assert_eq!(to_args(&[1, 2]).unwrap(), vec![json!([1, 2])]);
+        assert_eq!(to_args(&[1, 2][..]).unwrap(), vec![json!([1, 2])]);
+        assert_eq!(to_args(&[0u8; 0]).unwrap(), vec![json!([])]);
+        assert_eq!(to_args(&&("a", 1)).unwrap(), vec![json!("a"), json!(1)]);
+        assert_eq!(to_args(&(1,)).unwrap(), vec![json!(1)]);
+        assert_eq!(to_args(&([1, 2],)).unwrap(), vec![json!([1, 2])]);
+        // Arrays in a box are arrays; a tuple struct is one argument.
+        assert_eq!(to_args(&Box::new([1, 2])).unwrap(), vec![json!([1, 2])]);
+        assert_eq!(
+            to_args(&std::sync::Arc::new(("a", 1))).unwrap(),
+            vec![json!("a"), json!(1)]
+        );
+        #[derive(Serialize)]
+        struct Pair(u8, u8);
+        assert_eq!(to_args(&Pair(1, 2)).unwrap(), vec![json!([1, 2])]);
+    }
+
+    #[test]
+    fn array_types_are_told_from_the_others_by_name() {
+        assert!(is_array_type::<[u8; 2]>());
+        assert!(is_array_type::<&&mut [(u8, u8); 0]>());
+        assert!(is_array_type::<Box<[String; 3]>>());
+        assert!(is_array_type::<std::sync::Arc<[u8; 1]>>());
+        assert!(is_array_type::<std::rc::Rc<&[u8; 1]>>());
+        assert!(!is_array_type::<()>());
+        assert!(!is_array_type::<([u8; 2], u8)>());
+        assert!(!is_array_type::<Vec<[u8; 2]>>());
+        assert!(!is_array_type::<Box<([u8; 2], [u8; 2])>>());
+        assert!(!is_array_type::<str>());
     }
 
     #[test]

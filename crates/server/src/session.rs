@@ -200,6 +200,16 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
         }
         return refuse(&message);
     }
+    let handler = match ns.prepare(&socket) {
+        Ok(handler) => handler,
+        Err(e) => {
+            // Rooms a middleware joined are left with the refusal.
+            if let Some(backend) = io.backend() {
+                backend.leave_namespace(&conn.id, &namespace);
+            }
+            return refuse(&e.refusal_message());
+        }
+    };
     socket.mark_connected();
     io.add_socket(&socket);
     if !conn.insert_socket(&namespace, socket.clone()) {
@@ -218,5 +228,5 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
             ],
         );
     }
-    ns.connected(socket);
+    handler();
 }

@@ -346,7 +346,8 @@ impl SocketRef {
     /// Handlers take extractors in any order: [`SocketRef`],
     /// [`Data<T>`](crate::extract::Data), [`TryData<T>`](crate::extract::TryData),
     /// [`Bin`](crate::extract::Bin), [`AckSender`](crate::extract::AckSender)
-    /// or `Option<AckSender>`, [`Extension<T>`](crate::extract::Extension).
+    /// or `Option<AckSender>`, [`Extension<T>`](crate::extract::Extension),
+    /// [`State<T>`](crate::extract::State), [`Event`](crate::extract::Event).
     /// If an extractor fails (say the data does not deserialize) the handler
     /// is not called and the failure is logged.
     ///
@@ -371,9 +372,12 @@ impl SocketRef {
         *lock(&self.0.on_disconnect) = Some(handler);
     }
 
-    /// Emits `event` to this client. A tuple is spread into several
+    /// Emits `event` to this client. Only a tuple is spread into several
     /// arguments (`&("a", 1)` arrives as `(a, 1)` in the client's handler),
-    /// `&()` sends no argument, anything else is one argument.
+    /// `&()` sends no argument, anything else is one argument: an array,
+    /// slice or `Vec` arrives as one JSON array (`&["a", "b"]` and
+    /// `&vec!["a", "b"]` alike). To send a tuple as one argument, wrap it
+    /// in a one-element tuple: `&((1, 2),)`.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), SendError> {
         self.emitter().emit(event, data)
     }

@@ -130,21 +130,27 @@ async fn setup(token_leeway: Duration) -> Setup {
     let io = SocketIo::new();
     let restore = restore_login(users.clone());
     let calls = middleware_calls.clone();
-    io.ns("/", |socket: SocketRef| async move {
-        // In the connect handler: the restored user from the extensions.
-        let name = LoggedIn::<User>::of(&socket).map(|u| u.name);
-        socket.emit("hello", &name).ok();
-        // In event handlers: the LoggedIn<User> extractor.
-        socket.on(
-            "whoami",
-            |socket: SocketRef, LoggedIn(user): LoggedIn<User>, ack: AckSender| async move {
-                let mut who = negotiate_support::whoami(&socket);
-                who["name"] = json!(user.name);
-                who["id"] = json!(user.id);
-                ack.send(&who).ok();
-            },
-        );
-    })
+    io.ns(
+        "/",
+        |socket: SocketRef, LoggedIn(user): LoggedIn<User>| async move {
+            // In the connect handler: the restored user, as an extractor and
+            // from the extensions (the same user).
+            let name = LoggedIn::<User>::of(&socket)
+                .map(|u| u.name)
+                .filter(|name| *name == user.name);
+            socket.emit("hello", &name).ok();
+            // In event handlers: the LoggedIn<User> extractor.
+            socket.on(
+                "whoami",
+                |socket: SocketRef, LoggedIn(user): LoggedIn<User>, ack: AckSender| async move {
+                    let mut who = negotiate_support::whoami(&socket);
+                    who["name"] = json!(user.name);
+                    who["id"] = json!(user.id);
+                    ack.send(&who).ok();
+                },
+            );
+        },
+    )
     .with(move |socket: SocketRef| {
         calls.fetch_add(1, Ordering::SeqCst);
         restore(socket)
@@ -153,7 +159,9 @@ async fn setup(token_leeway: Duration) -> Setup {
 
     let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
     let auth = AuthManagerLayerBuilder::new(users.clone(), sessions).build();
-    let negotiate = Negotiate::new(gw.connection_string(), HUB).handler(use_login::<Users>());
+    let negotiate = Negotiate::new(gw.connection_string(), HUB)
+        .unwrap()
+        .handler(use_login::<Users>());
     let app = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

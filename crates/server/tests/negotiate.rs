@@ -61,10 +61,9 @@ fn negotiate_routes(negotiate: Negotiate) -> Router {
 async fn answers_exactly_what_the_sdk_answers() {
     let io = app_io();
     let gw = TestGateway::start(&io, Duration::from_secs(30)).await;
-    let app = serve_app(negotiate_routes(Negotiate::new(
-        gw.connection_string(),
-        HUB,
-    )))
+    let app = serve_app(negotiate_routes(
+        Negotiate::new(gw.connection_string(), HUB).unwrap(),
+    ))
     .await;
 
     let response = reqwest::get(format!("{app}/negotiate?user=bob"))
@@ -137,7 +136,7 @@ async fn answers_exactly_what_the_sdk_answers() {
 async fn expiration_minutes_and_refusals() {
     let io = app_io();
     let gw = TestGateway::start(&io, Duration::from_secs(30)).await;
-    let negotiate = Negotiate::new(gw.connection_string(), HUB);
+    let negotiate = Negotiate::new(gw.connection_string(), HUB).unwrap();
     let app = serve_app(negotiate_routes(negotiate.clone())).await;
     let lifetime = |answer: &Value| {
         let claims = payload(answer["token"].as_str().unwrap());
@@ -204,10 +203,9 @@ async fn expiration_minutes_and_refusals() {
 async fn socket_io_client_connects_with_the_negotiated_answer() {
     let io = app_io();
     let gw = TestGateway::start(&io, Duration::from_secs(30)).await;
-    let app = serve_app(negotiate_routes(Negotiate::new(
-        gw.connection_string(),
-        HUB,
-    )))
+    let app = serve_app(negotiate_routes(
+        Negotiate::new(gw.connection_string(), HUB).unwrap(),
+    ))
     .await;
 
     // The client fetches /negotiate from the app and connects to the gateway
@@ -247,6 +245,7 @@ async fn socket_io_client_connects_with_the_negotiated_answer() {
 
     // A token for another gateway's key is refused at the handshake.
     let forged = Negotiate::with_key(gw.origin().parse().unwrap(), "not-the-key", HUB)
+        .unwrap()
         .answer(&NegotiateOptions::user("mallory"));
     let forged = serde_json::to_value(forged).unwrap();
     let result = socket_io_client(Answer::Json(&forged)).await;

@@ -214,9 +214,137 @@ async fn server_and_client_disconnect_reasons(mode: Mode) {
     assert_eq!(server.io.hub_name(), Some(HUB));
 }
 
+/// Only a tuple is spread into several arguments: an array and a `Vec`
+/// arrive as one array argument, from a socket and from a broadcast.
+async fn arrays_are_one_argument_tuples_several(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
+    let (client, mut inbox) = client(&server, "/", "alice").await;
+    let connected = server
+        .expect("the connect handler", |v| v["kind"] == "connected")
+        .await;
+    let sid = connected["who"]["sid"].as_str().unwrap().to_owned();
+    let socket = server.io.get_socket(&sid).expect("the socket is known");
+    let one_array = Payload::Text(vec![json!(["a", "b"])]);
+
+    socket.emit("array", &["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "array").await, one_array);
+    socket.emit("vec", &vec!["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "vec").await, one_array);
+    socket.emit("tuple", &("a", "b")).unwrap();
+    assert_eq!(
+        next(&mut inbox, "tuple").await,
+        Payload::Text(vec![json!("a"), json!("b")])
+    );
+    server.io.emit("broadcast-array", &["a", "b"]).unwrap();
+    assert_eq!(next(&mut inbox, "broadcast-array").await, one_array);
+    client.disconnect().await.unwrap();
+}
+
+/// Connect handlers and middlewares take extractors: the CONNECT `auth` as
+/// `Data<T>`, the builder's `State<T>`, an earlier middleware's
+/// `Extension<T>`; event handlers take `State<T>` too.
+async fn connect_handlers_and_middlewares_take_extractors(mode: Mode) {
+    let mut server = TestServer::start_in(mode, Duration::from_secs(45)).await;
+    let (client, _inbox) = client(&server, "/extract", "alice").await;
+    let extracted = server
+        .expect("the connect handler", |v| v["kind"] == "extracted")
+        .await;
+    assert_eq!(
+        extracted["seen"],
+        json!({"client": "rust", "user": "alice", "app": "test-app", "stamp": "test-app stamped rust"})
+    );
+    assert_eq!(ack(&client, "app", vec![]).await, json!(["test-app"]));
+    client.disconnect().await.unwrap();
+}
+
+/// The first Socket.IO packet answering a CONNECT sent as `connect` (e.g.
+/// `40/ns,{...}`) on a raw WebSocket.
+async fn answer_to_connect(server: &TestServer, connect: &str) -> String {
+    packets_after_connect(server, connect, 1).await.remove(0)
+}
+
+/// The first `count` Socket.IO packets after sending `connect` on a raw
+/// WebSocket.
+async fn packets_after_connect(server: &TestServer, connect: &str, count: usize) -> Vec<String> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!(
+        "ws://{}{}/?EIO=4&transport=websocket&access_token={}",
+        server.addr,
+        server.path(),
+        server.token("alice", &[])
+    );
+    let exchange = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+        ws.send(Message::text(connect)).await.expect("sends");
+        let mut packets = Vec::new();
+        while packets.len() < count {
+            match ws.next().await.expect("open").expect("reads") {
+                Message::Text(t) if t.starts_with("4") => packets.push(t.as_str()[1..].to_owned()),
+                _ => {}
+            }
+        }
+        packets
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {connect}"))
+}
+
+/// The message of a CONNECT_ERROR answer for namespace `ns`.
+fn refusal(answer: &str, ns: &str) -> String {
+    let body = answer
+        .strip_prefix(&format!("4{ns},"))
+        .unwrap_or_else(|| panic!("not a CONNECT_ERROR of {ns}: {answer}"));
+    let body: Value = serde_json::from_str(body).unwrap();
+    body["message"].as_str().unwrap().to_owned()
+}
+
+/// A middleware's refusal carries its message; an argument that cannot be
+/// built (auth that does not deserialize, state never given) refuses the
+/// socket with the reason, before the connect handler runs.
+async fn connect_extractor_failures_refuse_the_socket(mode: Mode) {
+    let server = TestServer::start_in(mode, Duration::from_secs(45)).await;
+    let mallory =
+        answer_to_connect(&server, r#"40/extract,{"client":"raw","user":"mallory"}"#).await;
+    assert_eq!(refusal(&mallory, "/extract"), "test-app refuses mallory");
+    for bad_auth in [r#"40/extract,{"client":1}"#, "40/extract,"] {
+        let message = refusal(&answer_to_connect(&server, bad_auth).await, "/extract");
+        assert!(
+            message.starts_with("the CONNECT auth payload does not deserialize"),
+            "{bad_auth}: {message}"
+        );
+    }
+    let no_state = refusal(
+        &answer_to_connect(&server, "40/no-state,").await,
+        "/no-state",
+    );
+    // Missing state is the application's bug (logged): the client is not
+    // told the server's type names.
+    assert_eq!(no_state, "server error");
+    // `TryData` hands the handler the failure instead.
+    for (auth, parsed) in [(r#"{"client":"raw","user":"bob"}"#, true), ("[1]", false)] {
+        let packets = packets_after_connect(&server, &format!("40/try-auth,{auth}"), 2).await;
+        assert!(
+            packets[0].starts_with(r#"0/try-auth,{"sid":"#),
+            "{packets:?}"
+        );
+        assert_eq!(
+            packets[1],
+            format!(r#"2/try-auth,["auth-parsed",{parsed}]"#)
+        );
+    }
+    // A good CONNECT on the same kind of connection is accepted.
+    let accepted = answer_to_connect(&server, r#"40/extract,{"client":"raw","user":"bob"}"#).await;
+    assert!(accepted.starts_with(r#"0/extract,{"sid":"#), "{accepted}");
+}
+
 in_both_modes!(
     claims_emits_and_acks,
     binary_both_ways,
     rooms_join_leave_to_except,
     server_and_client_disconnect_reasons,
+    arrays_are_one_argument_tuples_several,
+    connect_handlers_and_middlewares_take_extractors,
+    connect_extractor_failures_refuse_the_socket,
 );

@@ -113,7 +113,8 @@ async fn run(args: Args) -> Result<(), String> {
             io.attach(&gateway, HUB).map_err(|e| e.to_string())?;
             let connection =
                 ConnectionString::new(public_url.clone(), gateway.config().access_keys.primary());
-            let app = web::router(users, connection, HUB, socket_io_js);
+            let app =
+                web::router(users, connection, HUB, socket_io_js).map_err(|e| e.to_string())?;
             (app.merge(gateway.router()), Some(gateway), None)
         }
         Some(connection) => {
@@ -129,7 +130,8 @@ async fn run(args: Args) -> Result<(), String> {
                 "attached over the tunnel to hub {HUB:?} of {}",
                 connection.endpoint
             );
-            let app = web::router(users, connection, HUB, socket_io_js);
+            let app =
+                web::router(users, connection, HUB, socket_io_js).map_err(|e| e.to_string())?;
             (app, None, Some(tunnel))
         }
     };

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum_login::{AuthManagerLayerBuilder, AuthSession};
 use portcullis_auth::ConnectionString;
 use portcullis_server::login::use_login;
-use portcullis_server::negotiate::Negotiate;
+use portcullis_server::negotiate::{Negotiate, NegotiateError};
 use serde::Deserialize;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 
@@ -31,13 +31,13 @@ struct AppState {
 }
 
 /// The app's routes: pages, login, logout and `/negotiate` for `hub` of the
-/// gateway named by `connection`.
+/// gateway named by `connection`; an error if `hub` is not a valid hub name.
 pub fn router(
     users: Users,
     connection: ConnectionString,
     hub: &str,
     socket_io_js: Vec<u8>,
-) -> Router {
+) -> Result<Router, NegotiateError> {
     // Sessions in memory; a cookie named "chat.sid" (HttpOnly, SameSite=Lax).
     // Not `Secure`, so that plain http://127.0.0.1 works for the demo.
     let sessions = SessionManagerLayer::new(MemoryStore::default())
@@ -48,7 +48,7 @@ pub fn router(
     // The token's user id is the logged-in user's id; 401 when logged out.
     // Tokens are short-lived: the page negotiates again for every
     // reconnection, and a token handed out stays valid after a logout.
-    let negotiate = Negotiate::new(connection, hub)
+    let negotiate = Negotiate::new(connection, hub)?
         .max_expiration(Duration::from_secs(15 * 60))
         .handler(use_login::<Users>());
 
@@ -56,7 +56,7 @@ pub fn router(
         users,
         socket_io_js: socket_io_js.into(),
     };
-    Router::new()
+    Ok(Router::new()
         .route("/", get(chat_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
@@ -71,7 +71,7 @@ pub fn router(
         )
         .route("/assets/socket.io.min.js", get(socket_io_js_file))
         .with_state(state)
-        .layer(auth)
+        .layer(auth))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_auth::{AccessKeys, ClientTokenOptions, mint_client_token};
 use portcullis_gateway::{Gateway, GatewayConfig};
-use portcullis_server::extract::{AckSender, Bin, Data, Extension, TryData};
+use portcullis_server::extract::{AckSender, Bin, Data, Extension, State, TryData};
 use portcullis_server::{AckError, SocketIo, SocketRef};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -78,6 +78,7 @@ impl TestServer {
         let io = SocketIo::builder()
             .connect_timeout(connect_timeout)
             .ack_timeout(Duration::from_secs(2))
+            .with_state(AppName("test-app"))
             .build();
         install(&io, tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -163,6 +164,25 @@ struct Target {
 
 #[derive(Clone)]
 struct Member(String);
+
+/// The application state given to the builder.
+#[derive(Clone)]
+pub struct AppName(pub &'static str);
+
+/// State never given to the builder.
+#[derive(Clone)]
+struct Missing;
+
+/// The `auth` the test clients send with their CONNECT.
+#[derive(Deserialize)]
+struct ClientAuth {
+    client: String,
+    user: String,
+}
+
+/// What the `/extract` middleware stores for the connect handler.
+#[derive(Clone)]
+struct Stamp(String);
 
 fn report(tx: &mpsc::UnboundedSender<Value>, v: Value) {
     tx.send(v).ok();
@@ -428,4 +448,53 @@ pub fn install(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
             Err("first middleware did not run")
         }
     });
+    install_extractors(io, tx);
+}
+
+/// Connect handlers and middlewares taking extractors: `/extract` reads the
+/// CONNECT `auth`, the builder's state and a middleware's extension;
+/// `/no-state` asks for state the builder never got; `/try-auth` takes the
+/// `auth` whether or not it deserializes.
+fn install_extractors(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
+    io.ns(
+        "/extract",
+        move |socket: SocketRef,
+              Data(auth): Data<ClientAuth>,
+              State(AppName(app)): State<AppName>,
+              Extension(Stamp(stamp)): Extension<Stamp>| {
+            let t = tx.clone();
+            async move {
+                let seen = json!({"client": auth.client, "user": auth.user, "app": app, "stamp": stamp});
+                report(&t, json!({"kind": "extracted", "seen": seen}));
+                socket.emit("welcome", &seen).ok();
+                socket.on(
+                    "app",
+                    |State(AppName(app)): State<AppName>, ack: AckSender| async move {
+                        ack.send(&app).ok();
+                    },
+                );
+            }
+        },
+    )
+    .with(
+        |socket: SocketRef, Data(auth): Data<ClientAuth>, State(AppName(app)): State<AppName>| async move {
+            if auth.user == "mallory" {
+                return Err(format!("{app} refuses mallory"));
+            }
+            socket
+                .extensions()
+                .insert(Stamp(format!("{app} stamped {}", auth.client)));
+            Ok(())
+        },
+    );
+    io.ns(
+        "/no-state",
+        |_: SocketRef, State(Missing): State<Missing>| async move {},
+    );
+    io.ns(
+        "/try-auth",
+        |socket: SocketRef, TryData(auth): TryData<ClientAuth>| async move {
+            socket.emit("auth-parsed", &auth.is_ok()).ok();
+        },
+    );
 }

@@ -11,7 +11,7 @@
 //! - [`cloud_events`]: the CloudEvents the service sends the SDK (`connect`,
 //!   `connected`, `disconnected`, user `message`) and the parse of the SDK's
 //!   answer to `connect`.
-//! - [`rest`]: routing of the REST calls the SDK tunnels to the service.
+//! - [`rest`]: the REST calls the SDK tunnels to the service, routed and built.
 //! - [`invoke`]: the NDJSON lines streamed back for `:invoke`.
 //! - [`group_name`]: Socket.IO room ↔ Web PubSub group naming.
 //!

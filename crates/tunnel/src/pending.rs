@@ -12,10 +12,9 @@
 //! needs no runtime.
 //!
 //! ```
-//! use futures_channel::oneshot::Sender;
-//! use portcullis_tunnel::pending::Pending;
+//! use portcullis_tunnel::pending::Requests;
 //!
-//! let pending = Pending::<Sender<&str>>::default();
+//! let pending = Requests::<&str>::default();
 //! let (first, mut answer) = pending.wait();
 //! assert_eq!(first, 1);
 //! assert!(pending.resolve(first, "200 OK"));
@@ -32,7 +31,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use futures_channel::oneshot;
+/// The channel [`Pending::wait`] answers through, re-exported so that
+/// callers need no dependency of their own to name it.
+pub use futures_channel::oneshot;
+
+/// Plain requests, each waiting for its first answer.
+pub type Requests<T> = Pending<oneshot::Sender<T>>;
 
 /// The requests one end of a tunnel has sent and not yet seen answered,
 /// each with its waiter `W`.
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn closing_fails_every_waiter() {
-        let pending = Pending::<oneshot::Sender<u16>>::default();
+        let pending = Requests::<u16>::default();
         let (a, mut rx_a) = pending.wait();
         let (_b, mut rx_b) = pending.wait();
         pending.clear();
@@ -178,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_waiter_that_gave_up_is_not_resolved() {
-        let pending = Pending::<oneshot::Sender<u16>>::default();
+        let pending = Requests::<u16>::default();
         let (id, rx) = pending.wait();
         drop(rx);
         assert!(!pending.resolve(id, 200));

@@ -15,6 +15,8 @@
 //! 4. `rest::parse_rest`: raw method/URL (case-insensitive methods, absolute
 //!    URL = path), and URLs built for every route from fuzzed, percent-encoded
 //!    segments and form-encoded query values, which must route to those values.
+//!    Every call it routes must build back (`RestCall::method`,
+//!    `path_and_query`) into a request that routes to the same call.
 //! 5. `rest::GroupsBody::from_json` survives `serde_json::to_vec`.
 //! 6. `invoke::InvokeLineDecoder`: fed in fuzzed chunks it yields what one push
 //!    of all bytes yields; `invoke_line(s)` decodes to `s`.
@@ -33,7 +35,7 @@ use portcullis_tunnel::cloud_events::{self as ce, ConnectOutcome, ConnectRespons
 use portcullis_tunnel::cloud_events::{ConnectEventBody, EventKind, ReceivedEvent};
 use portcullis_tunnel::group_name::{group_name, namespace_group_prefix, parse_group_name};
 use portcullis_tunnel::invoke::{InvokeLineDecoder, invoke_line};
-use portcullis_tunnel::rest::{GroupsBody, parse_rest};
+use portcullis_tunnel::rest::{GroupsBody, RestCall, parse_rest};
 use portcullis_tunnel::{HttpRequest, TunnelMessage};
 
 /// A string of at most 48 bytes whose length is read first.
@@ -232,6 +234,9 @@ fn rest_call(u: &mut Unstructured) -> Result<()> {
         let url = rest_str(u);
         let result = parse_rest(method, url);
         assert_eq!(parse_rest(&method.to_ascii_lowercase(), url), result);
+        if let Ok(call) = &result {
+            assert_built_back(call);
+        }
         if let Err(error) = &result {
             assert!(matches!(error.status_code(), 400 | 404 | 405));
         }
@@ -289,6 +294,7 @@ fn rest_call(u: &mut Unstructured) -> Result<()> {
         method.to_owned()
     };
     let call = parse_rest(&method, &url).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    assert_built_back(&call);
     let debug = format!("{call:?}");
     for field in &expect {
         assert!(
@@ -297,6 +303,17 @@ fn rest_call(u: &mut Unstructured) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `call`, built into a method and path, routes back to itself.
+fn assert_built_back(call: &RestCall) {
+    let path = call.path_and_query();
+    assert_eq!(
+        parse_rest(call.method(), &path).as_ref(),
+        Ok(call),
+        "{} {path}",
+        call.method()
+    );
 }
 
 fn groups_body(u: &mut Unstructured) -> Result<()> {

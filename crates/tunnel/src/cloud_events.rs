@@ -22,7 +22,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -168,7 +168,7 @@ impl EventContext {
                 let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
                     .expect("HMAC accepts keys of any length");
                 mac.update(self.connection_id.as_bytes());
-                format!("sha256={}", hex(&mac.finalize().into_bytes()))
+                format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -584,18 +584,9 @@ pub fn parse_connect_response(
     Ok(ConnectOutcome::Accepted(parsed.socketio))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// Formats `time` as RFC 3339 UTC with whole seconds, e.g. `2024-01-01T00:00:00Z`.
-/// Times before 1970 are clamped to the epoch.
+/// Times before 1970 are clamped to the epoch, times after 9999 to its last
+/// second (RFC 3339 has four-digit years).
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
@@ -603,31 +594,18 @@ fn hex(bytes: &[u8]) -> String {
 /// assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_704_067_200)), "2024-01-01T00:00:00Z");
 /// ```
 pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days, for non-negative day counts.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // humantime refuses (by panicking in `to_string`) times outside
+    // 1970..=9999; the clamp keeps every `SystemTime` in that range.
+    let last = UNIX_EPOCH + LAST_RFC3339_SECOND;
+    humantime::format_rfc3339_seconds(time.clamp(UNIX_EPOCH, last)).to_string()
 }
+
+/// 9999-12-31T23:59:59Z, as a duration since the epoch.
+const LAST_RFC3339_SECOND: Duration = Duration::from_secs(253_402_300_799);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn debug_hides_the_access_keys() {
@@ -648,6 +626,14 @@ mod tests {
             rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00Z"
         );
+        // Sub-second parts are dropped, not rounded.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_999)),
+            "1970-01-01T00:00:01Z"
+        );
+        assert_eq!(at(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(at(253_402_300_800), "9999-12-31T23:59:59Z");
+        assert_eq!(at(u64::MAX / 4), "9999-12-31T23:59:59Z");
     }
 
     #[test]

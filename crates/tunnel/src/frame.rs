@@ -5,9 +5,9 @@
 //! u32 little-endian N | MessagePack array(3) of N bytes: [type int, json str, content bin|nil]
 //! ```
 //!
-//! [`encode`] writes the minimal MessagePack forms (fixint, fixstr/str8/16/32,
-//! bin8/16/32 or nil), exactly like the SDK's encoder, so encoded frames match
-//! captured bytes. [`decode`] accepts any integer width, any string width and,
+//! The MessagePack is read and written with [`rmp`]. [`encode`] writes the
+//! minimal forms (fixint, fixstr/str8/16/32, bin8/16/32 or nil), exactly like
+//! the SDK's encoder, so encoded frames match captured bytes. [`decode`] accepts any integer width, any string width and,
 //! for the content, bin8/16/32, str8/16/32 or nil. It rejects everything else
 //! with a [`FrameError`] and never panics.
 //!
@@ -21,7 +21,12 @@
 //! assert!(frame::decode(&bytes[..bytes.len() - 1]).is_err());
 //! ```
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use rmp::Marker;
+use rmp::decode::{self, NumValueReadError, ValueReadError};
+use rmp::encode::{self, ByteBuf, ValueWriteError};
 
 use crate::message::TunnelMessage;
 
@@ -148,30 +153,56 @@ pub fn encode_with_limit(
     let json = message.to_json();
     let content = message.content();
     let max = max_frame_bytes.min(MAX_FRAME_BYTES);
-    let capacity = frame_len(message.type_code(), json.len(), content.map(Bytes::len))
+    let (capacity, body_len) = frame_len(message.type_code(), json.len(), content.map(Bytes::len))
         .filter(|&len| len <= max)
+        .and_then(|len| Some((len, u32::try_from(len - 4).ok()?)))
         .ok_or_else(|| FrameError::TooLarge {
             len: 4usize
                 .saturating_add(json.len())
                 .saturating_add(content.map_or(0, Bytes::len)),
             max,
         })?;
-    let mut out = BytesMut::with_capacity(capacity);
-    out.put_u32_le(0);
-    out.put_u8(0x93);
-    write_int(&mut out, message.type_code());
-    write_str(&mut out, &json);
+    // `frame_len` is exact, so the buffer never grows and turns into `Bytes`
+    // without copying.
+    let mut out = ByteBuf::with_capacity(capacity);
+    infallible(write_body(
+        &mut out,
+        body_len,
+        message.type_code(),
+        &json,
+        content,
+    ));
+    Ok(Bytes::from(out.into_vec()))
+}
+
+/// Writes the length prefix and the `[type, json, content]` array with
+/// rmp, which picks the minimal form of every value (as the SDK's encoder
+/// does). `frame_len` has checked that every length fits in a `u32`.
+fn write_body(
+    out: &mut ByteBuf,
+    body_len: u32,
+    type_code: i64,
+    json: &str,
+    content: Option<&Bytes>,
+) -> Result<(), ValueWriteError<Infallible>> {
+    out.as_mut_vec().extend_from_slice(&body_len.to_le_bytes());
+    encode::write_array_len(out, 3)?;
+    encode::write_sint(out, type_code)?;
+    encode::write_str(out, json)?;
     match content {
-        Some(bytes) => write_bin(&mut out, bytes),
-        None => out.put_u8(0xc0),
+        Some(bytes) => encode::write_bin(out, bytes),
+        None => encode::write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite),
     }
-    // Cannot fail: `frame_len` bounded the length.
-    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::TooLarge {
-        len: out.len(),
-        max,
-    })?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    Ok(out.freeze())
+}
+
+/// Writing to a [`ByteBuf`] cannot fail: its error type has no values.
+fn infallible<T>(result: Result<T, ValueWriteError<Infallible>>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(
+            ValueWriteError::InvalidMarkerWrite(never) | ValueWriteError::InvalidDataWrite(never),
+        ) => match never {},
+    }
 }
 
 /// The exact frame length (prefix included) of a message with this type
@@ -198,7 +229,7 @@ fn frame_len(type_code: i64, json_len: usize, content_len: Option<usize>) -> Opt
     (body <= u32::MAX as usize).then_some(4 + body)
 }
 
-/// Bytes of a str8/16/32 or bin8/16/32 header for `len` (as `write_len`).
+/// Bytes of a str8/16/32 or bin8/16/32 header for `len` (as rmp writes it).
 fn len_header(len: usize) -> Option<usize> {
     match len {
         0..=0xff => Some(2),
@@ -216,10 +247,7 @@ fn len_header(len: usize) -> Option<usize> {
 /// use portcullis_tunnel::{TunnelMessage, frame};
 ///
 /// let hex = "36000000 93 05 d931 7b2254797065223a352c224d657373616765223a226b656570616c697665222c2254726163696e674964223a6e756c6c7d c0";
-/// let bytes: Vec<u8> = (0..hex.replace(' ', "").len())
-///     .step_by(2)
-///     .map(|i| u8::from_str_radix(&hex.replace(' ', "")[i..i + 2], 16).unwrap())
-///     .collect();
+/// let bytes = hex::decode(hex.replace(' ', "")).unwrap();
 /// assert_eq!(
 ///     frame::decode(&bytes).unwrap(),
 ///     TunnelMessage::ServiceStatus { message: "keepalive".into() }
@@ -262,194 +290,99 @@ pub fn decode_with_limit(
         });
     }
 
-    let mut r = Reader { data: body, pos: 0 };
-    let marker = r.u8("array header")?;
-    let len = match marker {
-        0x90..=0x9f => u32::from(marker & 0x0f),
-        0xdc => u32::from(r.be::<2>("array16 length").map(u16::from_be_bytes)?),
-        0xdd => r.be::<4>("array32 length").map(u32::from_be_bytes)?,
-        _ => return Err(FrameError::NotAnArray { marker }),
-    };
+    let mut rd = body;
+    let len = decode::read_array_len(&mut rd).map_err(|error| match error {
+        ValueReadError::TypeMismatch(marker) => FrameError::NotAnArray {
+            marker: marker.to_u8(),
+        },
+        _ => FrameError::Truncated {
+            what: "array header",
+        },
+    })?;
     if len != 3 {
         return Err(FrameError::WrongArrayLength { len });
     }
 
-    let type_code = r.int()?;
-    let json = r.json()?;
-    let content = r.content()?;
-    if r.pos != r.data.len() {
-        return Err(FrameError::TrailingBytes {
-            count: r.data.len() - r.pos,
-        });
+    let type_code = read_type(&mut rd)?;
+    let json = read_json(&mut rd)?;
+    let content = read_content(&mut rd)?;
+    if !rd.is_empty() {
+        return Err(FrameError::TrailingBytes { count: rd.len() });
     }
     let json = std::str::from_utf8(json).map_err(|_| FrameError::InvalidUtf8)?;
     TunnelMessage::from_parts(type_code, json, content.map(Bytes::copy_from_slice))
         .map_err(|source| FrameError::InvalidJson { type_code, source })
 }
 
-/// A bounds-checked cursor over the MessagePack body.
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// The message type: an integer of any width that fits in an `i64`.
+fn read_type(rd: &mut &[u8]) -> Result<i64, FrameError> {
+    const WHAT: &str = "message type";
+    // `&[u8]` is `Copy`: the probe re-reads a uint64 too large for an i64.
+    let probe = *rd;
+    decode::read_int::<i64, _>(rd).map_err(|error| match error {
+        NumValueReadError::TypeMismatch(marker) => FrameError::WrongType {
+            element: "type",
+            expected: "an integer",
+            marker: marker.to_u8(),
+        },
+        NumValueReadError::OutOfRange => match decode::read_u64(&mut { probe }) {
+            Ok(value) => FrameError::TypeOutOfRange(value),
+            Err(_) => FrameError::Truncated { what: WHAT },
+        },
+        _ => FrameError::Truncated { what: WHAT },
+    })
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FrameError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.data.len())
-            .ok_or(FrameError::Truncated { what })?;
-        let slice = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, FrameError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn be<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FrameError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    fn sized(&mut self, len_bytes: u8, what: &'static str) -> Result<&'a [u8], FrameError> {
-        let len = match len_bytes {
-            1 => usize::from(self.u8(what)?),
-            2 => usize::from(u16::from_be_bytes(self.be::<2>(what)?)),
-            _ => u32::from_be_bytes(self.be::<4>(what)?) as usize,
-        };
-        self.take(len, what)
-    }
-
-    fn int(&mut self) -> Result<i64, FrameError> {
-        const WHAT: &str = "message type";
-        let marker = self.u8(WHAT)?;
-        Ok(match marker {
-            0x00..=0x7f => i64::from(marker),
-            0xe0..=0xff => i64::from(marker as i8),
-            0xcc => i64::from(self.u8(WHAT)?),
-            0xcd => i64::from(u16::from_be_bytes(self.be::<2>(WHAT)?)),
-            0xce => i64::from(u32::from_be_bytes(self.be::<4>(WHAT)?)),
-            0xcf => {
-                let v = u64::from_be_bytes(self.be::<8>(WHAT)?);
-                i64::try_from(v).map_err(|_| FrameError::TypeOutOfRange(v))?
-            }
-            0xd0 => i64::from(i8::from_be_bytes(self.be::<1>(WHAT)?)),
-            0xd1 => i64::from(i16::from_be_bytes(self.be::<2>(WHAT)?)),
-            0xd2 => i64::from(i32::from_be_bytes(self.be::<4>(WHAT)?)),
-            0xd3 => i64::from_be_bytes(self.be::<8>(WHAT)?),
-            _ => {
-                return Err(FrameError::WrongType {
-                    element: "type",
-                    expected: "an integer",
-                    marker,
-                });
-            }
-        })
-    }
-
-    fn json(&mut self) -> Result<&'a [u8], FrameError> {
-        const WHAT: &str = "JSON string";
-        let marker = self.u8(WHAT)?;
-        match marker {
-            0xa0..=0xbf => self.take(usize::from(marker & 0x1f), WHAT),
-            0xd9 => self.sized(1, WHAT),
-            0xda => self.sized(2, WHAT),
-            0xdb => self.sized(4, WHAT),
-            _ => Err(FrameError::WrongType {
-                element: "json",
-                expected: "a string",
-                marker,
-            }),
-        }
-    }
-
-    fn content(&mut self) -> Result<Option<&'a [u8]>, FrameError> {
-        const WHAT: &str = "content";
-        let marker = self.u8(WHAT)?;
-        match marker {
-            0xc0 => Ok(None),
-            0xc4 | 0xd9 => self.sized(1, WHAT).map(Some),
-            0xc5 | 0xda => self.sized(2, WHAT).map(Some),
-            0xc6 | 0xdb => self.sized(4, WHAT).map(Some),
-            0xa0..=0xbf => self.take(usize::from(marker & 0x1f), WHAT).map(Some),
-            _ => Err(FrameError::WrongType {
-                element: "content",
-                expected: "binary, string or nil",
-                marker,
-            }),
-        }
-    }
+/// The JSON element: a MessagePack string of any width.
+fn read_json<'a>(rd: &mut &'a [u8]) -> Result<&'a [u8], FrameError> {
+    const WHAT: &str = "JSON string";
+    let len = decode::read_str_len(rd).map_err(|error| match error {
+        ValueReadError::TypeMismatch(marker) => FrameError::WrongType {
+            element: "json",
+            expected: "a string",
+            marker: marker.to_u8(),
+        },
+        _ => FrameError::Truncated { what: WHAT },
+    })?;
+    take(rd, len, WHAT)
 }
 
-fn write_int(out: &mut BytesMut, v: i64) {
-    match v {
-        0..=0x7f => out.put_u8(v as u8),
-        -32..=-1 => out.put_i8(v as i8),
-        0x80..=0xff => {
-            out.put_u8(0xcc);
-            out.put_u8(v as u8);
+/// The content: `nil`, or binary or a string of any width (read as bytes).
+fn read_content<'a>(rd: &mut &'a [u8]) -> Result<Option<&'a [u8]>, FrameError> {
+    const WHAT: &str = "content";
+    let &first = rd.first().ok_or(FrameError::Truncated { what: WHAT })?;
+    let truncated = |_| FrameError::Truncated { what: WHAT };
+    let len = match Marker::from_u8(first) {
+        Marker::Null => {
+            *rd = &rd[1..];
+            return Ok(None);
         }
-        0x100..=0xffff => {
-            out.put_u8(0xcd);
-            out.put_u16(v as u16);
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+            decode::read_bin_len(rd).map_err(truncated)?
         }
-        0x1_0000..=0xffff_ffff => {
-            out.put_u8(0xce);
-            out.put_u32(v as u32);
-        }
-        0x1_0000_0000.. => {
-            out.put_u8(0xcf);
-            out.put_u64(v as u64);
-        }
-        -0x80..=-33 => {
-            out.put_u8(0xd0);
-            out.put_i8(v as i8);
-        }
-        -0x8000..=-0x81 => {
-            out.put_u8(0xd1);
-            out.put_i16(v as i16);
-        }
-        -0x8000_0000..=-0x8001 => {
-            out.put_u8(0xd2);
-            out.put_i32(v as i32);
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+            decode::read_str_len(rd).map_err(truncated)?
         }
         _ => {
-            out.put_u8(0xd3);
-            out.put_i64(v);
+            return Err(FrameError::WrongType {
+                element: "content",
+                expected: "binary, string or nil",
+                marker: first,
+            });
         }
-    }
+    };
+    take(rd, len, WHAT).map(Some)
 }
 
-fn write_len(out: &mut BytesMut, len: usize, markers: [u8; 3]) {
-    if let Ok(l) = u8::try_from(len) {
-        out.put_u8(markers[0]);
-        out.put_u8(l);
-    } else if let Ok(l) = u16::try_from(len) {
-        out.put_u8(markers[1]);
-        out.put_u16(l);
-    } else {
-        // `frame_len` bounded every element by u32::MAX first.
-        out.put_u8(markers[2]);
-        out.put_u32(len as u32);
-    }
-}
-
-fn write_str(out: &mut BytesMut, s: &str) {
-    if s.len() < 32 {
-        out.put_u8(0xa0 | s.len() as u8);
-    } else {
-        write_len(out, s.len(), [0xd9, 0xda, 0xdb]);
-    }
-    out.put_slice(s.as_bytes());
-}
-
-fn write_bin(out: &mut BytesMut, b: &[u8]) {
-    write_len(out, b.len(), [0xc4, 0xc5, 0xc6]);
-    out.put_slice(b);
+/// The next `len` bytes, borrowed from the input: nothing is allocated for
+/// a declared length before the bytes are known to be there.
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], FrameError> {
+    let len = usize::try_from(len).map_err(|_| FrameError::Truncated { what })?;
+    let (value, rest) = rd
+        .split_at_checked(len)
+        .ok_or(FrameError::Truncated { what })?;
+    *rd = rest;
+    Ok(value)
 }
 
 #[cfg(test)]

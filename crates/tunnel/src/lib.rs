@@ -11,8 +11,9 @@
 //! - [`cloud_events`]: the CloudEvents the service sends the SDK (`connect`,
 //!   `connected`, `disconnected`, user `message`) and the parse of the SDK's
 //!   answer to `connect`.
-//! - [`rest`]: routing of the REST calls the SDK tunnels to the service.
+//! - [`rest`]: the REST calls the SDK tunnels to the service, routed and built.
 //! - [`invoke`]: the NDJSON lines streamed back for `:invoke`.
+//! - [`pending`]: request/response correlation by `AckId`, for both ends.
 //! - [`group_name`]: Socket.IO room ↔ Web PubSub group naming.
 //!
 //! Decoders never panic on input: malformed data is an error value.
@@ -32,6 +33,7 @@ pub mod frame;
 pub mod group_name;
 pub mod invoke;
 pub mod message;
+pub mod pending;
 pub mod rest;
 
 pub use frame::{FrameError, decode, decode_with_limit, encode, encode_with_limit};

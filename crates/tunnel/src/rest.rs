@@ -1,10 +1,12 @@
-//! Routing of the Web PubSub REST calls the SDK sends through the tunnel
-//! (and, later, over plain HTTP).
+//! The Web PubSub REST calls the SDK sends through the tunnel (and, later,
+//! over plain HTTP): one type, [`RestCall`], routed from a method and URL by
+//! [`parse_rest`] and built back into them by [`RestCall::method`] and
+//! [`RestCall::path_and_query`].
 //!
 //! The SDK's `Url` is `https://host` + path + `?api-version=…[&filter=…]`.
 //! Query values are `application/x-www-form-urlencoded` (`+` is a space);
-//! path segments are not encoded by the SDK (percent-escapes in them are
-//! still decoded, for plain HTTP clients). `api-version` and unknown query
+//! path segments are not encoded by the SDK (its names never need it), but
+//! percent-escapes in them are decoded, and the builder escapes what must be. `api-version` and unknown query
 //! parameters are ignored.
 //!
 //! ```
@@ -22,7 +24,7 @@
 //! assert!(parse_rest("GET", "/api/hubs/h/nothing").is_err());
 //! ```
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 /// One REST operation, with its path and query parameters decoded.
@@ -215,6 +217,217 @@ impl RestCall {
             | Self::CloseGroup { hub, .. }
             | Self::CloseUser { hub, .. } => hub,
         }
+    }
+}
+
+/// The `api-version` the SDK puts on every call (the router ignores it).
+pub const API_VERSION: &str = "2023-07-01";
+
+/// What a path segment escapes: the URL path-segment set (controls, space,
+/// `"#<>?`{}/` and non-ASCII) plus `%`, because [`parse_rest`] decodes every
+/// `%XX`. `~`, `-`, `_`, `.` and the base64url letters of group names stay
+/// as they are, as in the SDK's URLs.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'?')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
+
+impl RestCall {
+    /// The HTTP method of the call.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::SendToConnection { .. }
+            | Self::SendToAll { .. }
+            | Self::SendToGroup { .. }
+            | Self::SendToUser { .. }
+            | Self::AddToGroups { .. }
+            | Self::RemoveFromGroups { .. }
+            | Self::Invoke { .. }
+            | Self::CloseAll { .. }
+            | Self::CloseGroup { .. }
+            | Self::CloseUser { .. } => "POST",
+            Self::AddConnectionToGroup { .. } | Self::AddUserToGroup { .. } => "PUT",
+            Self::RemoveConnectionFromGroup { .. }
+            | Self::RemoveConnectionFromAllGroups { .. }
+            | Self::RemoveUserFromGroup { .. }
+            | Self::RemoveUserFromAllGroups { .. }
+            | Self::CloseConnection { .. } => "DELETE",
+            Self::ConnectionExists { .. } | Self::GroupExists { .. } | Self::UserExists { .. } => {
+                "HEAD"
+            }
+        }
+    }
+
+    /// The path and query of the call as the SDK writes them:
+    /// `/api/hubs/{hub}/…?api-version=2023-07-01` then `filter`, `excluded`
+    /// (once per id) and `reason` where the call has them.
+    ///
+    /// Path segments are percent-encoded (see [`parse_rest`]), query values
+    /// form-encoded, so [`parse_rest`] with [`RestCall::method`] gives back
+    /// the same call whenever every segment (hub, ids, group) is non-empty.
+    ///
+    /// ```
+    /// use portcullis_tunnel::rest::{RestCall, parse_rest};
+    ///
+    /// let call = RestCall::SendToGroup {
+    ///     hub: "eio_hub".into(),
+    ///     group: "0~Lw~cm9vbTE".into(),
+    ///     filter: Some("not ('0~Lw~cm9vbTI' in groups)".into()),
+    /// };
+    /// let path = call.path_and_query();
+    /// assert_eq!(
+    ///     path,
+    ///     "/api/hubs/eio_hub/groups/0~Lw~cm9vbTE/:send?api-version=2023-07-01&filter=not+%28%270%7ELw%7Ecm9vbTI%27+in+groups%29"
+    /// );
+    /// assert_eq!(parse_rest(call.method(), &path), Ok(call));
+    /// ```
+    pub fn path_and_query(&self) -> String {
+        let mut out = String::from("/api/hubs/");
+        out.extend(utf8_percent_encode(self.hub(), SEGMENT));
+        // The literal segments (`groups`, `:send`, …) have nothing to escape.
+        let mut push = |segment: &str| {
+            out.push('/');
+            out.extend(utf8_percent_encode(segment, SEGMENT));
+        };
+        let (mut filter, mut reason, mut excluded) = (None, None, &[][..]);
+        match self {
+            Self::SendToConnection { connection_id, .. } => {
+                push("connections");
+                push(connection_id);
+                push(":send");
+            }
+            Self::SendToAll { filter: f, .. } => {
+                push(":send");
+                filter = f.as_deref();
+            }
+            Self::SendToGroup {
+                group, filter: f, ..
+            } => {
+                push("groups");
+                push(group);
+                push(":send");
+                filter = f.as_deref();
+            }
+            Self::SendToUser {
+                user_id, filter: f, ..
+            } => {
+                push("users");
+                push(user_id);
+                push(":send");
+                filter = f.as_deref();
+            }
+            Self::AddToGroups { .. } => push(":addToGroups"),
+            Self::RemoveFromGroups { .. } => push(":removeFromGroups"),
+            Self::AddConnectionToGroup {
+                group,
+                connection_id,
+                ..
+            }
+            | Self::RemoveConnectionFromGroup {
+                group,
+                connection_id,
+                ..
+            } => {
+                push("groups");
+                push(group);
+                push("connections");
+                push(connection_id);
+            }
+            Self::RemoveConnectionFromAllGroups { connection_id, .. } => {
+                push("connections");
+                push(connection_id);
+                push("groups");
+            }
+            Self::AddUserToGroup { user_id, group, .. }
+            | Self::RemoveUserFromGroup { user_id, group, .. } => {
+                push("users");
+                push(user_id);
+                push("groups");
+                push(group);
+            }
+            Self::RemoveUserFromAllGroups { user_id, .. } => {
+                push("users");
+                push(user_id);
+                push("groups");
+            }
+            Self::Invoke { filter: f, .. } => {
+                push(":invoke");
+                filter = f.as_deref();
+            }
+            Self::CloseConnection {
+                connection_id,
+                reason: r,
+                ..
+            } => {
+                push("connections");
+                push(connection_id);
+                reason = r.as_deref();
+            }
+            Self::ConnectionExists { connection_id, .. } => {
+                push("connections");
+                push(connection_id);
+            }
+            Self::GroupExists { group, .. } => {
+                push("groups");
+                push(group);
+            }
+            Self::UserExists { user, .. } => {
+                push("users");
+                push(user);
+            }
+            Self::CloseAll {
+                excluded: e,
+                reason: r,
+                ..
+            } => {
+                push(":closeConnections");
+                (excluded, reason) = (e.as_slice(), r.as_deref());
+            }
+            Self::CloseGroup {
+                group,
+                excluded: e,
+                reason: r,
+                ..
+            } => {
+                push("groups");
+                push(group);
+                push(":closeConnections");
+                (excluded, reason) = (e.as_slice(), r.as_deref());
+            }
+            Self::CloseUser {
+                user_id,
+                excluded: e,
+                reason: r,
+                ..
+            } => {
+                push("users");
+                push(user_id);
+                push(":closeConnections");
+                (excluded, reason) = (e.as_slice(), r.as_deref());
+            }
+        }
+        out.push('?');
+        let start = out.len();
+        let mut query = form_urlencoded::Serializer::for_suffix(out, start);
+        query.append_pair("api-version", API_VERSION);
+        if let Some(filter) = filter {
+            query.append_pair("filter", filter);
+        }
+        for id in excluded {
+            query.append_pair("excluded", id);
+        }
+        if let Some(reason) = reason {
+            query.append_pair("reason", reason);
+        }
+        query.finish()
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use portcullis_tunnel::group_name::{group_name, parse_group_name};
 use portcullis_tunnel::invoke::{InvokeLineDecoder, invoke_line};
 use portcullis_tunnel::message::Headers;
-use portcullis_tunnel::rest::parse_rest;
+use portcullis_tunnel::rest::{RestCall, parse_rest};
 use portcullis_tunnel::{
     FrameError, HttpRequest, HttpResponse, TunnelMessage, decode, decode_with_limit, encode,
     encode_with_limit,
@@ -87,6 +87,91 @@ fn with_prefix(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_le_bytes().to_vec();
     f.extend_from_slice(body);
     f
+}
+
+/// A path segment: any non-empty text (the router has no empty segments).
+fn segment() -> impl Strategy<Value = String> {
+    any::<String>().prop_filter("empty segment", |s| !s.is_empty())
+}
+
+/// Every kind of REST call, with arbitrary segments and query values.
+fn rest_call() -> impl Strategy<Value = RestCall> {
+    let (s, text) = (segment, || any::<Option<String>>());
+    let ids = || vec(any::<String>(), 0..4);
+    prop_oneof![
+        (s(), s())
+            .prop_map(|(hub, connection_id)| RestCall::SendToConnection { hub, connection_id }),
+        (s(), text()).prop_map(|(hub, filter)| RestCall::SendToAll { hub, filter }),
+        (s(), s(), text()).prop_map(|(hub, group, filter)| RestCall::SendToGroup {
+            hub,
+            group,
+            filter
+        }),
+        (s(), s(), text()).prop_map(|(hub, user_id, filter)| RestCall::SendToUser {
+            hub,
+            user_id,
+            filter
+        }),
+        s().prop_map(|hub| RestCall::AddToGroups { hub }),
+        s().prop_map(|hub| RestCall::RemoveFromGroups { hub }),
+        (s(), s(), s()).prop_map(
+            |(hub, group, connection_id)| RestCall::AddConnectionToGroup {
+                hub,
+                group,
+                connection_id
+            }
+        ),
+        (s(), s(), s()).prop_map(|(hub, group, connection_id)| {
+            RestCall::RemoveConnectionFromGroup {
+                hub,
+                group,
+                connection_id,
+            }
+        }),
+        (s(), s()).prop_map(
+            |(hub, connection_id)| RestCall::RemoveConnectionFromAllGroups { hub, connection_id }
+        ),
+        (s(), s(), s()).prop_map(|(hub, user_id, group)| RestCall::AddUserToGroup {
+            hub,
+            user_id,
+            group
+        }),
+        (s(), s(), s()).prop_map(|(hub, user_id, group)| RestCall::RemoveUserFromGroup {
+            hub,
+            user_id,
+            group
+        }),
+        (s(), s()).prop_map(|(hub, user_id)| RestCall::RemoveUserFromAllGroups { hub, user_id }),
+        (s(), text()).prop_map(|(hub, filter)| RestCall::Invoke { hub, filter }),
+        (s(), s(), text()).prop_map(|(hub, connection_id, reason)| RestCall::CloseConnection {
+            hub,
+            connection_id,
+            reason
+        }),
+        (s(), s())
+            .prop_map(|(hub, connection_id)| RestCall::ConnectionExists { hub, connection_id }),
+        (s(), s()).prop_map(|(hub, group)| RestCall::GroupExists { hub, group }),
+        (s(), s()).prop_map(|(hub, user)| RestCall::UserExists { hub, user }),
+        (s(), ids(), text()).prop_map(|(hub, excluded, reason)| RestCall::CloseAll {
+            hub,
+            excluded,
+            reason
+        }),
+        (s(), s(), ids(), text()).prop_map(|(hub, group, excluded, reason)| RestCall::CloseGroup {
+            hub,
+            group,
+            excluded,
+            reason
+        }),
+        (s(), s(), ids(), text()).prop_map(|(hub, user_id, excluded, reason)| {
+            RestCall::CloseUser {
+                hub,
+                user_id,
+                excluded,
+                reason,
+            }
+        }),
+    ]
 }
 
 proptest! {
@@ -191,6 +276,13 @@ proptest! {
             parse_rest("DELETE", &url).unwrap(),
             portcullis_tunnel::rest::RestCall::RemoveConnectionFromGroup { hub, group, connection_id: id }
         );
+    }
+
+    #[test]
+    fn rest_calls_build_and_parse_back(call in rest_call(), absolute in any::<bool>()) {
+        let path = call.path_and_query();
+        let target = if absolute { format!("https://host{path}") } else { path };
+        prop_assert_eq!(parse_rest(call.method(), &target), Ok(call));
     }
 
     #[test]

@@ -2,17 +2,17 @@
 //! channel, requests the gateway sends (correlated by ack id), and the
 //! keep-alive the SDK needs.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use portcullis_tunnel::pending::Requests;
 use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How long the gateway waits for an answer to a request it sent.
@@ -47,8 +47,8 @@ pub(crate) struct TunnelSocket {
     /// Past this many queued frames the tunnel is stuck (replies and
     /// notifications, which cannot wait, would otherwise pile up).
     stuck_at: usize,
-    pending: Mutex<HashMap<u64, oneshot::Sender<HttpResponse>>>,
-    next_ack: AtomicU64,
+    /// Requests sent and not answered yet, by ack id.
+    pending: Requests<HttpResponse>,
     pub closed: CancellationToken,
 }
 
@@ -76,8 +76,7 @@ impl TunnelSocket {
             // Replies and notifications are few per client and request;
             // this many waiting means nobody reads.
             stuck_at: queue.saturating_mul(4).max(STUCK_FLOOR),
-            pending: Mutex::new(HashMap::new()),
-            next_ack: AtomicU64::new(1),
+            pending: Requests::default(),
             closed: CancellationToken::new(),
         });
         let writer = Writer {
@@ -136,11 +135,14 @@ impl TunnelSocket {
         &self,
         build: impl FnOnce(u64) -> HttpRequest,
     ) -> Result<HttpResponse, RequestError> {
-        let ack_id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode(&TunnelMessage::HttpRequest(build(ack_id)))
-            .map_err(|e| RequestError::TooLarge(e.to_string()))?;
-        let (reply, answer) = oneshot::channel();
-        self.lock_pending().insert(ack_id, reply);
+        let (ack_id, answer) = self.pending.wait();
+        let bytes = match frame::encode(&TunnelMessage::HttpRequest(build(ack_id))) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.pending.remove(ack_id);
+                return Err(RequestError::TooLarge(error.to_string()));
+            }
+        };
         // A busy tunnel makes the request wait for room (within its timeout)
         // rather than closing the tunnel of every client of that server.
         let exchange = async {
@@ -155,26 +157,18 @@ impl TunnelSocket {
             _ = tokio::time::sleep(REQUEST_TIMEOUT) => Err(RequestError::Timeout),
             _ = self.closed.cancelled() => Err(RequestError::Closed),
         };
-        self.lock_pending().remove(&ack_id);
+        self.pending.remove(ack_id);
         result
     }
 
     /// Hands a response from the application server to whoever waits for it.
     pub fn on_response(&self, response: HttpResponse) {
-        if let Some(waiter) = self.lock_pending().remove(&response.ack_id) {
-            let _ = waiter.send(response);
-        }
+        self.pending.resolve(response.ack_id, response);
     }
 
     pub fn close(&self) {
         self.closed.cancel();
-        self.lock_pending().clear();
-    }
-
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<HttpResponse>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.clear();
     }
 }
 
@@ -241,7 +235,6 @@ impl TunnelSocket {
     /// Sends a request whose answer nobody waits for (`connected`,
     /// `disconnected`): the response is dropped on arrival.
     pub fn notify(&self, build: impl FnOnce(u64) -> HttpRequest) {
-        let ack_id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-        self.send(&TunnelMessage::HttpRequest(build(ack_id)));
+        self.send(&TunnelMessage::HttpRequest(build(self.pending.next_id())));
     }
 }

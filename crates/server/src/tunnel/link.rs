@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -20,6 +20,7 @@ use portcullis_auth::{ClientTokenOptions, mint_client_token};
 use portcullis_hub::{Filter, Payload};
 use portcullis_protocol::engine::{Packet as EioPacket, decode_payload};
 use portcullis_tunnel::invoke::InvokeLineDecoder;
+use portcullis_tunnel::pending::Pending;
 use portcullis_tunnel::{HttpRequest, HttpResponse, TunnelMessage, frame};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -63,12 +64,6 @@ struct InFlight {
     first: bool,
 }
 
-#[derive(Default)]
-struct Calls {
-    next_ack: u64,
-    in_flight: HashMap<u64, InFlight>,
-}
-
 /// The tunnel of one `SocketIo`.
 pub(crate) struct Link {
     hub: String,
@@ -81,7 +76,8 @@ pub(crate) struct Link {
     pub(super) local_group: String,
     ops: mpsc::UnboundedSender<Op>,
     writer: watch::Sender<Option<(u64, Writer)>>,
-    calls: Mutex<Calls>,
+    /// Calls sent and not fully answered, by ack id.
+    calls: Pending<InFlight>,
     connected: AtomicBool,
     pub(super) stats: Stats,
 }
@@ -124,7 +120,7 @@ impl Link {
             local_group,
             ops,
             writer: watch::Sender::new(None),
-            calls: Mutex::default(),
+            calls: Pending::default(),
             connected: AtomicBool::new(false),
             stats: Stats::default(),
         });
@@ -141,10 +137,6 @@ impl Link {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Calls> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // ----- the operations of the Socket.IO layer -----
@@ -260,22 +252,13 @@ impl Link {
                 }
             }
         };
-        let ack_id = {
-            let mut calls = self.lock();
-            calls.next_ack += 1;
-            let ack_id = calls.next_ack;
-            calls.in_flight.insert(
-                ack_id,
-                InFlight {
-                    what: format!("{} {}", op.call.method, op.call.url),
-                    socket,
-                    answered: Some(answered),
-                    acks: op.acks.map(|tx| (InvokeLineDecoder::default(), tx)),
-                    first: true,
-                },
-            );
-            ack_id
-        };
+        let ack_id = self.calls.insert(InFlight {
+            what: format!("{} {}", op.call.method, op.call.url),
+            socket,
+            answered: Some(answered),
+            acks: op.acks.map(|tx| (InvokeLineDecoder::default(), tx)),
+            first: true,
+        });
         let mut request = HttpRequest::new(ack_id, op.call.method, op.call.url);
         request.local_routing = true;
         if let Some(content_type) = op.call.content_type {
@@ -287,52 +270,45 @@ impl Link {
         // A call too large for a frame is dropped like one on a closed tunnel.
         if !encoded.is_ok_and(|bytes| writer.send(Message::Binary(bytes)).is_ok()) {
             // The tunnel closed meanwhile; `fail_socket` drops the call.
-            self.lock().in_flight.remove(&ack_id);
+            self.calls.remove(ack_id);
         }
     }
 
     fn on_response(&self, response: HttpResponse) {
-        let mut calls = self.lock();
-        let Some(call) = calls.in_flight.get_mut(&response.ack_id) else {
-            return;
-        };
-        let ok = (200..300).contains(&response.status_code);
-        if call.first {
-            call.first = false;
-            if !ok {
-                let body = response
-                    .content
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                tracing::warn!(hub = %self.hub, call = %call.what, status = response.status_code, %body, "gateway refused a call");
-                call.acks = None;
-            }
-            if let Some(answered) = call.answered.take() {
-                let _ = answered.send(());
-            }
-        }
-        if let (Some((decoder, tx)), Some(chunk)) = (call.acks.as_mut(), &response.content) {
-            for line in decoder.push(chunk) {
-                match line.ok().and_then(|payload| ack_of(&payload)) {
-                    Some(ack) => {
-                        let _ = tx.send(ack);
-                    }
-                    None => tracing::debug!(hub = %self.hub, "invalid :invoke line ignored"),
+        let last = !response.not_completed;
+        self.calls.answer(response.ack_id, last, |call| {
+            let ok = (200..300).contains(&response.status_code);
+            if call.first {
+                call.first = false;
+                if !ok {
+                    let body = response
+                        .content
+                        .as_deref()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    tracing::warn!(hub = %self.hub, call = %call.what, status = response.status_code, %body, "gateway refused a call");
+                    call.acks = None;
+                }
+                if let Some(answered) = call.answered.take() {
+                    let _ = answered.send(());
                 }
             }
-        }
-        if !response.not_completed {
-            calls.in_flight.remove(&response.ack_id);
-        }
+            if let (Some((decoder, tx)), Some(chunk)) = (call.acks.as_mut(), &response.content) {
+                for line in decoder.push(chunk) {
+                    match line.ok().and_then(|payload| ack_of(&payload)) {
+                        Some(ack) => {
+                            let _ = tx.send(ack);
+                        }
+                        None => tracing::debug!(hub = %self.hub, "invalid :invoke line ignored"),
+                    }
+                }
+            }
+        });
     }
 
     /// The tunnel `socket` closed: its unanswered calls are given up.
     fn fail_socket(&self, socket: u64) {
-        let mut calls = self.lock();
-        let before = calls.in_flight.len();
-        calls.in_flight.retain(|_, c| c.socket != socket);
-        let lost = before - calls.in_flight.len();
+        let lost = self.calls.retain(|call| call.socket != socket);
         if lost > 0 {
             tracing::warn!(hub = %self.hub, lost, "tunnel lost with calls unanswered");
         }

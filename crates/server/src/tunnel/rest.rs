@@ -6,11 +6,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use portcullis_hub::{Filter, Frame, Payload, odata};
 use portcullis_protocol::engine::RECORD_SEPARATOR;
+use portcullis_tunnel::rest::{GroupsBody, RestCall};
 
 use crate::conn::ConnId;
 
-/// The SDK's `api-version`.
-const API_VERSION: &str = "api-version=2023-07-01";
 /// The SDK's placeholder host (the tunnel is the real destination).
 const HOST: &str = "https://host";
 
@@ -23,18 +22,38 @@ pub(crate) struct Call {
     pub body: Option<Bytes>,
 }
 
-fn base(hub: &str) -> String {
-    format!("{HOST}/api/hubs/{hub}")
+impl Call {
+    /// `rest` as the SDK sends it (its method, `https://host` + its path and
+    /// query), with this body.
+    fn new(rest: &RestCall, content_type: Option<&'static str>, body: Option<Bytes>) -> Self {
+        Call {
+            method: rest.method(),
+            url: format!("{HOST}{}", rest.path_and_query()),
+            content_type,
+            body,
+        }
+    }
+
+    /// A `text/plain` call whose body is the Engine.IO payload text.
+    fn with_payload(rest: &RestCall, payload: &Payload) -> Self {
+        Self::new(rest, Some("text/plain"), text_body(payload))
+    }
+
+    /// An `application/json` call whose body is `{"groups":[…],"filter":"…"}`.
+    fn with_groups(rest: &RestCall, groups: &[String], filter: &Filter) -> Self {
+        let body = GroupsBody {
+            groups: groups.to_vec(),
+            filter: Some(odata::to_odata(filter)),
+        };
+        // Serialising strings cannot fail.
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        Self::new(rest, Some("application/json"), Some(Bytes::from(json)))
+    }
 }
 
-/// `&filter=<form-urlencoded OData>`, or nothing for "everyone".
-fn filter_param(filter: &Filter) -> String {
-    if *filter == Filter::All {
-        return String::new();
-    }
-    let text = odata::to_odata(filter);
-    let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-    format!("&filter={encoded}")
+/// The `filter` query value: the OData text, or none for "everyone".
+fn filter_text(filter: &Filter) -> Option<String> {
+    (*filter != Filter::All).then(|| odata::to_odata(filter))
 }
 
 /// The Engine.IO payload text of `payload` (the polling format the REST
@@ -62,47 +81,42 @@ fn text_body(payload: &Payload) -> Option<Bytes> {
 
 /// `POST …/connections/{id}/:send` → 202.
 pub(crate) fn send_to_connection(hub: &str, connection: &ConnId, payload: &Payload) -> Call {
-    Call {
-        method: "POST",
-        url: format!("{}/connections/{connection}/:send?{API_VERSION}", base(hub)),
-        content_type: Some("text/plain"),
-        body: text_body(payload),
-    }
+    let rest = RestCall::SendToConnection {
+        hub: hub.to_owned(),
+        connection_id: connection.to_string(),
+    };
+    Call::with_payload(&rest, payload)
 }
 
 /// A broadcast as the SDK's adapter sends it: a group send when the filter
 /// requires one group (the rest as a filter), else a hub send with the
 /// filter. → 202.
 pub(crate) fn broadcast(hub: &str, filter: &Filter, payload: &Payload) -> Call {
-    let url = match filter {
-        Filter::InGroup(group) => format!("{}/groups/{group}/:send?{API_VERSION}", base(hub)),
-        Filter::And(terms) if matches!(terms.first(), Some(Filter::InGroup(_))) => {
-            let Some(Filter::InGroup(group)) = terms.first() else {
-                unreachable!("matched above")
-            };
-            let rest = match &terms[1..] {
-                [only] => only.clone(),
-                more => Filter::And(more.to_vec()),
-            };
-            format!(
-                "{}/groups/{group}/:send?{API_VERSION}{}",
-                base(hub),
-                filter_param(&rest)
-            )
-        }
-        other => format!("{}/:send?{API_VERSION}{}", base(hub), filter_param(other)),
+    let hub = hub.to_owned();
+    // The group the filter requires first, and the terms after it.
+    let (group, others) = match filter {
+        Filter::InGroup(group) => (Some(group), None),
+        Filter::And(terms) => match terms.as_slice() {
+            [Filter::InGroup(group), others @ ..] => (Some(group), Some(others)),
+            _ => (None, None),
+        },
+        _ => (None, None),
     };
-    Call {
-        method: "POST",
-        url,
-        content_type: Some("text/plain"),
-        body: text_body(payload),
-    }
-}
-
-fn groups_body(groups: &[String], filter: &Filter) -> Option<Bytes> {
-    let body = serde_json::json!({ "groups": groups, "filter": odata::to_odata(filter) });
-    Some(Bytes::from(body.to_string()))
+    let call = match group {
+        Some(group) => RestCall::SendToGroup {
+            hub,
+            group: group.clone(),
+            filter: others.and_then(|others| match others {
+                [only] => filter_text(only),
+                more => filter_text(&Filter::And(more.to_vec())),
+            }),
+        },
+        None => RestCall::SendToAll {
+            hub,
+            filter: filter_text(filter),
+        },
+    };
+    Call::with_payload(&call, payload)
 }
 
 /// `POST …/:addToGroups` with `connectionId eq '…'` → 200.
@@ -112,48 +126,39 @@ pub(crate) fn add_to_groups(hub: &str, connection: &ConnId, groups: &[String]) -
 
 /// `POST …/:addToGroups` with any filter → 200.
 pub(crate) fn add_where(hub: &str, groups: &[String], filter: &Filter) -> Call {
-    Call {
-        method: "POST",
-        url: format!("{}/:addToGroups?{API_VERSION}", base(hub)),
-        content_type: Some("application/json"),
-        body: groups_body(groups, filter),
-    }
+    let rest = RestCall::AddToGroups {
+        hub: hub.to_owned(),
+    };
+    Call::with_groups(&rest, groups, filter)
 }
 
 /// One group: `DELETE …/groups/{g}/connections/{id}` (what `socket.leave`
 /// sends); several: `POST …/:removeFromGroups` → 200.
 pub(crate) fn remove_from_groups(hub: &str, connection: &ConnId, groups: &[String]) -> Call {
+    let hub = hub.to_owned();
     match groups {
-        [group] => Call {
-            method: "DELETE",
-            url: format!(
-                "{}/groups/{group}/connections/{connection}?{API_VERSION}",
-                base(hub)
-            ),
-            content_type: None,
-            body: None,
-        },
-        _ => Call {
-            method: "POST",
-            url: format!("{}/:removeFromGroups?{API_VERSION}", base(hub)),
-            content_type: Some("application/json"),
-            body: groups_body(groups, &Filter::ConnectionId(connection.to_string())),
-        },
+        [group] => {
+            let rest = RestCall::RemoveConnectionFromGroup {
+                hub,
+                group: group.clone(),
+                connection_id: connection.to_string(),
+            };
+            Call::new(&rest, None, None)
+        }
+        _ => {
+            let filter = Filter::ConnectionId(connection.to_string());
+            Call::with_groups(&RestCall::RemoveFromGroups { hub }, groups, &filter)
+        }
     }
 }
 
 /// `POST …/:invoke[?filter=]` → 200, then NDJSON acknowledgements.
 pub(crate) fn invoke(hub: &str, filter: &Filter, payload: &Payload) -> Call {
-    Call {
-        method: "POST",
-        url: format!(
-            "{}/:invoke?{API_VERSION}{}",
-            base(hub),
-            filter_param(filter)
-        ),
-        content_type: Some("text/plain"),
-        body: text_body(payload),
-    }
+    let rest = RestCall::Invoke {
+        hub: hub.to_owned(),
+        filter: filter_text(filter),
+    };
+    Call::with_payload(&rest, payload)
 }
 
 #[cfg(test)]

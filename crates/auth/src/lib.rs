@@ -9,6 +9,18 @@
 //! - [`ClientTokenVerifier`]: verification of client tokens (signature, expiry, audience).
 //! - [`Claims`]: the verified claims in the form the SDK reads (`name -> [strings]`).
 //!
+//! # One JWT implementation
+//!
+//! Tokens are HS256 JWTs and nothing else, so the crate owns HS256 in one private module
+//! (on `hmac`, `sha2`, `base64` and `serde_json`): minting signs through it, and it is the
+//! single place that decides whether a token's form, signature and `exp`/`nbf` are valid
+//! (the audience is then matched by [`verify`]). Each access key's HMAC state is keyed
+//! once, in [`ClientTokenVerifier::new`], and a forged token is refused by its signature
+//! before anything of it but the header's `alg` is decoded. A general JWT library was the
+//! alternative: jsonwebtoken needs a process-wide crypto provider, and its RustCrypto
+//! backend links RSA (RUSTSEC-2023-0071) and elliptic-curve code this crate never calls.
+//! The tests still mint tokens with jsonwebtoken, as an independent implementation.
+//!
 //! ```
 //! use portcullis_auth::{AccessKeys, ClientTokenOptions, ClientTokenVerifier, VerifierConfig};
 //!
@@ -34,8 +46,7 @@ pub mod keys;
 pub mod mint;
 pub mod verify;
 
-mod crypto;
-mod signature;
+mod jwt;
 mod ttl;
 
 pub use claims::Claims;

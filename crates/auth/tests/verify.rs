@@ -627,3 +627,103 @@ fn clones_share_keys_and_debug_hides_them() {
     assert!(clone.verify(&token, "chat").is_ok());
     assert!(!format!("{v:?}").contains(KEY));
 }
+
+/// The rules for correctly signed tokens with odd registered claims, as they
+/// were when jsonwebtoken decided them (the crate's own JWT code keeps them).
+#[test]
+fn registered_claim_edge_cases() {
+    const TYPES: &str = "a registered claim (exp, nbf, sub, iss or aud) has the wrong type";
+    const EXP: &str = "the exp claim is not a non-negative number of seconds";
+    const NBF: &str = "the nbf claim is not a non-negative number of seconds";
+    let exp = now() + 600;
+    let cases = [
+        // A registered claim given twice, even with the same value.
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"exp":{exp}}}"#),
+            Err(TYPES),
+        ),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"sub":"a","sub":"a"}}"#),
+            Err(TYPES),
+        ),
+        // Any other claim given twice: the last value counts.
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"userId":"a","userId":"b"}}"#),
+            Ok(()),
+        ),
+        // exp and nbf: an empty array or object is "not a number", a full one the wrong type.
+        (format!(r#"{{"aud":"{AUD}","exp":[]}}"#), Err(EXP)),
+        (format!(r#"{{"aud":"{AUD}","exp":{{}}}}"#), Err(EXP)),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"nbf":[1]}}"#),
+            Err(TYPES),
+        ),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"nbf":null}}"#),
+            Err(NBF),
+        ),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"nbf":-1}}"#),
+            Err(NBF),
+        ),
+        // Whole seconds: a fraction is rounded, 2^64 is too large.
+        (format!(r#"{{"aud":"{AUD}","exp":{exp}.4}}"#), Ok(())),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":18446744073709551616}}"#),
+            Err(EXP),
+        ),
+        // sub: a scalar of another type is ignored, an array or object is the wrong type.
+        (format!(r#"{{"aud":"{AUD}","exp":{exp},"sub":5}}"#), Ok(())),
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"sub":[]}}"#),
+            Err(TYPES),
+        ),
+        // iss is never checked.
+        (
+            format!(r#"{{"aud":"{AUD}","exp":{exp},"iss":{{"a":[1]}}}}"#),
+            Ok(()),
+        ),
+    ];
+    for (payload, expected) in cases {
+        let token = hand_built(r#"{"alg":"HS256"}"#, &payload, KEY);
+        let result = verifier().verify(&token, "chat").map(|_| ());
+        assert_eq!(result, expected.map_err(TokenError::Malformed), "{payload}");
+    }
+}
+
+/// Registered header parameters of a correctly signed token must have their
+/// JOSE types; other parameters may be anything.
+#[test]
+fn registered_header_parameter_types() {
+    const INVALID: &str = "the header is not a valid JWT header";
+    let cases = [
+        (
+            r#"{"alg":"HS256","typ":"JWT","kid":"k1","crit":["b64"]}"#,
+            Ok(()),
+        ),
+        (r#"{"alg":"HS256","typ":null,"custom":{"any":[1]}}"#, Ok(())),
+        (r#"{"alg":"HS256","typ":5}"#, Err(INVALID)),
+        (r#"{"alg":"HS256","x5c":["a",1]}"#, Err(INVALID)),
+        (r#"{"alg":"HS256","kid":"a","kid":"a"}"#, Err(INVALID)),
+        (
+            r#"{"alg":"HS256","jwk":{"kty":"oct","k":"AA","kid":"x"}}"#,
+            Ok(()),
+        ),
+        (r#"{"alg":"HS256","jwk":{"alg":{"HS256":null}}}"#, Ok(())),
+        (r#"{"alg":"HS256","jwk":[]}"#, Err(INVALID)),
+        (r#"{"alg":"HS256","jwk":{"kid":1}}"#, Err(INVALID)),
+        (
+            r#"{"alg":"HS256","jwk":{"kid":"x","kid":"x"}}"#,
+            Err(INVALID),
+        ),
+        (
+            r#"{"alg":"HS256","jwk":{"key_ops":["sign",null]}}"#,
+            Err(INVALID),
+        ),
+    ];
+    for (header, expected) in cases {
+        let token = hand_built(header, &valid_claims().to_string(), KEY);
+        let result = verifier().verify(&token, "chat").map(|_| ());
+        assert_eq!(result, expected.map_err(TokenError::Malformed), "{header}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The crate's API against the `rust_socketio` client, each case both
 //! embedded and over the server tunnel.
 
+#[path = "../../../crates/server/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

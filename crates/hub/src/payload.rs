@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use portcullis_protocol::engine::{DecodeError, Packet, RECORD_SEPARATOR};
+use portcullis_protocol::engine::{DecodeError, Packet, PayloadBuilder, split_records};
 
 /// One Engine.IO packet as the client's transport carries it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +36,14 @@ impl Frame {
     /// Whether the frame carries no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Appends the frame as one record of a polling payload.
+    pub fn push_to(&self, body: &mut PayloadBuilder) {
+        match self {
+            Frame::Text(text) => body.push_encoded(&String::from_utf8_lossy(text)),
+            Frame::Binary(bytes) => body.push_binary(bytes),
+        }
     }
 
     /// The frame as a packet.
@@ -95,8 +103,7 @@ impl Payload {
     /// `b` + base64), which is what the tunnel carries. Records are validated
     /// as packets but kept as text, so nothing is re-encoded.
     pub fn parse(eio_payload: &str) -> Result<Self, DecodeError> {
-        let frames = eio_payload
-            .split(RECORD_SEPARATOR)
+        let frames = split_records(eio_payload)
             .map(|record| match Packet::decode_record(record)? {
                 Packet::Binary(bytes) => Ok(Frame::Binary(bytes)),
                 _ => Ok(Frame::text(record)),
@@ -105,8 +112,52 @@ impl Payload {
         Ok(Payload::from_frames(frames))
     }
 
+    /// The payload in the Engine.IO polling format (what [`Payload::parse`]
+    /// reads): the tunnel's REST bodies and long-polling responses.
+    pub fn to_polling_text(&self) -> String {
+        let mut body = PayloadBuilder::default();
+        self.frames()
+            .iter()
+            .for_each(|frame| frame.push_to(&mut body));
+        body.finish()
+    }
+
     /// The frames, in order.
     pub fn frames(&self) -> &[Frame] {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            "[^\u{1e}]{0,40}".prop_map(|text| Frame::text(format!("4{text}"))),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|bytes| Frame::Binary(Bytes::from(bytes))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn polling_text_parses_back(frames in proptest::collection::vec(frame(), 1..6)) {
+            let payload = Payload::from_frames(frames);
+            prop_assert_eq!(Payload::parse(&payload.to_polling_text()).unwrap(), payload);
+        }
+    }
+
+    #[test]
+    fn polling_text_of_an_event_with_an_attachment() {
+        let payload = Payload::from_frames(vec![
+            Frame::text("451-[\"f\",{\"_placeholder\":true,\"num\":0}]"),
+            Frame::Binary(Bytes::from_static(&[1, 2, 3])),
+        ]);
+        assert_eq!(
+            payload.to_polling_text(),
+            "451-[\"f\",{\"_placeholder\":true,\"num\":0}]\u{1e}bAQID"
+        );
     }
 }

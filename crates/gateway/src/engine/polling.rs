@@ -10,7 +10,7 @@ use portcullis_protocol::engine::{PayloadBuilder, decode_payload};
 
 use super::error::{EngineError, ErrorCode};
 use super::inbound::{Flow, on_client_packet, protocol_error};
-use crate::hub::{Connection, DisconnectReason, Ending, Frame, LocalHub, PollReady};
+use crate::hub::{Connection, DisconnectReason, Ending, LocalHub, PollReady};
 
 /// A polling response body: packets as an Engine.IO payload.
 pub(crate) fn payload_response(body: String) -> Response {
@@ -71,22 +71,11 @@ fn render(ready: PollReady) -> String {
             (frames, tail)
         }
     };
-    for frame in &frames {
-        push_frame(&mut body, frame);
-    }
+    frames.iter().for_each(|frame| frame.push_to(&mut body));
     if let Some(tail) = tail {
         body.push_encoded(tail);
     }
     body.finish()
-}
-
-fn push_frame(body: &mut PayloadBuilder, frame: &Frame) {
-    match frame {
-        Frame::Text(text) => body.push_encoded(std::str::from_utf8(text).unwrap_or_default()),
-        Frame::Binary(bytes) => {
-            body.push(&portcullis_protocol::engine::Packet::Binary(bytes.clone()))
-        }
-    }
 }
 
 struct PostSlot<'a>(&'a Connection);

@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use base64::Engine as _;
-use portcullis_protocol::engine::RECORD_SEPARATOR;
+use portcullis_protocol::engine::PayloadBuilder;
 use tokio::sync::mpsc;
 
 use crate::hub::ConnectionId;
@@ -58,10 +57,8 @@ pub(crate) struct TunnelClient {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Records waiting for the next user event, joined by `\x1e`.
-    outbox: String,
-    /// Number of records in `outbox`.
-    outbox_packets: usize,
+    /// Records waiting for the next user event, as one polling payload.
+    outbox: PayloadBuilder,
     in_flight: bool,
     /// Set when the connection ended: `disconnected` goes after the outbox.
     ended: Option<String>,
@@ -73,7 +70,7 @@ struct Inner {
 /// A client acknowledgement with attachments, collected until complete.
 #[derive(Debug)]
 struct BinaryAck {
-    payload: String,
+    payload: PayloadBuilder,
     remaining: u32,
     stream: mpsc::UnboundedSender<String>,
 }
@@ -121,16 +118,11 @@ impl TunnelClient {
             return Ok(Push::Queued);
         }
         let bytes = inner.outbox.len() + record.len() + 1;
-        if bytes > self.limits.max_bytes || inner.outbox_packets >= self.limits.max_packets {
-            inner.outbox = String::new();
-            inner.outbox_packets = 0;
+        if bytes > self.limits.max_bytes || inner.outbox.records() >= self.limits.max_packets {
+            inner.outbox = PayloadBuilder::default();
             return Err(BacklogFull(self.limits));
         }
-        if !inner.outbox.is_empty() {
-            inner.outbox.push(RECORD_SEPARATOR);
-        }
-        inner.outbox.push_str(record);
-        inner.outbox_packets += 1;
+        inner.outbox.push_encoded(record);
         Ok(match std::mem::replace(&mut inner.in_flight, true) {
             true => Push::Queued,
             false => Push::StartPump,
@@ -161,8 +153,7 @@ impl TunnelClient {
     pub fn next(&self) -> Next {
         let mut inner = self.lock();
         if !inner.outbox.is_empty() {
-            inner.outbox_packets = 0;
-            return Next::Message(std::mem::take(&mut inner.outbox));
+            return Next::Message(std::mem::take(&mut inner.outbox).finish());
         }
         if let Some(reason) = inner.ended.take() {
             // Nothing may follow `disconnected`; leave the flag set.
@@ -199,9 +190,10 @@ impl TunnelClient {
         let Some(stream) = inner.invoke_acks.remove(&ack_id) else {
             return Ok(false);
         };
-        let payload = format!("4{sio_text}");
+        let mut payload = PayloadBuilder::default();
+        payload.push_encoded(&format!("4{sio_text}"));
         if attachments == 0 {
-            let _ = stream.send(payload);
+            let _ = stream.send(payload.finish());
         } else {
             inner.binary_ack = Some(BinaryAck {
                 payload,
@@ -224,14 +216,12 @@ impl TunnelClient {
             inner.binary_ack = None;
             return Err(BacklogFull(self.limits));
         }
-        ack.payload.push(RECORD_SEPARATOR);
-        ack.payload.push('b');
-        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut ack.payload);
+        ack.payload.push_binary(bytes);
         ack.remaining -= 1;
         if ack.remaining == 0
             && let Some(done) = inner.binary_ack.take()
         {
-            let _ = done.stream.send(done.payload);
+            let _ = done.stream.send(done.payload.finish());
         }
         Ok(true)
     }

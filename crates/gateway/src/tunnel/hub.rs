@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use base64::Engine as _;
 use http::StatusCode;
 use portcullis_protocol::engine::Packet;
 use portcullis_protocol::socket::{Header, PacketKind};
@@ -383,8 +382,8 @@ impl HubHandler for TunnelHandler {
                     Ok(true) => return,
                     Err(full) => return self.close_flooding(&client, &full),
                 }
-                let mut record = String::from("b");
-                base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut record);
+                let mut record = String::new();
+                Packet::Binary(bytes).encode_record(&mut record);
                 record
             }
             Packet::Pong(data) => format!("3{data}"),

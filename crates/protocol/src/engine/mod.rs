@@ -11,7 +11,9 @@ mod payload;
 
 pub use handshake::OpenParams;
 pub use packet::{DecodeError, Packet, PacketType};
-pub use payload::{PayloadBuilder, RECORD_SEPARATOR, decode_payload, encode_payload};
+pub use payload::{
+    PayloadBuilder, RECORD_SEPARATOR, decode_payload, encode_payload, split_records,
+};
 
 /// The only Engine.IO protocol revision this crate speaks (`EIO=4`).
 pub const PROTOCOL_VERSION: &str = "4";

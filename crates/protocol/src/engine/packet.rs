@@ -145,10 +145,7 @@ impl Packet {
     /// binary) to `out`.
     pub fn encode_record(&self, out: &mut String) {
         match self {
-            Packet::Binary(bytes) => {
-                out.push('b');
-                base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
-            }
+            Packet::Binary(bytes) => super::payload::encode_binary_record(bytes, out),
             _ => self.encode_text_into(out),
         }
     }

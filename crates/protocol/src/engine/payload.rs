@@ -3,14 +3,24 @@ use super::packet::{DecodeError, Packet};
 /// Separates the packets of a long-polling payload.
 pub const RECORD_SEPARATOR: char = '\u{1e}';
 
+/// The records of a long-polling payload, undecoded, in order.
+pub fn split_records(body: &str) -> std::str::Split<'_, char> {
+    body.split(RECORD_SEPARATOR)
+}
+
+/// Appends the record of a binary packet (`b` + base64) to `out`.
+pub(crate) fn encode_binary_record(bytes: &[u8], out: &mut String) {
+    use base64::Engine as _;
+    out.push('b');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+}
+
 /// Decodes an HTTP long-polling payload into its packets.
 ///
 /// An empty body is an error: engine.io clients never send one, and the
 /// official server treats it as a parse error.
 pub fn decode_payload(body: &str) -> Result<Vec<Packet>, DecodeError> {
-    body.split(RECORD_SEPARATOR)
-        .map(Packet::decode_record)
-        .collect()
+    split_records(body).map(Packet::decode_record).collect()
 }
 
 /// Encodes packets as an HTTP long-polling payload.
@@ -46,6 +56,17 @@ impl PayloadBuilder {
     pub fn push_encoded(&mut self, record: &str) {
         self.separate();
         self.body.push_str(record);
+    }
+
+    /// Appends a binary packet's record (`b` + base64) from its bytes.
+    pub fn push_binary(&mut self, bytes: &[u8]) {
+        self.separate();
+        encode_binary_record(bytes, &mut self.body);
+    }
+
+    /// Number of records pushed so far.
+    pub fn records(&self) -> usize {
+        self.records
     }
 
     /// Number of bytes written so far.

@@ -2,10 +2,8 @@
 //! the tunnel: same methods, paths, query encoding, headers and bodies
 //! (protocol reference §3.10, §4).
 
-use base64::Engine as _;
 use bytes::Bytes;
-use portcullis_hub::{Filter, Frame, Payload, odata};
-use portcullis_protocol::engine::RECORD_SEPARATOR;
+use portcullis_hub::{Filter, Payload, odata};
 use portcullis_tunnel::rest::{GroupsBody, RestCall};
 
 use crate::conn::ConnId;
@@ -56,27 +54,8 @@ fn filter_text(filter: &Filter) -> Option<String> {
     (*filter != Filter::All).then(|| odata::to_odata(filter))
 }
 
-/// The Engine.IO payload text of `payload` (the polling format the REST
-/// bodies use): records joined by `\x1e`, binary as `b` + base64.
-pub(crate) fn payload_text(payload: &Payload) -> String {
-    let mut out = String::new();
-    for (i, frame) in payload.frames().iter().enumerate() {
-        if i > 0 {
-            out.push(RECORD_SEPARATOR);
-        }
-        match frame {
-            Frame::Text(text) => out.push_str(&String::from_utf8_lossy(text)),
-            Frame::Binary(bytes) => {
-                out.push('b');
-                base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
-            }
-        }
-    }
-    out
-}
-
 fn text_body(payload: &Payload) -> Option<Bytes> {
-    Some(Bytes::from(payload_text(payload)))
+    Some(Bytes::from(payload.to_polling_text()))
 }
 
 /// `POST …/connections/{id}/:send` → 202.

@@ -281,14 +281,44 @@ impl Gateway {
             .with_state(self.state.clone())
     }
 
+    /// The connection string for the configured listen address (see
+    /// [`connection_string`](Self::connection_string)).
+    pub fn local_connection_string(&self) -> ConnectionString {
+        self.connection_string(self.state.config.listen)
+    }
+
+    /// Binds the configured listen address and serves an application's
+    /// router that includes the gateway's ([`router`](Self::router)), with
+    /// the gateway's limits on connections (header timeout, idle timeout,
+    /// pre-gate caps), until `shutdown` resolves; then closes every client
+    /// connection. The embedded mode's one call:
+    /// `gateway.serve_app(my_routes.merge(gateway.router()), shutdown)`.
+    pub async fn serve_app(
+        self,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = TcpListener::bind(self.state.config.listen).await?;
+        self.serve_router(listener, app, shutdown).await
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let state = self.state.clone();
         let router = self.router().fallback(not_found);
+        self.serve_router(listener, router, shutdown).await
+    }
+
+    async fn serve_router(
+        self,
+        listener: TcpListener,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
         let limits = state.config.connection_limits.clone();
         let shutdown = async move {
             shutdown.await;

@@ -5,11 +5,9 @@ use std::net::SocketAddr;
 
 use axum::extract::Query;
 use axum::{Router, http::StatusCode, routing::get};
-use portcullis_auth::AccessKeys;
-use portcullis_gateway::{Gateway, GatewayConfig};
 use portcullis_server::extract::{AckSender, Data, State};
 use portcullis_server::negotiate::{Negotiate, NegotiateOptions};
-use portcullis_server::{SocketIo, SocketRef};
+use portcullis_server::{AccessKeys, Gateway, GatewayConfig, SocketIo, SocketRef};
 use serde::Deserialize;
 
 /// Application state: any handler can ask for it with `State<Motd>`.
@@ -67,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. `/negotiate` mints the browser's token (a real app asks its login;
     //    see `portcullis_server::login`).
-    let negotiate = Negotiate::new(gateway.connection_string(addr), "chat")?.handler(
+    let negotiate = Negotiate::new(gateway.local_connection_string(), "chat")?.handler(
         |Query(login): Query<Login>| async move { Ok(NegotiateOptions::user(login.user)) },
     );
 
@@ -77,6 +75,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/negotiate", get(negotiate))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .merge(gateway.router());
-    axum::serve(tokio::net::TcpListener::bind(addr).await?, app).await?;
+    // 5. Serve both on the configured address, with the gateway's limits
+    //    on slow and half-open connections, until Ctrl-C.
+    let shutdown = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    gateway.serve_app(app, shutdown).await?;
     Ok(())
 }

@@ -15,7 +15,12 @@
 //! them. In an axum application, merge
 //! [`Gateway::router`](portcullis_gateway::Gateway::router) into the app's
 //! router: the gateway's routes live under fixed paths and have no
-//! fallback, so the app keeps its own (see `examples/embedded.rs`).
+//! fallback, so the app keeps its own, and serve both with
+//! [`Gateway::serve_app`](portcullis_gateway::Gateway::serve_app), which
+//! binds the configured address once and keeps the gateway's connection
+//! limits (see `examples/embedded.rs`). The crate re-exports what embedded
+//! mode needs ([`Gateway`], [`GatewayConfig`], [`AccessKeys`]); without the
+//! default `embedded` feature it depends on no part of the gateway.
 //!
 //! **Over the tunnel**: [`SocketIo::connect_tunnel`] reaches a gateway
 //! elsewhere with its connection string, speaking the protocol of the
@@ -46,9 +51,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use portcullis_auth::AccessKeys;
-//! use portcullis_gateway::{Gateway, GatewayConfig};
-//! use portcullis_server::{SocketIo, SocketRef, extract::{AckSender, Data}};
+//! use portcullis_server::{AccessKeys, Gateway, GatewayConfig, SocketIo, SocketRef};
+//! use portcullis_server::extract::{AckSender, Data};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Deserialize, Serialize)]
@@ -138,6 +142,8 @@ pub use extensions::Extensions;
 pub use io::{Config, SocketIo, SocketIoBuilder};
 pub use ns::Namespace;
 pub use operators::{BroadcastOperator, Emitter, IntoRooms};
-pub use portcullis_auth::Claims;
+pub use portcullis_auth::{AccessKeys, Claims, ConnectionString};
+#[cfg(feature = "embedded")]
+pub use portcullis_gateway::{Gateway, GatewayConfig};
 pub use socket::{DisconnectReason, Handshake, Sid, SocketRef};
 pub use tunnel::{TunnelError, TunnelHandle, TunnelStats};

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_gateway::hub::odata::{self, FilterErrorKind};
+use portcullis_hub::odata::{self, FilterErrorKind};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -10,6 +10,7 @@
 mod connection;
 mod heartbeat;
 mod operations;
+mod socketio;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -230,7 +231,18 @@ impl LocalHub {
     }
 
     /// Delivers a client packet to the handler.
+    /// A client's DISCONNECT of a namespace first leaves that namespace's
+    /// groups, whoever serves the hub.
     pub(crate) fn dispatch(&self, connection: &ConnectionId, packet: Packet) {
+        if let Packet::Message(text) = &packet
+            && text.starts_with('1')
+            && let Some(prefix) = socketio::left_by_client(text)
+        {
+            self.leave(
+                &Selection::connection(connection.as_str()),
+                &Groups::Prefixed(prefix),
+            );
+        }
         if let Some(handler) = self.handler() {
             handler.on_packet(self, connection, packet);
         }
@@ -318,11 +330,40 @@ impl LocalHub {
         }
     }
 
-    /// Sends a payload to the selected connections; returns how many.
+    /// Sends a payload to the selected connections, with the Socket.IO
+    /// bookkeeping its packets call for (namespace groups, `{"close":…}`
+    /// disconnects; see `socketio.rs`); returns how many.
     pub fn send(&self, to: &Selection, payload: &Payload) -> usize {
+        let effects = socketio::effects_of(payload);
+        let delivered = effects.rewritten.as_ref().unwrap_or(payload);
         let targets = self.selected(to);
-        targets.iter().for_each(|c| self.deliver(c, payload));
+        for connection in &targets {
+            self.deliver(connection, delivered);
+            if !effects.is_empty() {
+                self.apply_effects(connection, &effects);
+            }
+        }
         targets.len()
+    }
+
+    fn apply_effects(&self, connection: &Connection, effects: &socketio::Effects) {
+        let who = Selection::connection(connection.id.as_str());
+        for prefix in &effects.leave {
+            self.leave(&who, &Groups::Prefixed(prefix.clone()));
+        }
+        if !effects.join.is_empty() {
+            self.join(&who, &effects.join);
+        }
+        for namespace in &effects.disconnect_namespaces {
+            let disconnect = socketio::client_disconnect(namespace);
+            self.dispatch(&connection.id, Packet::Message(disconnect));
+        }
+        if effects.close {
+            self.close_connection(
+                connection.id.as_str(),
+                "disconnected by the application server",
+            );
+        }
     }
 
     /// The ids of the connections matching `filter` (within `group` if given).

@@ -28,3 +28,119 @@ impl LocalHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use portcullis_hub::{
+        Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Groups, Heartbeat,
+        HubHandler, Payload, Refusal, Selection,
+    };
+    use portcullis_protocol::engine::Packet;
+
+    use super::*;
+    use crate::hub::{Connection, HubSettings, SessionParams, Transport};
+
+    /// Records the packets the hub hands to its handler.
+    #[derive(Default, Clone)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl HubHandler for Recorder {
+        fn connect(
+            &self,
+            _: &dyn Hub,
+            _: ConnectRequest,
+        ) -> BoxFuture<'static, Result<Accept, Refusal>> {
+            Box::pin(async { Err(Refusal::new(http::StatusCode::FORBIDDEN, "unused")) })
+        }
+        fn on_packet(&self, _: &dyn Hub, _: &ConnectionId, packet: Packet) {
+            if let Packet::Message(text) = packet {
+                self.0.lock().unwrap().push(text);
+            }
+        }
+        fn on_disconnected(&self, _: &dyn Hub, _: &ConnectionId, _: &DisconnectReason) {}
+    }
+
+    fn hub_with_one_connection() -> (LocalHub, Arc<Connection>, Recorder) {
+        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
+        let recorder = Recorder::default();
+        hub.attach(Arc::new(recorder.clone()));
+        let params = SessionParams {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            heartbeat: Heartbeat::Gateway,
+            max_queued_frames: 64,
+            write_timeout: Duration::from_secs(10),
+        };
+        let connection = Arc::new(Connection::new(
+            ConnectionId::generate(),
+            None,
+            None,
+            params,
+            Transport::WebSocket,
+        ));
+        hub.register(connection.clone());
+        (hub, connection, recorder)
+    }
+
+    fn send(hub: &LocalHub, connection: &Connection, text: &str) {
+        hub.apply_now(Operation::Send {
+            to: Selection::connection(connection.id.as_str()),
+            payload: Payload::parse(text).unwrap(),
+        });
+    }
+
+    const CHAT: &str = "0~L2NoYXQ~";
+
+    /// Whoever serves the hub, a CONNECT it delivers joins the namespace
+    /// group and a DISCONNECT or CONNECT_ERROR leaves every group of it.
+    #[tokio::test]
+    async fn delivered_packets_keep_namespace_groups() {
+        let (hub, connection, _) = hub_with_one_connection();
+        let id = connection.id.as_str();
+        send(&hub, &connection, "40/chat,{\"sid\":\"s\"}");
+        assert_eq!(hub.groups_of(id), vec![CHAT.to_owned()]);
+        hub.join(
+            &Selection::connection(id),
+            &[format!("{CHAT}cm9vbQ"), "other".into()],
+        );
+        send(&hub, &connection, "41/chat,");
+        assert_eq!(hub.groups_of(id), vec!["other".to_owned()]);
+        send(&hub, &connection, "40/chat,{\"sid\":\"s\"}");
+        send(&hub, &connection, "44/chat,{\"message\":\"no\"}");
+        assert_eq!(hub.groups_of(id), vec!["other".to_owned()]);
+    }
+
+    /// A client's own DISCONNECT leaves the namespace's groups before the
+    /// handler hears it.
+    #[tokio::test]
+    async fn a_client_disconnect_leaves_the_namespace() {
+        let (hub, connection, recorder) = hub_with_one_connection();
+        let id = connection.id.as_str();
+        hub.join(
+            &Selection::connection(id),
+            &[CHAT.to_owned(), format!("{CHAT}cm9vbQ")],
+        );
+        hub.dispatch(&connection.id, Packet::Message("1/chat,".into()));
+        assert!(hub.groups_of(id).is_empty());
+        assert_eq!(*recorder.0.lock().unwrap(), vec!["1/chat,".to_owned()]);
+    }
+
+    /// `{"close":false}` is answered with a client DISCONNECT handed to the
+    /// handler, and the client gets the DISCONNECT without the data;
+    /// `{"close":true}` closes the connection.
+    #[tokio::test]
+    async fn close_flags_of_a_delivered_disconnect() {
+        let (hub, connection, recorder) = hub_with_one_connection();
+        send(&hub, &connection, "41/chat,{\"close\":false}");
+        assert_eq!(*recorder.0.lock().unwrap(), vec!["1/chat,".to_owned()]);
+        assert!(connection.ending().is_none());
+        send(&hub, &connection, "41{\"close\":true}");
+        assert!(connection.ending().is_some());
+        assert!(!hub.exists(&Selection::connection(connection.id.as_str())));
+        assert!(hub.leave(&Selection::all(), &Groups::All) == 0);
+    }
+}

@@ -15,13 +15,12 @@ use http::StatusCode;
 use portcullis_protocol::engine::Packet;
 use portcullis_protocol::socket::{Header, PacketKind};
 use portcullis_tunnel::cloud_events::{self, ConnectEventBody, ConnectOutcome, EventContext};
-use portcullis_tunnel::group_name::namespace_group_prefix;
 
 use super::client::{BacklogFull, BacklogLimits, Next, Push, TunnelClient};
 use super::socket::{RequestError, TunnelSocket};
 use crate::hub::{
-    Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Groups, Heartbeat, Hub,
-    HubHandler, LocalHub, Refusal, Selection,
+    Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Heartbeat, Hub, HubHandler,
+    LocalHub, Refusal,
 };
 
 /// Settings of the tunnels of one gateway.
@@ -294,14 +293,6 @@ impl TunnelHub {
             return Ok(false);
         };
         match header.kind {
-            PacketKind::Disconnect => {
-                let prefix = namespace_group_prefix(header.namespace);
-                self.hub.leave(
-                    &Selection::connection(client.id.as_str()),
-                    &Groups::Prefixed(prefix),
-                );
-                Ok(false)
-            }
             PacketKind::Ack | PacketKind::BinaryAck => match header.ack_id {
                 Some(id) => client.intercept_ack(text, id, header.attachments),
                 None => client.check_attachments(header.attachments).map(|_| false),

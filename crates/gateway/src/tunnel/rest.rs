@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_protocol::socket::{Header, PacketKind};
-use portcullis_tunnel::group_name::namespace_group_prefix;
 use portcullis_tunnel::invoke::invoke_line;
 use portcullis_tunnel::rest::{GroupsBody, RestCall};
 use tokio::sync::mpsc;
@@ -70,29 +69,27 @@ pub(crate) async fn execute(target: Target<'_>, call: RestCall, body: &[u8]) -> 
 
 async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutcome, RestOutcome> {
     let hub = target.hub;
-    let tunnel = target;
     Ok(match call {
         RestCall::SendToConnection { connection_id, .. } => {
             let payload = parse_payload(body)?;
-            let targets: Vec<_> = hub.connection(&connection_id).into_iter().collect();
-            send(tunnel, &targets, &payload);
+            hub.send(&Selection::connection(connection_id), &payload);
             done(202)
         }
         RestCall::SendToAll { filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            send(tunnel, &hub.select(None, &filter), &payload);
+            hub.send(&Selection::matching(filter), &payload);
             done(202)
         }
         RestCall::SendToGroup { group, filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            send(tunnel, &hub.select(Some(&group), &filter), &payload);
+            hub.send(&Selection::group(group).and(filter), &payload);
             done(202)
         }
         RestCall::SendToUser {
             user_id, filter, ..
         } => {
-            let filter = Filter::UserId(user_id).and(parse_filter(filter.as_deref())?);
-            send(tunnel, &hub.select(None, &filter), &parse_payload(body)?);
+            let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
+            hub.send(&Selection::user(user_id).and(filter), &payload);
             done(202)
         }
         RestCall::AddToGroups { .. } => {
@@ -197,117 +194,6 @@ fn close_where(
     done(204)
 }
 
-/// What delivering a payload does besides queueing it, found once per
-/// payload from the Socket.IO headers of its packets (§4.3, §6.6 of the
-/// protocol reference).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Effects {
-    /// Namespace groups to join: the server accepted the socket.
-    join: Vec<String>,
-    /// Namespace group prefixes to leave: DISCONNECT or CONNECT_ERROR.
-    leave: Vec<String>,
-    /// `41{"close":true}`: close the connection after delivery.
-    close: bool,
-    /// `41/ns,{"close":false}`: answer with a client DISCONNECT for `ns`.
-    disconnect_namespaces: Vec<String>,
-    /// The payload as the client must see it: the `{"close":…}` data of a
-    /// DISCONNECT is for the gateway only (socket.io-client's parser rejects
-    /// a DISCONNECT with data and drops the whole connection).
-    rewritten: Option<Payload>,
-}
-
-fn effects_of(payload: &Payload) -> Effects {
-    let mut effects = Effects::default();
-    for (index, frame) in payload.frames().iter().enumerate() {
-        let Frame::Text(text) = frame else { continue };
-        let Some(sio) = std::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.strip_prefix('4'))
-        else {
-            continue;
-        };
-        let Ok(header) = Header::parse(sio) else {
-            continue;
-        };
-        let prefix = namespace_group_prefix(header.namespace);
-        match header.kind {
-            PacketKind::Connect => effects.join.push(prefix),
-            PacketKind::ConnectError => effects.leave.push(prefix),
-            PacketKind::Disconnect => {
-                match close_flag(header.data) {
-                    Some(true) => effects.close = true,
-                    Some(false) => effects
-                        .disconnect_namespaces
-                        .push(header.namespace.to_owned()),
-                    None => {}
-                }
-                if !header.data.is_empty() {
-                    let bare = Header {
-                        data: "",
-                        ..header.clone()
-                    };
-                    let mut frames = effects
-                        .rewritten
-                        .take()
-                        .map_or_else(|| payload.frames().to_vec(), |p| p.frames().to_vec());
-                    frames[index] = Frame::text(format!("4{}", bare.encode()));
-                    effects.rewritten = Some(Payload::from_frames(frames));
-                }
-                effects.leave.push(prefix);
-            }
-            _ => {}
-        }
-    }
-    effects
-}
-
-fn close_flag(data: &str) -> Option<bool> {
-    #[derive(serde::Deserialize)]
-    struct Close {
-        close: bool,
-    }
-    serde_json::from_str::<Close>(data).ok().map(|c| c.close)
-}
-
-/// Delivers `payload` to `targets` in order, with its effects.
-fn send(target: Target<'_>, targets: &[Arc<Connection>], payload: &Payload) {
-    let effects = effects_of(payload);
-    let payload = effects.rewritten.as_ref().unwrap_or(payload);
-    for connection in targets {
-        target.hub.deliver(connection, payload);
-        apply(target, connection, &effects);
-    }
-}
-
-fn apply(target: Target<'_>, connection: &Connection, effects: &Effects) {
-    let hub = target.hub;
-    let id = connection.id().as_str();
-    for prefix in &effects.leave {
-        hub.leave(
-            &Selection::connection(id),
-            &Groups::Prefixed(prefix.clone()),
-        );
-    }
-    if !effects.join.is_empty() {
-        hub.join(&Selection::connection(id), &effects.join);
-    }
-    for namespace in &effects.disconnect_namespaces {
-        if let Some(tunnel) = target.tunnel
-            && let Some(client) = tunnel.client(id)
-        {
-            let record = if namespace == "/" {
-                "41".to_owned()
-            } else {
-                format!("41{namespace},")
-            };
-            tunnel.forward(&client, &record);
-        }
-    }
-    if effects.close {
-        hub.close_connection(id, "disconnected by the application server");
-    }
-}
-
 /// Starts an `:invoke`: the event goes to every target with an ack id of the
 /// gateway's choosing; each acknowledgement becomes one NDJSON line.
 fn invoke(
@@ -378,43 +264,4 @@ fn invoke(
         }
     });
     Ok(stream)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_group_effects() {
-        let payload =
-            Payload::parse("40{\"sid\":\"s\"}\u{1e}42[\"a\"]\u{1e}44/locked,{\"message\":\"no\"}")
-                .unwrap();
-        let effects = effects_of(&payload);
-        assert_eq!(effects.join, vec!["0~Lw~".to_owned()]);
-        assert_eq!(effects.leave, vec!["0~L2xvY2tlZA~".to_owned()]);
-        assert!(!effects.close);
-
-        let close = effects_of(&Payload::parse("41{\"close\":true}").unwrap());
-        assert!(close.close);
-        assert_eq!(
-            close.rewritten,
-            Some(Payload::parse("41").unwrap()),
-            "the client gets a bare DISCONNECT"
-        );
-        let soft = effects_of(&Payload::parse("42[1]\u{1e}41/chat,{\"close\":false}").unwrap());
-        assert_eq!(soft.disconnect_namespaces, vec!["/chat".to_owned()]);
-        assert!(!soft.close);
-        assert_eq!(
-            soft.rewritten,
-            Some(Payload::parse("42[1]\u{1e}41/chat,").unwrap())
-        );
-        assert_eq!(
-            effects_of(&Payload::parse("41/chat,").unwrap()).rewritten,
-            None
-        );
-        assert_eq!(
-            effects_of(&Payload::parse("2").unwrap()),
-            Effects::default()
-        );
-    }
 }

@@ -9,6 +9,10 @@
 //! - [`ClientTokenVerifier`]: verification of client tokens (signature, expiry, audience).
 //! - [`Claims`]: the verified claims in the form the SDK reads (`name -> [strings]`).
 //!
+//! Owns: connection strings, access keys, HS256 tokens (minting and
+//! verification), claims and audiences. Must not depend on the hub, the
+//! tunnel, the gateway or anything that does I/O.
+//!
 //! # One JWT implementation
 //!
 //! Tokens are HS256 JWTs and nothing else, so the crate owns HS256 in one private module

@@ -1,4 +1,8 @@
 //! `portcullis`: the gateway binary.
+//!
+//! Owns: the command line, environment variables, the TOML configuration
+//! file and logging set-up; the service itself is the `portcullis-gateway`
+//! library. Nothing depends on this package.
 
 mod cli;
 

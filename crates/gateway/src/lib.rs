@@ -9,8 +9,15 @@
 //! - [`listener`]: accepting connections, with the limits on slow clients.
 //! - `gate`: the token check of every handshake.
 //! - [`engine`]: the Engine.IO transports of the client endpoint.
-//! - [`hub`]: connections, groups and the [`hub::HubHandler`] interface to
-//!   whoever handles a hub's clients.
+//! - [`hub`]: the local hub ([`hub::LocalHub`]): connections, groups,
+//!   heartbeats, and the contract's operations applied to them; the
+//!   contract itself ([`hub::HubHandler`], [`hub::Operation`]) is the
+//!   `portcullis-hub` crate, re-exported there.
+//! - `tunnel`: the endpoint application servers attach to, and the REST API.
+//!
+//! Owns: serving clients and application servers. Must not depend on the
+//! server crate or on the binary's concerns (clap, TOML, tracing-subscriber:
+//! `portcullis-cli`). `docs/architecture.md` describes the whole.
 
 mod admission;
 pub mod echo;

@@ -5,6 +5,11 @@
 //! namespaces, events, acks) travels inside Engine.IO `message` packets.
 //! Decoders here never panic on input: malformed data is a [`engine::DecodeError`].
 //!
+//! Owns: the Engine.IO packet and long-polling payload formats (the one
+//! place that writes a record separator or a `b` + base64 record) and the
+//! Socket.IO packet header. Must not depend on any other Portcullis crate,
+//! on tokio or on anything that does I/O.
+//!
 //! ```
 //! use portcullis_protocol::engine::{Packet, decode_payload};
 //!

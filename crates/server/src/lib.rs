@@ -7,6 +7,11 @@
 //! with serde, acknowledgements both ways, binary attachments, rooms and
 //! broadcasts, and the verified claims of every connection.
 //!
+//! Owns: the Socket.IO server API for Rust applications, in-process and
+//! over the tunnel. Depends on the hub contract (`portcullis-hub`), the
+//! tunnel's wire formats and auth; on the gateway only with the `embedded`
+//! feature (default), so a tunnel-only build has none of its transports.
+//!
 //! # Attaching
 //!
 //! **Embedded**: the gateway and the application run in one process.

@@ -18,6 +18,10 @@
 //!
 //! Decoders never panic on input: malformed data is an error value.
 //!
+//! Owns: the tunnel's wire formats and its REST routes, for both ends. Must
+//! not depend on the hub, the gateway or the server crate, nor on a runtime
+//! or any I/O (`pending` uses only channels).
+//!
 //! ```
 //! use portcullis_tunnel::{TunnelMessage, frame};
 //!

@@ -14,7 +14,7 @@ pub enum DisconnectReason {
     ClientClosed,
     /// The client's transport went away (WebSocket closed or failed).
     TransportClosed,
-    /// No pong (or, with [`Heartbeat::Application`], no packet at all) in time.
+    /// No pong (or, with [`Heartbeat::Application`](crate::Heartbeat::Application), no packet at all) in time.
     PingTimeout,
     /// The handler or an operator closed the connection.
     ServerClosed(String),

@@ -1,5 +1,4 @@
-//! The operations the Socket.IO layer asks of the gateway, and the helpers
-//! that run handler futures.
+//! The operations the Socket.IO layer asks of the gateway.
 //!
 //! [`Backend`] is the one place that knows the attach mode. Embedded, the
 //! operations go straight to the gateway's [`Hub`]; they complete without
@@ -7,12 +6,8 @@
 //! each becomes the REST call the official SDK would make, sent in program
 //! order (see [`crate::tunnel`]).
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::{Context, Waker};
 
-use futures_util::FutureExt as _;
 use portcullis_hub::{Filter, Groups, Hub, Operation, Payload, Selection};
 use portcullis_tunnel::group_name::namespace_group_prefix;
 use tokio::sync::mpsc;
@@ -137,41 +132,5 @@ impl Backend {
             Backend::Embedded(_) => None,
             Backend::Tunnel(link) => Some(link.invoke_remote(filter, payload)),
         }
-    }
-}
-
-/// Runs a handler's future: its synchronous start happens now, in order with
-/// the packets of its connection (so `socket.on(...)` calls made before the
-/// first `.await` are in place for the next packet); the rest on a task. A
-/// panic is logged, not propagated.
-pub(crate) fn run_handler<F>(future: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let guarded = AssertUnwindSafe(future).catch_unwind().map(|result| {
-        if result.is_err() {
-            tracing::error!("a Socket.IO handler panicked");
-        }
-    });
-    let mut guarded = Box::pin(guarded);
-    if guarded
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-        .is_pending()
-    {
-        spawn(guarded);
-    }
-}
-
-fn spawn<F>(future: F)
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(future);
-        }
-        Err(_) => tracing::error!("a Socket.IO operation needs a Tokio runtime; it was dropped"),
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use portcullis_hub::{ConnectRequest, TransportKind};
 use portcullis_protocol::engine::Packet as EioPacket;
@@ -13,10 +13,7 @@ use crate::packet::Decoder;
 use crate::request::RequestData;
 use crate::short_id::ShortId;
 use crate::socket::SocketRef;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 /// A connection id as the gateway gave it (the Engine.IO `sid`), in either
 /// attach mode.

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::time::Instant;
 
-use crate::conn::{ConnId, lock};
+use crate::conn::ConnId;
 use crate::io::IoInner;
 use crate::session;
+use crate::sync::lock;
 
 /// The pending deadlines of a server's connections.
 #[derive(Default)]

@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
-use crate::conn::{Conn, ConnId, lock};
+use crate::conn::{Conn, ConnId};
+
 use crate::connect_timeout::ConnectDeadlines;
 #[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedHandler;
@@ -24,6 +25,7 @@ use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
 use crate::operators::{BroadcastOperator, IntoRooms};
 use crate::socket::{Sid, SocketRef};
+use crate::sync::{lock, read, write};
 
 /// Settings of a [`SocketIo`] server; see [`SocketIoBuilder`].
 #[derive(Debug, Clone)]
@@ -199,10 +201,7 @@ impl IoInner {
 
     /// The namespace serving `path`, and the path as sockets keep it.
     pub fn find_namespace(&self, path: &str) -> Option<(Arc<str>, Arc<NamespaceInner>)> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .find(path)
+        read(&self.namespaces).find(path)
     }
 
     pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
@@ -210,16 +209,14 @@ impl IoInner {
     }
 
     pub fn add_socket(&self, socket: &SocketRef) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        write(&self.sockets)
             .entry(socket.ns().to_owned())
             .or_default()
             .insert(socket.id().clone(), socket.clone());
     }
 
     pub fn remove_socket(&self, socket: &SocketRef) {
-        let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
+        let mut sockets = write(&self.sockets);
         if let Some(ns) = sockets.get_mut(socket.ns()) {
             ns.remove(socket.id());
             if ns.is_empty() {
@@ -229,9 +226,7 @@ impl IoInner {
     }
 
     pub fn sockets_of(&self, namespace: &str) -> Vec<SocketRef> {
-        self.sockets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        read(&self.sockets)
             .get(namespace)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
@@ -325,11 +320,7 @@ impl SocketIo {
         T: 'static,
     {
         let ns = NamespaceInner::new(handler);
-        self.0
-            .namespaces
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(normalize(path.into()), ns.clone());
+        write(&self.0.namespaces).insert(normalize(path.into()), ns.clone());
         Namespace(ns)
     }
 
@@ -352,11 +343,7 @@ impl SocketIo {
         T: 'static,
     {
         let ns = NamespaceInner::new(handler);
-        self.0
-            .namespaces
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert_dynamic(Arc::new(matcher), ns.clone());
+        write(&self.0.namespaces).insert_dynamic(Arc::new(matcher), ns.clone());
         Namespace(ns)
     }
 
@@ -428,10 +415,7 @@ impl SocketIo {
 
     /// The connected socket with id `sid`, in any namespace.
     pub fn get_socket(&self, sid: &str) -> Option<SocketRef> {
-        self.0
-            .sockets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        read(&self.0.sockets)
             .values()
             .find_map(|m| m.values().find(|s| s.id() == sid).cloned())
     }

@@ -131,9 +131,11 @@ mod ns;
 mod operators;
 mod packet;
 mod request;
+mod runtime;
 mod session;
 mod short_id;
 mod socket;
+mod sync;
 mod tunnel;
 
 pub use ack::{AckFuture, AckStream, FromAck, WithBinary};

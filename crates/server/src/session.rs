@@ -13,11 +13,12 @@ use portcullis_tunnel::group_name::group_name;
 use serde_json::{Value, json};
 
 use crate::ack::AckResponse;
-use crate::conn::{Conn, Queued, lock};
+use crate::conn::{Conn, Queued};
 use crate::connect_timeout::ConnectDeadlines;
 use crate::io::IoInner;
 use crate::packet::{self, Packet};
 use crate::socket::{DisconnectReason, SocketRef};
+use crate::sync::lock;
 
 /// Registers a connection the gateway accepted.
 pub(crate) fn open(io: &IoInner, conn: Conn) -> Arc<Conn> {

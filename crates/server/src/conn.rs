@@ -48,6 +48,9 @@ impl Borrow<str> for ConnId {
     }
 }
 
+/// A connection and the registry of its sockets: the only one, so a
+/// socket is registered and removed in one place, atomically with the
+/// connection's end (server-wide lookups walk the connections).
 pub(crate) struct Conn {
     pub id: ConnId,
     /// Claims, query and headers of the handshake.
@@ -112,6 +115,12 @@ impl Conn {
 
     pub fn socket(&self, namespace: &str) -> Option<SocketRef> {
         lock(&self.sockets).find(namespace).cloned()
+    }
+
+    /// The socket with id `sid`, in whichever namespace.
+    pub fn socket_by_id(&self, sid: &str) -> Option<SocketRef> {
+        let sockets = lock(&self.sockets);
+        sockets.by_namespace.iter().find(|s| s.id() == sid).cloned()
     }
 
     /// Whether any namespace is joined.

@@ -24,7 +24,7 @@ use crate::errors::{AttachError, SendError};
 use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
 use crate::operators::{BroadcastOperator, IntoRooms};
-use crate::socket::{Sid, SocketRef};
+use crate::socket::SocketRef;
 use crate::sync::{lock, read, write};
 
 /// Settings of a [`SocketIo`] server; see [`SocketIoBuilder`].
@@ -158,7 +158,6 @@ impl SocketIoBuilder {
             namespaces: RwLock::default(),
             backend: OnceLock::new(),
             conns: Mutex::default(),
-            sockets: RwLock::default(),
             connect_deadlines: ConnectDeadlines::default(),
         }))
     }
@@ -171,7 +170,6 @@ pub(crate) struct IoInner {
     namespaces: RwLock<Namespaces>,
     backend: OnceLock<Backend>,
     pub(crate) conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
-    sockets: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
     pub(crate) connect_deadlines: ConnectDeadlines,
 }
 
@@ -208,28 +206,21 @@ impl IoInner {
         lock(&self.conns).get(id).cloned()
     }
 
-    pub fn add_socket(&self, socket: &SocketRef) {
-        write(&self.sockets)
-            .entry(socket.ns().to_owned())
-            .or_default()
-            .insert(socket.id().clone(), socket.clone());
-    }
-
-    pub fn remove_socket(&self, socket: &SocketRef) {
-        let mut sockets = write(&self.sockets);
-        if let Some(ns) = sockets.get_mut(socket.ns()) {
-            ns.remove(socket.id());
-            if ns.is_empty() {
-                sockets.remove(socket.ns());
-            }
-        }
-    }
-
+    /// The connected sockets of `namespace`. Each connection owns its
+    /// sockets (they live and end with it), so this walks the connections
+    /// instead of keeping a second, server-wide registry in step.
     pub fn sockets_of(&self, namespace: &str) -> Vec<SocketRef> {
-        read(&self.sockets)
-            .get(namespace)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.conns)
+            .values()
+            .filter_map(|conn| conn.socket(namespace))
+            .collect()
+    }
+
+    /// The connected socket with id `sid`, in any namespace.
+    pub fn find_socket(&self, sid: &str) -> Option<SocketRef> {
+        lock(&self.conns)
+            .values()
+            .find_map(|conn| conn.socket_by_id(sid))
     }
 }
 
@@ -415,9 +406,7 @@ impl SocketIo {
 
     /// The connected socket with id `sid`, in any namespace.
     pub fn get_socket(&self, sid: &str) -> Option<SocketRef> {
-        read(&self.0.sockets)
-            .values()
-            .find_map(|m| m.values().find(|s| s.id() == sid).cloned())
+        self.0.find_socket(sid)
     }
 
     /// The hub this server is attached to, if any.

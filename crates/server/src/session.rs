@@ -212,7 +212,6 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
         }
     };
     socket.mark_connected();
-    io.add_socket(&socket);
     if !conn.insert_socket(&namespace, socket.clone()) {
         // The connection ended meanwhile.
         socket.finish(DisconnectReason::TransportClose, false);

@@ -604,7 +604,6 @@ impl SocketRef {
         if previous == DISCONNECTED {
             return;
         }
-        self.0.io.remove_socket(self);
         if leave_groups && let Some(backend) = self.0.io.backend() {
             backend.leave_namespace(&self.0.conn.id, self.ns());
         }

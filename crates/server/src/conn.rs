@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
 
-use portcullis_hub::{ConnectRequest, TransportKind};
+#[cfg(feature = "embedded")]
+use portcullis_hub::ConnectRequest;
+use portcullis_hub::TransportKind;
 use portcullis_protocol::engine::Packet as EioPacket;
 
 use crate::packet::Decoder;
@@ -94,6 +96,7 @@ impl Sockets {
 
 impl Conn {
     /// A connection handed over in-process (embedded mode).
+    #[cfg(feature = "embedded")]
     pub fn from_request(request: ConnectRequest) -> Self {
         Conn::new(
             ConnId::new(request.connection_id.as_str()),

@@ -10,11 +10,14 @@ use std::time::Duration;
 use bytes::Bytes;
 #[cfg(feature = "embedded")]
 use portcullis_gateway::{Gateway, hub::LocalHub};
+#[cfg(feature = "embedded")]
 use portcullis_hub::is_valid_hub_name;
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
+#[cfg(feature = "embedded")]
+use crate::backend::NamespaceGroups;
 use crate::conn::{Conn, ConnId};
 
 use crate::connect_timeout::ConnectDeadlines;
@@ -354,7 +357,7 @@ impl SocketIo {
     #[cfg(feature = "embedded")]
     pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
         self.0
-            .set_backend(Backend::Embedded(Arc::new(hub.clone())))?;
+            .set_backend(Backend::new(Arc::new(hub.clone()), NamespaceGroups::Server))?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
     }

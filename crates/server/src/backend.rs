@@ -14,8 +14,8 @@ use portcullis_hub::{Filter, Groups, Hub, Operation, Payload, Selection};
 use portcullis_tunnel::group_name::namespace_group_prefix;
 use tokio::sync::mpsc;
 
-use crate::ack::AckResponse;
-use crate::conn::ConnId;
+use crate::conn_id::ConnId;
+use crate::packet::AckResponse;
 
 /// Who removes a socket from its namespace group and room groups when it
 /// leaves its namespace (or is refused after a middleware joined rooms).

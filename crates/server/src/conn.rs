@@ -1,9 +1,7 @@
 //! One client connection (an Engine.IO session) as the Socket.IO layer sees
 //! it: its verified claims, handshake, sockets per namespace and inbox.
 
-use std::borrow::Borrow;
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Mutex;
 
 #[cfg(feature = "embedded")]
@@ -11,44 +9,11 @@ use portcullis_hub::ConnectRequest;
 use portcullis_hub::TransportKind;
 use portcullis_protocol::engine::Packet as EioPacket;
 
+use crate::conn_id::ConnId;
 use crate::packet::Decoder;
 use crate::request::RequestData;
-use crate::short_id::ShortId;
 use crate::socket::SocketRef;
 use crate::sync::lock;
-
-/// A connection id as the gateway gave it (the Engine.IO `sid`), in either
-/// attach mode.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ConnId(ShortId);
-
-impl ConnId {
-    pub fn new(id: &str) -> Self {
-        ConnId(ShortId::new(id))
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({})", self.as_str())
-    }
-}
-
-impl Borrow<str> for ConnId {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
 
 /// A connection and the registry of its sockets: the only one, so a
 /// socket is registered and removed in one place, atomically with the

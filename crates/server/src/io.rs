@@ -8,21 +8,14 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-#[cfg(feature = "embedded")]
-use portcullis_gateway::{Gateway, hub::LocalHub};
-#[cfg(feature = "embedded")]
-use portcullis_hub::is_valid_hub_name;
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
-#[cfg(feature = "embedded")]
-use crate::backend::NamespaceGroups;
-use crate::conn::{Conn, ConnId};
+use crate::conn::Conn;
+use crate::conn_id::ConnId;
 
 use crate::connect_timeout::ConnectDeadlines;
-#[cfg(feature = "embedded")]
-use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
 use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
@@ -205,6 +198,13 @@ impl IoInner {
         read(&self.namespaces).find(path)
     }
 
+    /// Closes a client connection (the gateway then reports its end).
+    pub fn close_connection(&self, id: &ConnId, reason: &str) {
+        if let Some(backend) = self.backend() {
+            backend.close(id, reason);
+        }
+    }
+
     pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
         lock(&self.conns).get(id).cloned()
     }
@@ -339,27 +339,6 @@ impl SocketIo {
         let ns = NamespaceInner::new(handler);
         write(&self.0.namespaces).insert_dynamic(Arc::new(matcher), ns.clone());
         Namespace(ns)
-    }
-
-    /// Attaches the server to hub `hub` of an in-process gateway (the
-    /// embedded mode): the gateway hands it the hub's clients directly, with
-    /// no tunnel, and keeps the clients' heartbeats itself, so idle
-    /// connections cost the server nothing.
-    #[cfg(feature = "embedded")]
-    pub fn attach(&self, gateway: &Gateway, hub: &str) -> Result<(), AttachError> {
-        if !is_valid_hub_name(hub) {
-            return Err(AttachError::InvalidHubName(hub.to_owned()));
-        }
-        self.attach_hub(&gateway.hubs().get_or_create(hub))
-    }
-
-    /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
-    #[cfg(feature = "embedded")]
-    pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
-        self.0
-            .set_backend(Backend::new(Arc::new(hub.clone()), NamespaceGroups::Server))?;
-        hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
-        Ok(())
     }
 
     /// Broadcasts in namespace `path` (declared or not).

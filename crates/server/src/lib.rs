@@ -116,6 +116,7 @@
 mod ack;
 mod backend;
 mod conn;
+mod conn_id;
 mod connect_timeout;
 #[cfg(feature = "embedded")]
 mod embedded;

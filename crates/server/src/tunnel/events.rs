@@ -14,7 +14,8 @@ use portcullis_tunnel::cloud_events::{
 use portcullis_tunnel::{HttpRequest, HttpResponse};
 
 use super::link::Link;
-use crate::conn::{Conn, ConnId};
+use crate::conn::Conn;
+use crate::conn_id::ConnId;
 use crate::request::RequestData;
 use crate::session;
 use crate::socket::DisconnectReason;

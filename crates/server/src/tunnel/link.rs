@@ -29,10 +29,10 @@ use url::Url;
 
 use super::TunnelError;
 use super::rest::{self, Call, Routed};
-use crate::ack::AckResponse;
 use crate::backend::RemoteAcks;
-use crate::conn::ConnId;
+use crate::conn_id::ConnId;
 use crate::io::IoInner;
+use crate::packet::AckResponse;
 use crate::packet::Decoder;
 
 /// How long a call made while the tunnel is down waits for it.
@@ -346,7 +346,7 @@ fn ack_of(payload: &str) -> Option<AckResponse> {
         };
     }
     let packet = packet?;
-    crate::session::ack_response(packet.data, packet.attachments)
+    AckResponse::from_ack(packet.data, packet.attachments)
 }
 
 /// Sends the queued calls in order, holding a call to a connection until

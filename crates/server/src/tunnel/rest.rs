@@ -8,7 +8,7 @@ use portcullis_hub::{Filter, Groups, Operation, Outcome, Payload, Selection, oda
 use portcullis_protocol::engine::Packet as EioPacket;
 use portcullis_tunnel::rest::{GroupsBody, RestCall};
 
-use crate::conn::ConnId;
+use crate::conn_id::ConnId;
 
 /// The SDK's placeholder host (the tunnel is the real destination).
 const HOST: &str = "https://host";

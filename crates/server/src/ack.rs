@@ -19,15 +19,8 @@ use tokio::time::Instant;
 
 use crate::errors::{AckError, SendError};
 use crate::packet;
+pub(crate) use crate::packet::AckResponse;
 use crate::socket::{Sid, SocketRef};
-
-/// A client's answer to an emit: its arguments (as handlers see them) and
-/// binary attachments.
-#[derive(Debug)]
-pub(crate) struct AckResponse {
-    pub data: Value,
-    pub binary: Vec<Bytes>,
-}
 
 /// What an acknowledgement deserializes into: any `DeserializeOwned` type
 /// (one argument as itself, several as a tuple), or [`WithBinary<T>`] to

@@ -1,56 +1,23 @@
 //! One client connection (an Engine.IO session) as the Socket.IO layer sees
 //! it: its verified claims, handshake, sockets per namespace and inbox.
 
-use std::borrow::Borrow;
 use std::collections::VecDeque;
-use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
-use portcullis_hub::{ConnectRequest, TransportKind};
+#[cfg(feature = "embedded")]
+use portcullis_hub::ConnectRequest;
+use portcullis_hub::TransportKind;
 use portcullis_protocol::engine::Packet as EioPacket;
 
+use crate::conn_id::ConnId;
 use crate::packet::Decoder;
 use crate::request::RequestData;
-use crate::short_id::ShortId;
 use crate::socket::SocketRef;
+use crate::sync::lock;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A connection id as the gateway gave it (the Engine.IO `sid`), in either
-/// attach mode.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ConnId(ShortId);
-
-impl ConnId {
-    pub fn new(id: &str) -> Self {
-        ConnId(ShortId::new(id))
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({})", self.as_str())
-    }
-}
-
-impl Borrow<str> for ConnId {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
+/// A connection and the registry of its sockets: the only one, so a
+/// socket is registered and removed in one place, atomically with the
+/// connection's end (server-wide lookups walk the connections).
 pub(crate) struct Conn {
     pub id: ConnId,
     /// Claims, query and headers of the handshake.
@@ -94,6 +61,7 @@ impl Sockets {
 
 impl Conn {
     /// A connection handed over in-process (embedded mode).
+    #[cfg(feature = "embedded")]
     pub fn from_request(request: ConnectRequest) -> Self {
         Conn::new(
             ConnId::new(request.connection_id.as_str()),
@@ -115,6 +83,12 @@ impl Conn {
 
     pub fn socket(&self, namespace: &str) -> Option<SocketRef> {
         lock(&self.sockets).find(namespace).cloned()
+    }
+
+    /// The socket with id `sid`, in whichever namespace.
+    pub fn socket_by_id(&self, sid: &str) -> Option<SocketRef> {
+        let sockets = lock(&self.sockets);
+        sockets.by_namespace.iter().find(|s| s.id() == sid).cloned()
     }
 
     /// Whether any namespace is joined.

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::time::Instant;
 
-use crate::conn::{ConnId, lock};
+use crate::conn_id::ConnId;
 use crate::io::IoInner;
-use crate::session;
+use crate::sync::lock;
 
 /// The pending deadlines of a server's connections.
 #[derive(Default)]
@@ -90,6 +90,6 @@ fn expire(io: &IoInner, id: &ConnId) {
         && conn.never_connected()
     {
         tracing::debug!(connection = %conn.id, "no namespace joined in time; closing");
-        session::close(io, &conn, "connect timeout");
+        io.close_connection(&conn.id, "connect timeout");
     }
 }

@@ -1,19 +1,44 @@
-//! The embedded attach mode: the gateway calls this handler in-process for
-//! every client of the hub; the Socket.IO protocol runs in
-//! [`session`](crate::session), the same as over the tunnel.
+//! The embedded attach mode ([`SocketIo::attach`]): the gateway calls this
+//! handler in-process for every client of the hub; the Socket.IO protocol
+//! runs in [`session`](crate::session), the same as over the tunnel.
 
 use std::sync::Arc;
 
+use portcullis_gateway::Gateway;
+use portcullis_gateway::hub::LocalHub;
 use portcullis_hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason as GatewayReason, Heartbeat,
-    Hub, HubHandler, Refusal,
+    Hub, HubHandler, Refusal, is_valid_hub_name,
 };
 use portcullis_protocol::engine::Packet as EioPacket;
 
+use crate::backend::{Backend, NamespaceGroups};
 use crate::conn::Conn;
-use crate::io::IoInner;
+use crate::errors::AttachError;
+use crate::io::{IoInner, SocketIo};
 use crate::session;
 use crate::socket::DisconnectReason;
+
+impl SocketIo {
+    /// Attaches the server to hub `hub` of an in-process gateway (the
+    /// embedded mode): the gateway hands it the hub's clients directly, with
+    /// no tunnel, and keeps the clients' heartbeats itself, so idle
+    /// connections cost the server nothing.
+    pub fn attach(&self, gateway: &Gateway, hub: &str) -> Result<(), AttachError> {
+        if !is_valid_hub_name(hub) {
+            return Err(AttachError::InvalidHubName(hub.to_owned()));
+        }
+        self.attach_hub(&gateway.hubs().get_or_create(hub))
+    }
+
+    /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
+    pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
+        self.0
+            .set_backend(Backend::new(Arc::new(hub.clone()), NamespaceGroups::Server))?;
+        hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
+        Ok(())
+    }
+}
 
 pub(crate) struct EmbeddedHandler {
     io: Arc<IoInner>,

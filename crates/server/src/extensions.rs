@@ -32,7 +32,7 @@ pub struct Extensions {
 
 impl Extensions {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TypeId, Box<dyn Any + Send + Sync>>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.map)
     }
 
     /// Stores `value`, returning the previous value of that type.

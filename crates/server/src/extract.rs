@@ -285,7 +285,7 @@ macro_rules! impl_handler {
                         }
                     };
                 )*
-                crate::backend::run_handler(self($($arg),*));
+                crate::runtime::run_handler(self($($arg),*));
             }
         }
     };
@@ -423,7 +423,7 @@ macro_rules! impl_connect {
                 socket: &SocketRef,
             ) -> Result<PreparedConnect, ExtractError> {
                 $(let $arg = $arg::from_connect(socket)?;)*
-                Ok(Box::new(move || crate::backend::run_handler(self($($arg),*))))
+                Ok(Box::new(move || crate::runtime::run_handler(self($($arg),*))))
             }
         }
 

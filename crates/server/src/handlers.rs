@@ -12,8 +12,8 @@
 use std::any::TypeId;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use crate::conn::lock;
 use crate::extract::{ErasedEventHandler, EventHandler, wrap};
+use crate::sync::lock;
 
 /// A handler with its argument types erased.
 pub(crate) type Handler = Arc<dyn ErasedEventHandler>;

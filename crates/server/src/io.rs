@@ -8,22 +8,20 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-#[cfg(feature = "embedded")]
-use portcullis_gateway::{Gateway, hub::LocalHub};
-use portcullis_hub::is_valid_hub_name;
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
 use crate::backend::Backend;
-use crate::conn::{Conn, ConnId, lock};
+use crate::conn::Conn;
+use crate::conn_id::ConnId;
+
 use crate::connect_timeout::ConnectDeadlines;
-#[cfg(feature = "embedded")]
-use crate::embedded::EmbeddedHandler;
 use crate::errors::{AttachError, SendError};
 use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
 use crate::operators::{BroadcastOperator, IntoRooms};
-use crate::socket::{Sid, SocketRef};
+use crate::socket::SocketRef;
+use crate::sync::{lock, read, write};
 
 /// Settings of a [`SocketIo`] server; see [`SocketIoBuilder`].
 #[derive(Debug, Clone)]
@@ -156,7 +154,6 @@ impl SocketIoBuilder {
             namespaces: RwLock::default(),
             backend: OnceLock::new(),
             conns: Mutex::default(),
-            sockets: RwLock::default(),
             connect_deadlines: ConnectDeadlines::default(),
         }))
     }
@@ -169,7 +166,6 @@ pub(crate) struct IoInner {
     namespaces: RwLock<Namespaces>,
     backend: OnceLock<Backend>,
     pub(crate) conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
-    sockets: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
     pub(crate) connect_deadlines: ConnectDeadlines,
 }
 
@@ -199,42 +195,35 @@ impl IoInner {
 
     /// The namespace serving `path`, and the path as sockets keep it.
     pub fn find_namespace(&self, path: &str) -> Option<(Arc<str>, Arc<NamespaceInner>)> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .find(path)
+        read(&self.namespaces).find(path)
+    }
+
+    /// Closes a client connection (the gateway then reports its end).
+    pub fn close_connection(&self, id: &ConnId, reason: &str) {
+        if let Some(backend) = self.backend() {
+            backend.close(id, reason);
+        }
     }
 
     pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
         lock(&self.conns).get(id).cloned()
     }
 
-    pub fn add_socket(&self, socket: &SocketRef) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(socket.ns().to_owned())
-            .or_default()
-            .insert(socket.id().clone(), socket.clone());
-    }
-
-    pub fn remove_socket(&self, socket: &SocketRef) {
-        let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(ns) = sockets.get_mut(socket.ns()) {
-            ns.remove(socket.id());
-            if ns.is_empty() {
-                sockets.remove(socket.ns());
-            }
-        }
-    }
-
+    /// The connected sockets of `namespace`. Each connection owns its
+    /// sockets (they live and end with it), so this walks the connections
+    /// instead of keeping a second, server-wide registry in step.
     pub fn sockets_of(&self, namespace: &str) -> Vec<SocketRef> {
-        self.sockets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(namespace)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.conns)
+            .values()
+            .filter_map(|conn| conn.socket(namespace))
+            .collect()
+    }
+
+    /// The connected socket with id `sid`, in any namespace.
+    pub fn find_socket(&self, sid: &str) -> Option<SocketRef> {
+        lock(&self.conns)
+            .values()
+            .find_map(|conn| conn.socket_by_id(sid))
     }
 }
 
@@ -325,11 +314,7 @@ impl SocketIo {
         T: 'static,
     {
         let ns = NamespaceInner::new(handler);
-        self.0
-            .namespaces
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(normalize(path.into()), ns.clone());
+        write(&self.0.namespaces).insert(normalize(path.into()), ns.clone());
         Namespace(ns)
     }
 
@@ -352,33 +337,8 @@ impl SocketIo {
         T: 'static,
     {
         let ns = NamespaceInner::new(handler);
-        self.0
-            .namespaces
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert_dynamic(Arc::new(matcher), ns.clone());
+        write(&self.0.namespaces).insert_dynamic(Arc::new(matcher), ns.clone());
         Namespace(ns)
-    }
-
-    /// Attaches the server to hub `hub` of an in-process gateway (the
-    /// embedded mode): the gateway hands it the hub's clients directly, with
-    /// no tunnel, and keeps the clients' heartbeats itself, so idle
-    /// connections cost the server nothing.
-    #[cfg(feature = "embedded")]
-    pub fn attach(&self, gateway: &Gateway, hub: &str) -> Result<(), AttachError> {
-        if !is_valid_hub_name(hub) {
-            return Err(AttachError::InvalidHubName(hub.to_owned()));
-        }
-        self.attach_hub(&gateway.hubs().get_or_create(hub))
-    }
-
-    /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
-    #[cfg(feature = "embedded")]
-    pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
-        self.0
-            .set_backend(Backend::Embedded(Arc::new(hub.clone())))?;
-        hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
-        Ok(())
     }
 
     /// Broadcasts in namespace `path` (declared or not).
@@ -428,12 +388,7 @@ impl SocketIo {
 
     /// The connected socket with id `sid`, in any namespace.
     pub fn get_socket(&self, sid: &str) -> Option<SocketRef> {
-        self.0
-            .sockets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .find_map(|m| m.values().find(|s| s.id() == sid).cloned())
+        self.0.find_socket(sid)
     }
 
     /// The hub this server is attached to, if any.

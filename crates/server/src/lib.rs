@@ -121,6 +121,7 @@
 mod ack;
 mod backend;
 mod conn;
+mod conn_id;
 mod connect_timeout;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -136,9 +137,11 @@ mod ns;
 mod operators;
 mod packet;
 mod request;
+mod runtime;
 mod session;
 mod short_id;
 mod socket;
+mod sync;
 mod tunnel;
 
 pub use ack::{AckFuture, AckStream, FromAck, WithBinary};

@@ -9,6 +9,7 @@ use crate::extract::{
     PreparedConnect, wrap_connect, wrap_middleware,
 };
 use crate::socket::SocketRef;
+use crate::sync::{read, write};
 
 type MatchFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -31,11 +32,7 @@ impl NamespaceInner {
 
     /// Runs the middlewares in order; the first refusal's message.
     pub async fn admit(&self, socket: &SocketRef) -> Result<(), String> {
-        let middlewares = self
-            .middlewares
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let middlewares = read(&self.middlewares).clone();
         for middleware in middlewares {
             middleware.call(socket).await?;
         }
@@ -142,11 +139,7 @@ impl Namespace {
         M: ConnectMiddleware<T>,
         T: 'static,
     {
-        self.0
-            .middlewares
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(wrap_middleware(middleware));
+        write(&self.0.middlewares).push(wrap_middleware(middleware));
         self
     }
 

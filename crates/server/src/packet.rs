@@ -8,6 +8,28 @@ use serde::Serialize;
 use serde::ser::{Impossible, SerializeTuple};
 use serde_json::Value;
 
+/// A client's answer to an emit: its arguments (as handlers see them) and
+/// binary attachments.
+#[derive(Debug)]
+pub(crate) struct AckResponse {
+    pub data: Value,
+    pub binary: Vec<Bytes>,
+}
+
+impl AckResponse {
+    /// An ACK's arguments as handlers see them; `None` if they are not an
+    /// array.
+    pub fn from_ack(data: Value, binary: Vec<Bytes>) -> Option<Self> {
+        let args = match data {
+            Value::Array(args) => args,
+            Value::Null => Vec::new(),
+            _ => return None,
+        };
+        let data = args_value(args, !binary.is_empty());
+        Some(AckResponse { data, binary })
+    }
+}
+
 /// A decoded client packet, attachments reassembled.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Packet {

@@ -6,18 +6,18 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use portcullis_protocol::engine::Packet as EioPacket;
 use portcullis_protocol::socket::PacketKind;
 use portcullis_tunnel::group_name::group_name;
 use serde_json::{Value, json};
 
-use crate::ack::AckResponse;
-use crate::conn::{Conn, Queued, lock};
+use crate::conn::{Conn, Queued};
 use crate::connect_timeout::ConnectDeadlines;
 use crate::io::IoInner;
+use crate::packet::AckResponse;
 use crate::packet::{self, Packet};
 use crate::socket::{DisconnectReason, SocketRef};
+use crate::sync::lock;
 
 /// Registers a connection the gateway accepted.
 pub(crate) fn open(io: &IoInner, conn: Conn) -> Arc<Conn> {
@@ -108,10 +108,8 @@ async fn drain(io: Arc<IoInner>, conn: Arc<Conn>) {
     }
 }
 
-pub(crate) fn close(io: &IoInner, conn: &Conn, reason: &str) {
-    if let Some(backend) = io.backend() {
-        backend.close(&conn.id, reason);
-    }
+fn close(io: &IoInner, conn: &Conn, reason: &str) {
+    io.close_connection(&conn.id, reason);
 }
 
 fn send(io: &IoInner, conn: &Conn, kind: PacketKind, namespace: &str, data: &str) {
@@ -160,24 +158,13 @@ async fn handle(io: &Arc<IoInner>, conn: &Arc<Conn>, packet: Packet) {
             let (Some(socket), Some(id)) = (socket(), packet.ack_id) else {
                 return;
             };
-            match ack_response(packet.data, packet.attachments) {
+            match AckResponse::from_ack(packet.data, packet.attachments) {
                 Some(response) => socket.resolve_ack(id, response),
                 None => close(io, conn, "parse error"),
             }
         }
         PacketKind::ConnectError => close(io, conn, "parse error"),
     }
-}
-
-/// An ACK's arguments as handlers see them; `None` if they are not an array.
-pub(crate) fn ack_response(data: Value, binary: Vec<Bytes>) -> Option<AckResponse> {
-    let args = match data {
-        Value::Array(args) => args,
-        Value::Null => Vec::new(),
-        _ => return None,
-    };
-    let data = packet::args_value(args, !binary.is_empty());
-    Some(AckResponse { data, binary })
 }
 
 async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: Value) {
@@ -211,7 +198,6 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
         }
     };
     socket.mark_connected();
-    io.add_socket(&socket);
     if !conn.insert_socket(&namespace, socket.clone()) {
         // The connection ended meanwhile.
         socket.finish(DisconnectReason::TransportClose, false);

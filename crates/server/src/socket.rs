@@ -19,7 +19,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::ack::{AckFuture, AckResponse, FromAck};
-use crate::conn::{Conn, lock};
+use crate::conn::Conn;
+
 use crate::errors::SendError;
 use crate::extensions::Extensions;
 use crate::extract::{EventHandler, EventParts};
@@ -28,6 +29,7 @@ use crate::io::IoInner;
 use crate::operators::{BroadcastOperator, Emitter, IntoRooms};
 use crate::packet;
 use crate::short_id::ShortId;
+use crate::sync::{lock, read, write};
 
 /// A socket id: 128 random bits in URL-safe base64, distinct from the
 /// connection id (one connection has one socket per namespace it joined).
@@ -436,7 +438,7 @@ impl SocketRef {
     pub fn join(&self, rooms: impl IntoRooms) {
         let rooms = rooms.into_rooms();
         let groups = {
-            let mut mine = self.0.rooms.write().unwrap_or_else(|p| p.into_inner());
+            let mut mine = write(&self.0.rooms);
             rooms
                 .into_iter()
                 .filter(|r| mine.insert(r.clone()))
@@ -454,7 +456,7 @@ impl SocketRef {
     pub fn leave(&self, rooms: impl IntoRooms) {
         let rooms = rooms.into_rooms();
         let groups = {
-            let mut mine = self.0.rooms.write().unwrap_or_else(|p| p.into_inner());
+            let mut mine = write(&self.0.rooms);
             rooms
                 .into_iter()
                 .filter(|r| mine.remove(r))
@@ -476,13 +478,7 @@ impl SocketRef {
 
     /// The rooms this socket joined (not counting its own id room).
     pub fn rooms(&self) -> Vec<String> {
-        self.0
-            .rooms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        read(&self.0.rooms).iter().cloned().collect()
     }
 
     /// Broadcasts to the sockets in `rooms` of this namespace, except this
@@ -608,7 +604,6 @@ impl SocketRef {
         if previous == DISCONNECTED {
             return;
         }
-        self.0.io.remove_socket(self);
         if leave_groups && let Some(backend) = self.0.io.backend() {
             backend.leave_namespace(&self.0.conn.id, self.ns());
         }
@@ -618,7 +613,7 @@ impl SocketRef {
         if previous == CONNECTED
             && let Some(handler) = handler
         {
-            crate::backend::run_handler(handler(self.clone(), reason));
+            crate::runtime::run_handler(handler(self.clone(), reason));
         }
     }
 
@@ -645,14 +640,7 @@ impl FilterSubject for Subject<'_> {
             Some((namespace, room)) if namespace == self.0.ns() => match room {
                 None => true,
                 Some(room) => {
-                    *self.0.id() == room.as_str()
-                        || self
-                            .0
-                            .0
-                            .rooms
-                            .read()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .contains(&room)
+                    *self.0.id() == room.as_str() || read(&self.0.0.rooms).contains(&room)
                 }
             },
             _ => false,

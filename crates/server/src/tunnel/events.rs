@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis_auth::Claims;
-use portcullis_hub::TransportKind;
+use portcullis_hub::{Hub as _, TransportKind};
 use portcullis_protocol::engine::decode_payload;
 use portcullis_tunnel::cloud_events::{
     ConnectEventBody, ConnectResponse, EventKind, ReceivedEvent,
@@ -14,7 +14,8 @@ use portcullis_tunnel::cloud_events::{
 use portcullis_tunnel::{HttpRequest, HttpResponse};
 
 use super::link::Link;
-use crate::conn::{Conn, ConnId};
+use crate::conn::Conn;
+use crate::conn_id::ConnId;
 use crate::request::RequestData;
 use crate::session;
 use crate::socket::DisconnectReason;
@@ -31,7 +32,7 @@ pub(crate) fn handle(link: &Link, request: &HttpRequest) -> HttpResponse {
         Ok(event) => event,
         Err(error) => return text(500, format!("Not correctly handled. {error}")),
     };
-    if !event.hub.eq_ignore_ascii_case(link.hub()) {
+    if !event.hub.eq_ignore_ascii_case(link.name()) {
         return text(500, "Not correctly handled. ".to_owned());
     }
     let Some(io) = link.io.upgrade() else {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_auth::{ClientTokenOptions, mint_client_token};
-use portcullis_hub::{Filter, Payload};
+use portcullis_hub::{Applied, Filter, Hub, Operation, Outcome, Payload};
 use portcullis_protocol::engine::{Packet as EioPacket, decode_payload};
 use portcullis_tunnel::invoke::InvokeLineDecoder;
 use portcullis_tunnel::pending::Pending;
@@ -28,10 +28,11 @@ use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use super::TunnelError;
-use super::rest::{self, Call};
-use crate::ack::AckResponse;
-use crate::conn::ConnId;
+use super::rest::{self, Call, Routed};
+use crate::backend::RemoteAcks;
+use crate::conn_id::ConnId;
 use crate::io::IoInner;
+use crate::packet::AckResponse;
 use crate::packet::Decoder;
 
 /// How long a call made while the tunnel is down waits for it.
@@ -52,6 +53,9 @@ pub(crate) struct Op {
     connection: Option<ConnId>,
     /// For `:invoke`: where the acknowledgements go.
     acks: Option<mpsc::UnboundedSender<AckResponse>>,
+    /// Where the status of the first answer goes (the [`Applied`] of a hub
+    /// operation); dropped unanswered if the call is lost.
+    status: Option<oneshot::Sender<u16>>,
     queued_at: Instant,
 }
 
@@ -60,6 +64,7 @@ struct InFlight {
     what: String,
     socket: u64,
     answered: Option<oneshot::Sender<()>>,
+    status: Option<oneshot::Sender<u16>>,
     acks: Option<(InvokeLineDecoder, mpsc::UnboundedSender<AckResponse>)>,
     first: bool,
 }
@@ -127,10 +132,6 @@ impl Link {
         (link, queue)
     }
 
-    pub fn hub(&self) -> &str {
-        &self.hub
-    }
-
     pub fn server_id(&self) -> &str {
         &self.server_id
     }
@@ -139,66 +140,12 @@ impl Link {
         self.connected.load(Ordering::Acquire)
     }
 
-    // ----- the operations of the Socket.IO layer -----
-
-    fn enqueue(&self, call: Call, connection: Option<&ConnId>) {
-        self.enqueue_op(Op {
-            call,
-            connection: connection.cloned(),
-            acks: None,
-            queued_at: Instant::now(),
-        });
-    }
+    // ----- calls -----
 
     fn enqueue_op(&self, op: Op) {
         if self.ops.send(op).is_err() {
             tracing::debug!(hub = %self.hub, "tunnel closed; call dropped");
         }
-    }
-
-    pub fn send_to_connection(&self, connection: &ConnId, payload: Payload) {
-        let call = rest::send_to_connection(&self.hub, connection, &payload);
-        self.enqueue(call, Some(connection));
-    }
-
-    pub fn broadcast(&self, filter: Filter, payload: Payload) {
-        self.enqueue(rest::broadcast(&self.hub, &filter, &payload), None);
-    }
-
-    pub fn add_to_groups(&self, connection: &ConnId, groups: Vec<String>) {
-        let call = rest::add_to_groups(&self.hub, connection, &groups);
-        self.enqueue(call, Some(connection));
-    }
-
-    pub fn remove_from_groups(&self, connection: &ConnId, groups: Vec<String>) {
-        let call = rest::remove_from_groups(&self.hub, connection, &groups);
-        self.enqueue(call, Some(connection));
-    }
-
-    /// Closes a connection the way the SDK does: an Engine.IO close packet.
-    pub fn close_connection(&self, connection: &ConnId, reason: &str) {
-        tracing::debug!(hub = %self.hub, %connection, reason, "closing connection");
-        let close = Payload::packet(EioPacket::Close);
-        self.send_to_connection(connection, close);
-    }
-
-    /// One `:invoke` to the matching connections of other processes.
-    pub fn invoke_remote(
-        &self,
-        filter: &Filter,
-        payload: Payload,
-    ) -> mpsc::UnboundedReceiver<AckResponse> {
-        let remote = filter.clone().and(Filter::Not(Box::new(Filter::InGroup(
-            self.local_group.clone(),
-        ))));
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.enqueue_op(Op {
-            call: rest::invoke(&self.hub, &remote, &payload),
-            connection: None,
-            acks: Some(tx),
-            queued_at: Instant::now(),
-        });
-        rx
     }
 
     /// Puts a newly accepted connection in this process's group.
@@ -208,7 +155,13 @@ impl Link {
             connection,
             std::slice::from_ref(&self.local_group),
         );
-        self.enqueue(call, Some(connection));
+        self.enqueue_op(Op {
+            call,
+            connection: Some(connection.clone()),
+            acks: None,
+            status: None,
+            queued_at: Instant::now(),
+        });
     }
 
     // ----- the wire -----
@@ -256,6 +209,7 @@ impl Link {
             what: format!("{} {}", op.call.method, op.call.url),
             socket,
             answered: Some(answered),
+            status: op.status,
             acks: op.acks.map(|tx| (InvokeLineDecoder::default(), tx)),
             first: true,
         });
@@ -292,6 +246,9 @@ impl Link {
                 if let Some(answered) = call.answered.take() {
                     let _ = answered.send(());
                 }
+                if let Some(status) = call.status.take() {
+                    let _ = status.send(response.status_code);
+                }
             }
             if let (Some((decoder, tx)), Some(chunk)) = (call.acks.as_mut(), &response.content) {
                 for line in decoder.push(chunk) {
@@ -315,6 +272,67 @@ impl Link {
     }
 }
 
+/// The tunnel is a hub: each operation becomes the REST call the official
+/// SDK makes for it ([`rest::route`]), queued in program order. Its outcome
+/// is known only once the gateway answered, so it is [`Applied::pending`]
+/// (the call is made whether or not that is awaited); an operation the REST
+/// API cannot express is dropped with a warning and answered at once.
+impl Hub for Link {
+    fn name(&self) -> &str {
+        &self.hub
+    }
+
+    fn apply(&self, operation: Operation) -> Applied {
+        if let Operation::Close { who, reason } = &operation {
+            tracing::debug!(hub = %self.hub, ?who, reason, "closing connections");
+        }
+        // What a call the REST API cannot carry answers.
+        let unsupported = match &operation {
+            Operation::Exists(_) => Outcome::Exists(false),
+            Operation::GroupsOf(_) => Outcome::Groups(Vec::new()),
+            _ => Outcome::Count(0),
+        };
+        let Some(Routed {
+            call,
+            connection,
+            answer,
+        }) = rest::route(&self.hub, operation)
+        else {
+            tracing::warn!(hub = %self.hub, ?unsupported, "an operation the tunnel's REST API cannot carry was dropped");
+            return Applied::ready(unsupported);
+        };
+        let (status, answered) = oneshot::channel();
+        self.enqueue_op(Op {
+            call,
+            connection,
+            acks: None,
+            status: Some(status),
+            queued_at: Instant::now(),
+        });
+        Applied::pending(async move { answer.outcome(answered.await.ok()) })
+    }
+}
+
+impl RemoteAcks for Link {
+    /// One `:invoke` to the matching connections of other processes: this
+    /// process's own connections (its group) are left out, they get one
+    /// packet each with their own ack ids (see `operators`).
+    fn invoke(&self, filter: &Filter, payload: Payload) -> mpsc::UnboundedReceiver<AckResponse> {
+        let remote = filter.clone().and(Filter::Not(Box::new(Filter::InGroup(
+            self.local_group.clone(),
+        ))));
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.enqueue_op(Op {
+            call: rest::invoke(&self.hub, &remote, &payload),
+            connection: None,
+            acks: Some(tx),
+            status: None,
+            queued_at: Instant::now(),
+        });
+        rx
+    }
+}
+
 /// The acknowledgement inside an `:invoke` line: an Engine.IO payload
 /// holding one ACK / BINARY_ACK packet and its attachments.
 fn ack_of(payload: &str) -> Option<AckResponse> {
@@ -328,7 +346,7 @@ fn ack_of(payload: &str) -> Option<AckResponse> {
         };
     }
     let packet = packet?;
-    crate::session::ack_response(packet.data, packet.attachments)
+    AckResponse::from_ack(packet.data, packet.attachments)
 }
 
 /// Sends the queued calls in order, holding a call to a connection until
@@ -522,4 +540,57 @@ async fn session(
         tracing::warn!(hub = %link.hub, "tunnel to the gateway lost; reconnecting");
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_hub::Selection;
+
+    use super::*;
+    use crate::backend::{Backend, NamespaceGroups};
+
+    fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
+        let endpoint = Url::parse("http://127.0.0.1:8080").unwrap();
+        Link::new("chat", "s".into(), endpoint, "k".into(), Weak::new())
+    }
+
+    #[test]
+    fn the_gateway_keeps_namespace_groups_over_the_tunnel() {
+        let (link, mut queue) = link();
+        let backend = Backend::new(link.clone(), NamespaceGroups::Gateway);
+        let c = ConnId::new("c1");
+        backend.leave_namespace(&c, "/chat");
+        assert!(queue.try_recv().is_err(), "no call for a namespace leave");
+        // A room leave is a call, in line with the connection's others.
+        backend.leave(&c, vec!["0~L2NoYXQ~cm9vbQ".into()]);
+        let op = queue.try_recv().unwrap();
+        assert_eq!(op.call.method, "DELETE");
+        assert_eq!(op.connection, Some(c));
+    }
+
+    #[tokio::test]
+    async fn operations_are_queued_in_order_and_pending_until_answered() {
+        let (link, mut queue) = link();
+        let sent = link.apply(Operation::Send {
+            to: Selection::connection("c1"),
+            payload: Payload::packet(EioPacket::Noop),
+        });
+        let closed = link.apply(Operation::Close {
+            who: Selection::connection("c1"),
+            reason: "bye".into(),
+        });
+        let first = queue.try_recv().unwrap();
+        let second = queue.try_recv().unwrap();
+        assert_eq!(first.call.body.as_deref(), Some(&b"6"[..]));
+        assert_eq!(second.call.body.as_deref(), Some(&b"1"[..]));
+        // Answered: accepted; lost with the tunnel: not.
+        let _ = first.status.unwrap().send(202);
+        assert_eq!(sent.await, Outcome::Count(1));
+        drop(second);
+        assert_eq!(closed.await, Outcome::Count(0));
+        // Unroutable: answered at once, nothing queued.
+        let groups = link.apply(Operation::GroupsOf("c1".into())).now();
+        assert_eq!(groups, Some(Outcome::Groups(Vec::new())));
+        assert!(queue.try_recv().is_err());
+    }
 }

@@ -1,12 +1,14 @@
 //! The REST calls of the official SDK (`InprocessServerProxy`), built for
 //! the tunnel: same methods, paths, query encoding, headers and bodies
-//! (protocol reference §3.10, §4).
+//! (protocol reference §3.10, §4), and [`route`], which turns each hub
+//! [`Operation`] into the call the SDK would make for it.
 
 use bytes::Bytes;
-use portcullis_hub::{Filter, Payload, odata};
+use portcullis_hub::{Filter, Groups, Operation, Outcome, Payload, Selection, odata};
+use portcullis_protocol::engine::Packet as EioPacket;
 use portcullis_tunnel::rest::{GroupsBody, RestCall};
 
-use crate::conn::ConnId;
+use crate::conn_id::ConnId;
 
 /// The SDK's placeholder host (the tunnel is the real destination).
 const HOST: &str = "https://host";
@@ -140,6 +142,166 @@ pub(crate) fn invoke(hub: &str, filter: &Filter, payload: &Payload) -> Call {
     Call::with_payload(&rest, payload)
 }
 
+/// `POST …/:removeFromGroups` with any filter → 200.
+fn remove_where(hub: &str, groups: &[String], filter: &Filter) -> Call {
+    let rest = RestCall::RemoveFromGroups {
+        hub: hub.to_owned(),
+    };
+    Call::with_groups(&rest, groups, filter)
+}
+
+/// A `HEAD` existence check → 200 (found) or 404.
+fn head(rest: RestCall) -> Call {
+    Call::new(&rest, None, None)
+}
+
+/// An operation as the REST call that carries it over the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Routed {
+    pub call: Call,
+    /// The one connection the call addresses, if any: such calls are kept
+    /// in order per connection (see [`super::link`]).
+    pub connection: Option<ConnId>,
+    /// How the gateway's answer reads as the operation's [`Outcome`].
+    pub answer: Answer,
+}
+
+/// How a REST answer reads as an [`Outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Sends, group changes and closes. The REST API counts no recipients
+    /// (it answers 202 or 200), so the count is 1 once the gateway accepted
+    /// the call and 0 if it refused it or the tunnel lost it.
+    Accepted,
+    /// `HEAD` checks: 200 is found, anything else (404, a lost call) is not.
+    Found,
+}
+
+impl Answer {
+    /// The outcome of a call answered with `status` (`None`: never answered).
+    pub fn outcome(self, status: Option<u16>) -> Outcome {
+        match self {
+            Answer::Accepted => {
+                Outcome::Count(usize::from(status.is_some_and(|s| (200..300).contains(&s))))
+            }
+            Answer::Found => Outcome::Exists(status == Some(200)),
+        }
+    }
+}
+
+/// The connection a selection names alone, if it names exactly one.
+fn single_connection(selection: &Selection) -> Option<ConnId> {
+    match selection {
+        Selection {
+            group: None,
+            filter: Filter::ConnectionId(id),
+        } => Some(ConnId::new(id)),
+        _ => None,
+    }
+}
+
+/// The selection as one filter (group scope included).
+fn filter_of(selection: Selection) -> Filter {
+    match selection.group {
+        Some(group) => Filter::InGroup(group).and(selection.filter),
+        None => selection.filter,
+    }
+}
+
+/// The REST call the official SDK makes for `operation`, or `None` when the
+/// REST API cannot express it (leaving groups by prefix, every group of a
+/// selection wider than one connection, the groups of a connection, the
+/// existence of an arbitrary selection).
+///
+/// A close is the SDK's: an Engine.IO close packet sent to the selected
+/// connections (the gateway closes a client that receives one), not the
+/// REST `DELETE`, so it keeps its place among the sends to that client.
+pub(crate) fn route(hub: &str, operation: Operation) -> Option<Routed> {
+    let accepted = |call: Call, connection: Option<ConnId>| Routed {
+        call,
+        connection,
+        answer: Answer::Accepted,
+    };
+    let found = |rest: RestCall, connection: Option<ConnId>| Routed {
+        call: head(rest),
+        connection,
+        answer: Answer::Found,
+    };
+    let routed = match operation {
+        Operation::Send { to, payload } => match (single_connection(&to), to.group) {
+            (Some(connection), _) => {
+                let call = send_to_connection(hub, &connection, &payload);
+                accepted(call, Some(connection))
+            }
+            (None, Some(group)) => {
+                let rest = RestCall::SendToGroup {
+                    hub: hub.to_owned(),
+                    group,
+                    filter: filter_text(&to.filter),
+                };
+                accepted(Call::with_payload(&rest, &payload), None)
+            }
+            (None, None) => accepted(broadcast(hub, &to.filter, &payload), None),
+        },
+        Operation::Join { who, groups } => match single_connection(&who) {
+            Some(connection) => {
+                accepted(add_to_groups(hub, &connection, &groups), Some(connection))
+            }
+            None => accepted(add_where(hub, &groups, &filter_of(who)), None),
+        },
+        Operation::Leave { who, groups } => match (single_connection(&who), groups) {
+            (Some(connection), Groups::Named(groups)) => {
+                let call = remove_from_groups(hub, &connection, &groups);
+                accepted(call, Some(connection))
+            }
+            (None, Groups::Named(groups)) => {
+                accepted(remove_where(hub, &groups, &filter_of(who)), None)
+            }
+            (Some(connection), Groups::All) => {
+                let rest = RestCall::RemoveConnectionFromAllGroups {
+                    hub: hub.to_owned(),
+                    connection_id: connection.to_string(),
+                };
+                accepted(Call::new(&rest, None, None), Some(connection))
+            }
+            (None, Groups::All) | (_, Groups::Prefixed(_)) => return None,
+        },
+        Operation::Close { who, reason: _ } => {
+            let payload = Payload::packet(EioPacket::Close);
+            return route(hub, Operation::Send { to: who, payload });
+        }
+        Operation::Exists(selection) => {
+            let hub = hub.to_owned();
+            match (single_connection(&selection), selection) {
+                (Some(connection), _) => found(
+                    RestCall::ConnectionExists {
+                        hub,
+                        connection_id: connection.to_string(),
+                    },
+                    Some(connection),
+                ),
+                (
+                    None,
+                    Selection {
+                        group: Some(group),
+                        filter: Filter::All,
+                    },
+                ) => found(RestCall::GroupExists { hub, group }, None),
+                (
+                    None,
+                    Selection {
+                        group: None,
+                        filter: Filter::UserId(user),
+                    },
+                ) => found(RestCall::UserExists { hub, user }, None),
+                _ => return None,
+            }
+        }
+        Operation::GroupsOf(_) => return None,
+    };
+    Some(routed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +389,143 @@ mod tests {
             ask.url,
             "https://host/api/hubs/eio_hub/:invoke?api-version=2023-07-01&filter=%270%7ELw%7E%27+in+groups"
         );
+    }
+
+    #[test]
+    fn operations_route_to_the_sdk_calls() {
+        let c = ConnId::new("conn-abc123");
+        let one = || Selection::connection("conn-abc123");
+        let payload = text("42[\"hello\"]");
+        let route = |op| route("h", op).expect("a REST call carries it");
+
+        // One connection: the helpers' calls, ordered per connection.
+        let sent = route(Operation::Send {
+            to: one(),
+            payload: payload.clone(),
+        });
+        assert_eq!(sent.call, send_to_connection("h", &c, &payload));
+        assert_eq!(sent.connection, Some(c.clone()));
+        let groups = vec!["0~Lw~YQ".to_owned(), "0~Lw~Yg".to_owned()];
+        let joined = route(Operation::Join {
+            who: one(),
+            groups: groups.clone(),
+        });
+        assert_eq!(joined.call, add_to_groups("h", &c, &groups));
+        assert_eq!(joined.connection, Some(c.clone()));
+        let left = route(Operation::Leave {
+            who: one(),
+            groups: Groups::Named(groups[..1].to_vec()),
+        });
+        assert_eq!(left.call, remove_from_groups("h", &c, &groups[..1]));
+        // A close is the SDK's Engine.IO close packet, in line with the sends.
+        let closed = route(Operation::Close {
+            who: one(),
+            reason: "bye".into(),
+        });
+        assert_eq!(closed.call.body.as_deref(), Some(&b"1"[..]));
+        assert_eq!(closed.connection, Some(c.clone()));
+        assert_eq!(closed.answer, Answer::Accepted);
+
+        // Broadcasts: a filter is mapped as `broadcast` maps it; a group
+        // scope is a group send.
+        let filter = Filter::InGroup("0~Lw~".into())
+            .and(Filter::Not(Box::new(Filter::ConnectionId("x".into()))));
+        let all = route(Operation::Send {
+            to: Selection::matching(filter.clone()),
+            payload: payload.clone(),
+        });
+        assert_eq!(all.call, broadcast("h", &filter, &payload));
+        assert_eq!(all.connection, None);
+        let scoped = route(Operation::Send {
+            to: Selection::group("0~Lw~").excluding(&["x".into()]),
+            payload: payload.clone(),
+        });
+        assert_eq!(scoped.call, all.call);
+
+        // Wider selections go as filters.
+        let users = route(Operation::Join {
+            who: Selection::user("alice"),
+            groups: groups.clone(),
+        });
+        assert_eq!(
+            users.call,
+            add_where("h", &groups, &Filter::UserId("alice".into()))
+        );
+        let everyone_leaves = route(Operation::Leave {
+            who: Selection::group("g"),
+            groups: Groups::Named(groups.clone()),
+        });
+        assert_eq!(
+            parse_rest(everyone_leaves.call.method, &everyone_leaves.call.url).unwrap(),
+            RestCall::RemoveFromGroups { hub: "h".into() }
+        );
+        let every_group = route(Operation::Leave {
+            who: one(),
+            groups: Groups::All,
+        });
+        assert_eq!(
+            parse_rest(every_group.call.method, &every_group.call.url).unwrap(),
+            RestCall::RemoveConnectionFromAllGroups {
+                hub: "h".into(),
+                connection_id: "conn-abc123".into()
+            }
+        );
+
+        // Existence checks are HEAD calls.
+        for (selection, expected) in [
+            (
+                one(),
+                RestCall::ConnectionExists {
+                    hub: "h".into(),
+                    connection_id: "conn-abc123".into(),
+                },
+            ),
+            (
+                Selection::group("g"),
+                RestCall::GroupExists {
+                    hub: "h".into(),
+                    group: "g".into(),
+                },
+            ),
+            (
+                Selection::user("alice"),
+                RestCall::UserExists {
+                    hub: "h".into(),
+                    user: "alice".into(),
+                },
+            ),
+        ] {
+            let exists = route(Operation::Exists(selection));
+            assert_eq!((exists.call.method, exists.answer), ("HEAD", Answer::Found));
+            assert_eq!(parse_rest("HEAD", &exists.call.url).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn what_the_rest_api_cannot_say_is_not_routed() {
+        let namespace = Operation::Leave {
+            who: Selection::connection("c"),
+            groups: Groups::Prefixed("0~Lw~".into()),
+        };
+        assert_eq!(route("h", namespace), None);
+        let all_of_a_user = Operation::Leave {
+            who: Selection::user("u"),
+            groups: Groups::All,
+        };
+        assert_eq!(route("h", all_of_a_user), None);
+        let groups_of = Operation::GroupsOf(portcullis_hub::ConnectionId::from("c"));
+        assert_eq!(route("h", groups_of), None);
+        let odd = Operation::Exists(Selection::matching(Filter::UserIdIsNull));
+        assert_eq!(route("h", odd), None);
+    }
+
+    #[test]
+    fn answers_read_as_outcomes() {
+        assert_eq!(Answer::Accepted.outcome(Some(202)), Outcome::Count(1));
+        assert_eq!(Answer::Accepted.outcome(Some(400)), Outcome::Count(0));
+        assert_eq!(Answer::Accepted.outcome(None), Outcome::Count(0));
+        assert_eq!(Answer::Found.outcome(Some(200)), Outcome::Exists(true));
+        assert_eq!(Answer::Found.outcome(Some(404)), Outcome::Exists(false));
+        assert_eq!(Answer::Found.outcome(None), Outcome::Exists(false));
     }
 }

@@ -4,32 +4,22 @@
 //! attach mode gives it a hub (the gateway's in-process hub when embedded,
 //! the tunnel's [`Link`](crate::tunnel) otherwise, which turns each
 //! operation into the REST call the official SDK would make) and says the
-//! two things the modes differ in: who keeps a socket's namespace groups
-//! ([`NamespaceGroups`]) and whether sockets of other processes can
+//! one thing the modes differ in: whether sockets of other processes can
 //! acknowledge broadcasts ([`RemoteAcks`]). Nothing here knows a mode.
+//!
+//! Namespace groups are the gateway's in every mode: its hub joins a
+//! socket's namespace group when it delivers the CONNECT and leaves every
+//! group of the namespace with the DISCONNECT or CONNECT_ERROR it delivers,
+//! or the client's own DISCONNECT (as the service does for the official
+//! SDK), so this crate never sends a namespace leave.
 
 use std::sync::Arc;
 
 use portcullis_hub::{Filter, Groups, Hub, Operation, Payload, Selection};
-use portcullis_tunnel::group_name::namespace_group_prefix;
 use tokio::sync::mpsc;
 
 use crate::conn_id::ConnId;
 use crate::packet::AckResponse;
-
-/// Who removes a socket from its namespace group and room groups when it
-/// leaves its namespace (or is refused after a middleware joined rooms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NamespaceGroups {
-    /// This server: it tells the hub (embedded mode).
-    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    Server,
-    /// The gateway: over the tunnel it leaves them itself when it forwards
-    /// the DISCONNECT or CONNECT_ERROR that always goes with the leave, or
-    /// receives the client's DISCONNECT (as the service does for the
-    /// official SDK), so the server sends nothing.
-    Gateway,
-}
 
 /// Acknowledgements of a broadcast from the sockets that *other*
 /// application processes serve on the same hub (the tunnel's `:invoke`).
@@ -43,7 +33,6 @@ pub(crate) trait RemoteAcks: Send + Sync {
 #[derive(Clone)]
 pub(crate) struct Backend {
     hub: Arc<dyn Hub>,
-    namespace_groups: NamespaceGroups,
     remote_acks: Option<Arc<dyn RemoteAcks>>,
 }
 
@@ -51,18 +40,16 @@ impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
             .field("hub", &self.hub.name())
-            .field("namespace_groups", &self.namespace_groups)
             .field("remote_acks", &self.remote_acks.is_some())
             .finish()
     }
 }
 
 impl Backend {
-    /// Operations go to `hub`; namespace groups are kept by `namespace_groups`.
-    pub fn new(hub: Arc<dyn Hub>, namespace_groups: NamespaceGroups) -> Self {
+    /// Operations go to `hub`.
+    pub fn new(hub: Arc<dyn Hub>) -> Self {
         Backend {
             hub,
-            namespace_groups,
             remote_acks: None,
         }
     }
@@ -108,19 +95,6 @@ impl Backend {
         self.hub.apply(Operation::Leave { who, groups });
     }
 
-    /// Leaves the namespace group and every room group of `namespace`,
-    /// unless the gateway does that itself (see [`NamespaceGroups`]).
-    pub fn leave_namespace(&self, connection: &ConnId, namespace: &str) {
-        match self.namespace_groups {
-            NamespaceGroups::Server => {
-                let who = Selection::connection(connection.as_str());
-                let groups = Groups::Prefixed(namespace_group_prefix(namespace));
-                self.hub.apply(Operation::Leave { who, groups });
-            }
-            NamespaceGroups::Gateway => {}
-        }
-    }
-
     pub fn close(&self, connection: &ConnId, reason: &str) {
         let who = Selection::connection(connection.as_str());
         let reason = reason.to_owned();
@@ -138,47 +112,5 @@ impl Backend {
         self.remote_acks
             .as_ref()
             .map(|remote| remote.invoke(filter, payload))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use portcullis_hub::{Applied, Outcome};
-
-    use super::*;
-
-    /// A hub that keeps what it is asked: the contract's boundary, where
-    /// the attach modes differ.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<Operation>>);
-
-    impl Hub for Recorder {
-        fn name(&self) -> &str {
-            "h"
-        }
-
-        fn apply(&self, operation: Operation) -> Applied {
-            self.0.lock().unwrap().push(operation);
-            Applied::ready(Outcome::Count(1))
-        }
-    }
-
-    #[test]
-    fn namespace_groups_are_left_by_whoever_keeps_them() {
-        let c = ConnId::new("c1");
-        let server = Arc::new(Recorder::default());
-        Backend::new(server.clone(), NamespaceGroups::Server).leave_namespace(&c, "/chat");
-        assert_eq!(
-            *server.0.lock().unwrap(),
-            [Operation::Leave {
-                who: Selection::connection("c1"),
-                groups: Groups::Prefixed(namespace_group_prefix("/chat")),
-            }]
-        );
-        let gateway = Arc::new(Recorder::default());
-        Backend::new(gateway.clone(), NamespaceGroups::Gateway).leave_namespace(&c, "/chat");
-        assert_eq!(*gateway.0.lock().unwrap(), []);
     }
 }

@@ -12,7 +12,7 @@ use portcullis_hub::{
 };
 use portcullis_protocol::engine::Packet as EioPacket;
 
-use crate::backend::{Backend, NamespaceGroups};
+use crate::backend::Backend;
 use crate::conn::Conn;
 use crate::errors::AttachError;
 use crate::io::{IoInner, SocketIo};
@@ -33,8 +33,7 @@ impl SocketIo {
 
     /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
     pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
-        self.0
-            .set_backend(Backend::new(Arc::new(hub.clone()), NamespaceGroups::Server))?;
+        self.0.set_backend(Backend::new(Arc::new(hub.clone())))?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
     }

@@ -78,11 +78,11 @@ pub(crate) fn disconnected(io: &IoInner, connection: &str, reason: DisconnectRea
                 .remove_socket(socket.ns(), socket.id().as_str())
                 .is_some()
         {
-            socket.finish(DisconnectReason::ClientNamespaceDisconnect, false);
+            socket.finish(DisconnectReason::ClientNamespaceDisconnect);
         }
     }
     for socket in conn.close() {
-        socket.finish(reason, false);
+        socket.finish(reason);
     }
 }
 
@@ -128,7 +128,7 @@ async fn handle(io: &Arc<IoInner>, conn: &Arc<Conn>, packet: Packet) {
                     .remove_socket(socket.ns(), socket.id().as_str())
                     .is_some()
             {
-                socket.finish(DisconnectReason::ClientNamespaceDisconnect, true);
+                socket.finish(DisconnectReason::ClientNamespaceDisconnect);
                 // Like socket.io: a client that left its last namespace is
                 // closed.
                 if !conn.has_sockets() {
@@ -181,37 +181,31 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
     };
     let socket = SocketRef::new(io.clone(), conn.clone(), path, auth);
     if let Err(message) = ns.admit(&socket).await {
-        // Rooms a middleware joined are left with the refusal.
-        if let Some(backend) = io.backend() {
-            backend.leave_namespace(&conn.id, &namespace);
-        }
+        // Rooms a middleware joined are left by the gateway when it
+        // delivers the CONNECT_ERROR.
         return refuse(&message);
     }
     let handler = match ns.prepare(&socket) {
         Ok(handler) => handler,
         Err(e) => {
-            // Rooms a middleware joined are left with the refusal.
-            if let Some(backend) = io.backend() {
-                backend.leave_namespace(&conn.id, &namespace);
-            }
+            // As above: the CONNECT_ERROR leaves the rooms.
             return refuse(&e.refusal_message());
         }
     };
     socket.mark_connected();
     if !conn.insert_socket(&namespace, socket.clone()) {
         // The connection ended meanwhile.
-        socket.finish(DisconnectReason::TransportClose, false);
+        socket.finish(DisconnectReason::TransportClose);
         return;
     }
     let answer = json!({ "sid": socket.id().as_str() }).to_string();
     send(io, conn, PacketKind::Connect, &namespace, &answer);
+    // The gateway put the connection in the namespace group when it
+    // delivered the CONNECT; the socket's own room is ours, as in the SDK.
     if let Some(backend) = io.backend() {
         backend.join(
             &conn.id,
-            vec![
-                group_name(&namespace, None),
-                group_name(&namespace, Some(socket.id().as_str())),
-            ],
+            vec![group_name(&namespace, Some(socket.id().as_str()))],
         );
     }
     handler();

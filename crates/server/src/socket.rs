@@ -523,7 +523,7 @@ impl SocketRef {
                 packet::encode(PacketKind::Disconnect, self.ns(), None, "", &[]),
             );
         }
-        self.finish(DisconnectReason::ServerNamespaceDisconnect, true);
+        self.finish(DisconnectReason::ServerNamespaceDisconnect);
     }
 
     // ----- crate-internal -----
@@ -599,13 +599,10 @@ impl SocketRef {
     /// connection is gone, which took care of that), pending acks fail,
     /// handlers are dropped and the disconnect handler runs. `rooms()` and
     /// the extensions stay readable for the disconnect handler.
-    pub(crate) fn finish(&self, reason: DisconnectReason, leave_groups: bool) {
+    pub(crate) fn finish(&self, reason: DisconnectReason) {
         let previous = self.0.state.swap(DISCONNECTED, Ordering::AcqRel);
         if previous == DISCONNECTED {
             return;
-        }
-        if leave_groups && let Some(backend) = self.0.io.backend() {
-            backend.leave_namespace(&self.0.conn.id, self.ns());
         }
         lock(&self.0.acks).clear();
         self.0.handlers.clear();

@@ -547,7 +547,7 @@ mod tests {
     use portcullis_hub::Selection;
 
     use super::*;
-    use crate::backend::{Backend, NamespaceGroups};
+    use crate::backend::Backend;
 
     fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
         let endpoint = Url::parse("http://127.0.0.1:8080").unwrap();
@@ -555,13 +555,10 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_keeps_namespace_groups_over_the_tunnel() {
+    fn a_room_leave_is_a_call_in_line_with_the_connections_others() {
         let (link, mut queue) = link();
-        let backend = Backend::new(link.clone(), NamespaceGroups::Gateway);
+        let backend = Backend::new(link.clone());
         let c = ConnId::new("c1");
-        backend.leave_namespace(&c, "/chat");
-        assert!(queue.try_recv().is_err(), "no call for a namespace leave");
-        // A room leave is a call, in line with the connection's others.
         backend.leave(&c, vec!["0~L2NoYXQ~cm9vbQ".into()]);
         let op = queue.try_recv().unwrap();
         assert_eq!(op.call.method, "DELETE");

@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, watch};
 
 pub(crate) use link::Link;
 
-use crate::backend::{Backend, NamespaceGroups};
+use crate::backend::Backend;
 use crate::errors::AttachError;
 use crate::io::SocketIo;
 
@@ -208,8 +208,7 @@ impl SocketIo {
             cs.access_key,
             Arc::downgrade(&self.0),
         );
-        let backend =
-            Backend::new(link.clone(), NamespaceGroups::Gateway).with_remote_acks(link.clone());
+        let backend = Backend::new(link.clone()).with_remote_acks(link.clone());
         self.0.set_backend(backend)?;
         let (stop, stopped) = watch::channel(false);
         let (first, attached) = oneshot::channel();

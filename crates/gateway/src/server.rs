@@ -261,10 +261,9 @@ impl Gateway {
 
     /// The client endpoint, behind its CORS policy.
     fn client_endpoint(&self) -> axum::routing::MethodRouter<Arc<GatewayState>> {
-        let cors = tower::ServiceBuilder::new()
-            .map_response(engine::finish_cors)
-            .layer(self.state.cors.layer());
-        any(engine::client_endpoint).layer::<_, std::convert::Infallible>(cors)
+        any(engine::client_endpoint)
+            .layer(self.state.cors.layer())
+            .layer(axum::middleware::from_fn(engine::finish_cors))
     }
 
     /// The HTTP routes of the gateway, all under fixed paths

@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::Response;
 use http::{Method, StatusCode, header};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -54,14 +56,11 @@ impl CorsPolicy {
 /// answered `204 No Content`, as engine.io's server does (tower-http answers
 /// `200`), and an origin that is not allowed gets no CORS header at all
 /// (tower-http still sends `Access-Control-Allow-Credentials`, which grants
-/// nothing without an allowed origin, but says more than needed). A plain
-/// function of the response (no boxed middleware future): only preflight
-/// answers carry `Access-Control-Allow-Methods`.
-pub(crate) fn finish_cors(mut response: Response) -> Response {
-    let headers = response.headers();
-    if response.status() == StatusCode::OK
-        && headers.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS)
-    {
+/// nothing without an allowed origin, but says more than needed).
+pub(crate) async fn finish_cors(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     let headers = response.headers_mut();

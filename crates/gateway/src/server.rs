@@ -259,13 +259,6 @@ impl Gateway {
         ConnectionString::new(endpoint, self.state.config.access_keys.primary())
     }
 
-    /// The client endpoint, behind its CORS policy.
-    fn client_endpoint(&self) -> axum::routing::MethodRouter<Arc<GatewayState>> {
-        any(engine::client_endpoint)
-            .layer(self.state.cors.layer())
-            .layer(axum::middleware::from_fn(engine::finish_cors))
-    }
-
     /// The HTTP routes of the gateway, all under fixed paths
     /// (`/clients/socketio/hubs/{hub}`, `/server/tunnel`, `/api/...`,
     /// `/health`) and without a fallback, so that an application merges
@@ -276,8 +269,11 @@ impl Gateway {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(health))
-            .route("/clients/socketio/hubs/{hub}", self.client_endpoint())
-            .route("/clients/socketio/hubs/{hub}/", self.client_endpoint())
+            .route("/clients/socketio/hubs/{hub}", any(engine::client_endpoint))
+            .route(
+                "/clients/socketio/hubs/{hub}/",
+                any(engine::client_endpoint),
+            )
             .route("/server/tunnel", get(crate::tunnel::tunnel_endpoint))
             .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
             // Only the methods of the routes above: not a router fallback.

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::{Method, StatusCode, header};
 use portcullis_protocol::engine::{OpenParams, PROTOCOL_VERSION};
 
 pub use cors::CorsPolicy;
-pub(crate) use cors::finish_cors;
 pub use error::{EngineError, ErrorCode};
 
 use crate::admission::{Applicant, Ticket};
@@ -36,16 +35,20 @@ pub(crate) async fn client_endpoint(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
-    if !crate::hub::is_valid_hub_name(&hub) {
-        return EngineError::bad_request(
-            "invalid hub name: use 1 to 128 letters, digits, '_', '-' or '.'",
-        )
-        .into_response();
-    }
-    match route(&state, &hub, upgrade, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        state.cors.preflight(request.headers())
+    } else if !crate::hub::is_valid_hub_name(&hub) {
+        EngineError::bad_request("invalid hub name: use 1 to 128 letters, digits, '_', '-' or '.'")
+            .into_response()
+    } else {
+        match route(&state, &hub, upgrade, request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    };
+    state.cors.apply(origin.as_ref(), &mut response);
+    response
 }
 
 async fn route(

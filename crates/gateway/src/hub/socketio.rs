@@ -50,6 +50,11 @@ pub(crate) fn effects_of(payload: &Payload) -> Effects {
     let mut effects = Effects::default();
     for (index, frame) in payload.frames().iter().enumerate() {
         let Frame::Text(text) = frame else { continue };
+        // Only CONNECT (0), DISCONNECT (1) and CONNECT_ERROR (4) have
+        // effects: events and acks, nearly every packet, are not parsed.
+        if !matches!(text.get(..2), Some(b"40" | b"41" | b"44")) {
+            continue;
+        }
         let Some(sio) = std::str::from_utf8(text)
             .ok()
             .and_then(|t| t.strip_prefix('4'))

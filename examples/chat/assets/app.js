@@ -1,9 +1,12 @@
 // The chat page. The only Portcullis-specific part is how it connects:
 // fetch /negotiate (the session cookie proves who we are), then
 //   io(endpoint, { path, query: { access_token: token } })
-// exactly as with the official SDK. Everything shown about other users
-// (names, presence, typing) comes from the server, which takes it from the
-// verified login, never from what a client claims.
+// exactly as with the official SDK, plus portcullis-client's
+// keepTokenFresh, which hands the gateway a fresh token over the live
+// connection before the current one expires (tokens live a minute) and puts
+// a fresh one in place whenever the connection drops. Everything shown
+// about other users (names, presence, typing) comes from the server, which
+// takes it from the verified login, never from what a client claims.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,8 +17,11 @@ const state = {
   online: [],
   typing: new Map(), // room -> Map(userId -> name)
   signedOut: false,
+  refreshes: 0, // tokens handed to the gateway over the live connection
+  expiresAt: null, // the connection's deadline as the gateway last said
 };
 let socket = null;
+let keeper = null;
 let retry = 0;
 
 function el(tag, props = {}, ...children) {
@@ -117,7 +123,9 @@ async function negotiate() {
 }
 
 function signedOut(error) {
+  if (state.signedOut) return;
   state.signedOut = true;
+  keeper?.stop();
   if (socket) socket.disconnect();
   setStatus("signed-out", "signed out");
   showBanner(`You are signed out: the server refused a new token (${error.status} ${error.message}).`,
@@ -132,6 +140,7 @@ function signedOut(error) {
 }
 
 async function connect() {
+  if (state.signedOut) return;
   let answer;
   try {
     answer = await negotiate();
@@ -140,16 +149,24 @@ async function connect() {
     return scheduleReconnect();
   }
   if (!socket) {
-    socket = io(answer.endpoint, {
-      path: answer.path,
-      query: { access_token: answer.token },
-      // Reconnections go through /negotiate again (fresh token, and a
-      // logged-out user is refused), so socket.io's own retry is off.
-      reconnection: false,
-    });
+    // socket.io reconnects by itself after a dropped connection (say the
+    // gateway closed it at its token's expiry); keepTokenFresh has a
+    // fresh token in the query by the time it does.
+    socket = io(answer.endpoint, { path: answer.path, query: { access_token: answer.token } });
     bind(socket);
+    keeper = PortcullisClient.keepTokenFresh(socket, {
+      negotiate,
+      onRefresh: ({ expiresAt }) => {
+        state.refreshes++;
+        state.expiresAt = expiresAt;
+      },
+      // Logged out (in another tab, say): /negotiate refuses us.
+      onError: (error, { phase }) => {
+        if (phase === "negotiate" && error.status === 401) signedOut(error);
+      },
+    });
   } else {
-    socket.io.opts.query.access_token = answer.token;
+    socket.io.opts.query = { ...socket.io.opts.query, access_token: answer.token };
     socket.connect();
   }
 }
@@ -174,13 +191,21 @@ function bind(s) {
     if (err.message.startsWith("unauthorized")) return signedOut({ status: 401, message: err.message });
     setStatus("disconnected", "disconnected");
     showBanner(`Could not connect: ${err.message}`);
-    scheduleReconnect();
+    // socket.io retries a failed connection by itself, not a refused one.
+    if (!s.active) scheduleReconnect();
   });
   s.on("disconnect", (reason) => {
-    setStatus("disconnected", "disconnected");
     state.typing.clear();
     renderTyping();
-    if (reason !== "io client disconnect") scheduleReconnect();
+    if (reason === "io client disconnect") return setStatus("disconnected", "disconnected");
+    if (reason === "io server disconnect") {
+      // The gateway ended the session: our tokens were revoked (a logout,
+      // perhaps in another tab). socket.io does not reconnect after this;
+      // ask /negotiate whether we are still signed in.
+      setStatus("disconnected", "disconnected");
+      return connect();
+    }
+    setStatus("reconnecting", "reconnecting…");
   });
   s.on("welcome", ({ me, rooms }) => {
     state.me = me;
@@ -267,9 +292,11 @@ $("compose").addEventListener("submit", async (event) => {
 $("text").addEventListener("input", () => ($("text").value ? startTyping() : stopTyping()));
 
 $("logout").addEventListener("click", async () => {
+  // The server ends the session and revokes our tokens: the gateway
+  // disconnects this tab and every other tab of ours at once, and the
+  // attempt to get a new token shows that the server now refuses us.
   await fetch("/logout", { method: "POST", credentials: "same-origin" });
-  // The session is gone: the socket closes, and the attempt to get a new
-  // token shows that the server now refuses us.
+  keeper?.stop();
   socket?.disconnect();
   try {
     await negotiate();
@@ -281,7 +308,10 @@ $("logout").addEventListener("click", async () => {
 // For tests and the curious: the socket's state.
 window.chat = {
   get connected() { return Boolean(socket?.connected); },
+  get id() { return socket?.id ?? null; },
   get me() { return state.me; },
+  get refreshes() { return state.refreshes; },
+  get expiresAt() { return state.expiresAt; },
 };
 
 room("general");

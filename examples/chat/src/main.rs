@@ -21,6 +21,7 @@ mod web;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use portcullis_auth::{AccessKeys, ConnectionString};
@@ -46,8 +47,21 @@ struct Args {
 
     /// Attach over the tunnel to the gateway of this connection string
     /// (Endpoint=…;AccessKey=…;Version=1.0;) instead of embedding one.
+    /// Start that gateway with `--token-expiry` for the same behaviour.
     #[arg(long, env = "CHAT_GATEWAY", value_name = "CONNECTION_STRING")]
     gateway: Option<ConnectionString>,
+
+    /// Lifetime of the tokens `/negotiate` mints, in seconds. The page
+    /// refreshes its token over the live connection before it expires.
+    #[arg(long, env = "CHAT_TOKEN_TTL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    token_ttl_secs: u64,
+
+    /// How long the embedded gateway keeps a connection past its token's
+    /// expiry before closing it (it then reconnects with a new token).
+    #[arg(long, env = "CHAT_TOKEN_EXPIRY_GRACE_MS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    token_expiry_grace_ms: u64,
 }
 
 #[tokio::main]
@@ -98,6 +112,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
 
     let users = users::Users::demo();
+    let token_ttl = Duration::from_secs(args.token_ttl_secs);
     let io = SocketIo::new();
     chat::install(&io, users.clone());
 
@@ -106,15 +121,19 @@ async fn run(args: Args) -> Result<(), String> {
         None => {
             // Embedded: the gateway serves the clients from this process, on
             // the app's own port, and the app's tokens are signed with its key.
+            // Token expiry on: a connection whose token expired (and was
+            // not refreshed in band) is closed after the grace period, so a
+            // logged-out user cannot keep a connection alive on an old token.
             let gateway = Gateway::new(GatewayConfig {
                 public_endpoint: args.public_url.clone(),
+                token_expiry: Some(Duration::from_millis(args.token_expiry_grace_ms)),
                 ..GatewayConfig::new(local, AccessKeys::generate())
             });
             io.attach(&gateway, HUB).map_err(|e| e.to_string())?;
             let connection =
                 ConnectionString::new(public_url.clone(), gateway.config().access_keys.primary());
             let app =
-                web::router(users, connection, HUB, socket_io_js).map_err(|e| e.to_string())?;
+                web::router(web::Settings { users, io: io.clone(), connection, hub: HUB, token_ttl, socket_io_js }).map_err(|e| e.to_string())?;
             (app.merge(gateway.router()), Some(gateway), None)
         }
         Some(connection) => {
@@ -131,7 +150,7 @@ async fn run(args: Args) -> Result<(), String> {
                 connection.endpoint
             );
             let app =
-                web::router(users, connection, HUB, socket_io_js).map_err(|e| e.to_string())?;
+                web::router(web::Settings { users, io: io.clone(), connection, hub: HUB, token_ttl, socket_io_js }).map_err(|e| e.to_string())?;
             (app, None, Some(tunnel))
         }
     };

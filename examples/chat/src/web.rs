@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{Form, Query, State};
@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum_login::{AuthManagerLayerBuilder, AuthSession};
 use portcullis_auth::ConnectionString;
 use portcullis_server::login::use_login;
+use portcullis_server::SocketIo;
 use portcullis_server::negotiate::{Negotiate, NegotiateError};
 use serde::Deserialize;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
@@ -23,21 +24,44 @@ const LOGIN_HTML: &str = include_str!("../assets/login.html");
 const CHAT_HTML: &str = include_str!("../assets/chat.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
+/// The token-refresh helper (the npm package `portcullis-client` of this
+/// repository, one plain file for the browser).
+const PORTCULLIS_CLIENT_JS: &str = include_str!("../../../clients/js/portcullis-client.js");
 
 #[derive(Clone)]
 struct AppState {
     users: Users,
+    io: SocketIo,
     socket_io_js: Arc<[u8]>,
 }
 
-/// The app's routes: pages, login, logout and `/negotiate` for `hub` of the
-/// gateway named by `connection`; an error if `hub` is not a valid hub name.
-pub fn router(
-    users: Users,
-    connection: ConnectionString,
-    hub: &str,
-    socket_io_js: Vec<u8>,
-) -> Result<Router, NegotiateError> {
+/// What the app's routes need.
+pub struct Settings {
+    /// The user store (the login backend).
+    pub users: Users,
+    /// The Socket.IO side, for revoking a user's tokens at logout.
+    pub io: SocketIo,
+    /// The gateway the tokens are for.
+    pub connection: ConnectionString,
+    /// The hub the tokens are for.
+    pub hub: &'static str,
+    /// How long the tokens of `/negotiate` live.
+    pub token_ttl: Duration,
+    /// The socket.io-client browser bundle.
+    pub socket_io_js: Vec<u8>,
+}
+
+/// The app's routes: pages, login, logout and `/negotiate` for the hub of
+/// the gateway named in `settings`; an error if the hub name is not valid.
+pub fn router(settings: Settings) -> Result<Router, NegotiateError> {
+    let Settings {
+        users,
+        io,
+        connection,
+        hub,
+        token_ttl,
+        socket_io_js,
+    } = settings;
     // Sessions in memory; a cookie named "chat.sid" (HttpOnly, SameSite=Lax).
     // Not `Secure`, so that plain http://127.0.0.1 works for the demo.
     let sessions = SessionManagerLayer::new(MemoryStore::default())
@@ -46,14 +70,17 @@ pub fn router(
     let auth = AuthManagerLayerBuilder::new(users.clone(), sessions).build();
 
     // The token's user id is the logged-in user's id; 401 when logged out.
-    // Tokens are short-lived: the page negotiates again for every
-    // reconnection, and a token handed out stays valid after a logout.
+    // Tokens are short-lived (a minute by default): the page hands the
+    // gateway a fresh one over its live connection before each expires,
+    // and negotiates again for every reconnection. A logout revokes the
+    // user's tokens at the gateway, which disconnects every open tab.
     let negotiate = Negotiate::new(connection, hub)?
-        .max_expiration(Duration::from_secs(15 * 60))
+        .max_expiration(token_ttl)
         .handler(use_login::<Users>());
 
     let state = AppState {
         users,
+        io,
         socket_io_js: socket_io_js.into(),
     };
     Ok(Router::new()
@@ -68,6 +95,10 @@ pub fn router(
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/assets/portcullis-client.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PORTCULLIS_CLIENT_JS) }),
         )
         .route("/assets/socket.io.min.js", get(socket_io_js_file))
         .with_state(state)
@@ -155,17 +186,25 @@ async fn login(mut session: AuthSession<Users>, Form(creds): Form<Credentials>) 
     Redirect::to("/").into_response()
 }
 
-/// Ends the session. The page then finds itself refused by `/negotiate`.
-async fn logout(mut session: AuthSession<Users>) -> Response {
-    match session.logout().await {
-        Ok(user) => {
-            if let Some(user) = user {
-                tracing::info!(user = %user.username, "logged out");
-            }
-            StatusCode::NO_CONTENT.into_response()
+/// Ends the session and revokes every token the user holds, so every open
+/// tab of the user (this browser or another) is disconnected at once; the
+/// pages then find themselves refused by `/negotiate`.
+async fn logout(mut session: AuthSession<Users>, State(state): State<AppState>) -> Response {
+    let user = match session.logout().await {
+        Ok(user) => user,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if let Some(user) = user {
+        // `iat` counts whole seconds: cover the current one too, so a token
+        // minted a moment before the logout cannot slip through.
+        let before = SystemTime::now() + Duration::from_secs(1);
+        if let Err(error) = state.io.revoke_user_tokens(&user.username, before).await {
+            tracing::warn!(user = %user.username, %error, "logged out, but the tokens were not revoked");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        tracing::info!(user = %user.username, "logged out, tokens revoked");
     }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn escape(text: &str) -> String {

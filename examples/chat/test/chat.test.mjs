@@ -1,7 +1,9 @@
 // The chat demo in a real headless Chromium (Debian's `chromium`, driven by
 // playwright-core): two users log in in two browser contexts, see each other
 // online, type, chat (in #general and in a room they join), see each other's
-// verified name (a forged name is ignored), then one logs out and is refused.
+// verified name (a forged name is ignored), then one logs out and is refused;
+// logging out in one tab signs out the user's other tabs at once (the
+// server revokes the tokens); short tokens are refreshed in band.
 //
 // Run twice: on the embedded gateway (the default), and over the tunnel to a
 // separate `portcullis serve` (the demo's --gateway flag).
@@ -63,9 +65,14 @@ async function startChat(args = []) {
   return url.replace(/\/$/, "");
 }
 
-/** Starts a standalone gateway; resolves with its connection string. */
-function startGateway() {
-  return startAndRead(gatewayBin, ["serve", "--listen", "127.0.0.1:0", "--access-key", "chat-test-key"], /^(Endpoint=\S+)/);
+/** Starts a standalone gateway (token expiry on, grace `graceMs`); resolves with its connection string. */
+function startGateway(graceMs = 25_000) {
+  return startAndRead(
+    gatewayBin,
+    ["serve", "--listen", "127.0.0.1:0", "--access-key", "chat-test-key",
+      "--token-expiry", "--token-expiry-grace-ms", String(graceMs)],
+    /^(Endpoint=\S+)/,
+  );
 }
 
 before(async () => {
@@ -208,6 +215,73 @@ async function chatStory(baseUrl, mode) {
   assert.match(alice.url(), /\/login$/);
 }
 
+/** Another tab of `page`'s browser context (same cookies: the same login), connected. */
+async function newTab(page, baseUrl) {
+  const tab = await page.context().newPage();
+  tab.setDefaultTimeout(WAIT);
+  await tab.goto(baseUrl + "/");
+  await tab.locator('[data-testid="status"][data-state="connected"]').waitFor();
+  return tab;
+}
+
+/**
+ * Logout revokes the user's tokens: Carol has two tabs open; logging out in
+ * one disconnects the other at once (the gateway sends "io server
+ * disconnect"; tokens live a minute, so this is not their expiry), and that
+ * tab shows "signed out". Bob, another user, stays connected.
+ */
+async function logoutStory(baseUrl, mode) {
+  const shot = (page, name) => page.screenshot({ path: join(screenshots, `${mode}-${name}.png`) });
+  const carol = await logIn(baseUrl, "carol");
+  const carol2 = await newTab(carol, baseUrl);
+  const bob = await logIn(baseUrl, "bob");
+  await bob.locator('#online li[data-user="carol"]').waitFor();
+  const bobId = await bob.evaluate(() => window.chat.id);
+  await shot(carol2, "logout-second-tab-before");
+
+  const started = Date.now();
+  await carol.getByTestId("logout").click();
+  await carol2.locator('[data-testid="status"][data-state="signed-out"]').waitFor({ timeout: 5_000 });
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 2_000, `the other tab was signed out ${elapsed} ms after the logout`);
+  assert.match(await carol2.getByTestId("banner").textContent(), /signed out.*401/);
+  assert.equal(await carol2.evaluate(() => window.chat.connected), false);
+  await carol.locator('[data-testid="status"][data-state="signed-out"]').waitFor();
+  await bob.locator('#online li[data-user="carol"]').waitFor({ state: "detached" });
+  // Bob kept his connection.
+  assert.equal(await bob.evaluate(() => window.chat.connected), true);
+  assert.equal(await bob.evaluate(() => window.chat.id), bobId);
+  await shot(carol2, "logout-second-tab-signed-out");
+  await shot(bob, "logout-bob-still-online");
+  await carol.context().close();
+  await bob.context().close();
+}
+
+/**
+ * Tokens of four seconds, a one-second grace: the page hands the gateway a
+ * fresh token over its live connection before each expires, and keeps its
+ * socket (same id, still in its room, still receiving) across several
+ * expiries.
+ */
+async function refreshStory(baseUrl, mode) {
+  const alice = await logIn(baseUrl, "alice");
+  await alice.getByTestId("join-name").fill("lounge");
+  await alice.getByTestId("join").click();
+  await alice.getByTestId("room-title").filter({ hasText: "#lounge" }).waitFor();
+  const id = await alice.evaluate(() => window.chat.id);
+  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  assert.equal(await alice.evaluate(() => window.chat.id), id, "the same socket");
+  assert.equal(await alice.evaluate(() => window.chat.connected), true);
+  const refreshes = await alice.evaluate(() => window.chat.refreshes);
+  assert.ok(refreshes >= 3, `refreshes: ${refreshes}`);
+  // Still in #lounge: a message there comes back.
+  await alice.getByTestId("text").fill("still in the lounge");
+  await alice.getByTestId("send").click();
+  await messageFrom(alice, "alice", "still in the lounge").waitFor();
+  await alice.screenshot({ path: join(screenshots, `${mode}-refreshed.png`) });
+  await alice.context().close();
+}
+
 test("embedded gateway: two users chat with verified names, rooms, typing and presence; logout is refused", async () => {
   await chatStory(await startChat(), "embedded");
 });
@@ -216,4 +290,17 @@ test("over the tunnel (--gateway): the same story through a separate gateway", a
   const connectionString = await startGateway();
   const baseUrl = await startChat(["--gateway", connectionString]);
   await chatStory(baseUrl, "tunnel");
+});
+
+test("embedded gateway: logging out in one tab disconnects the user's other tabs at once", async () => {
+  await logoutStory(await startChat(), "embedded");
+});
+
+test("over the tunnel: logging out in one tab disconnects the user's other tabs at once", async () => {
+  const baseUrl = await startChat(["--gateway", await startGateway()]);
+  await logoutStory(baseUrl, "tunnel");
+});
+
+test("embedded gateway: short tokens are refreshed in band; the page keeps its socket across expiries", async () => {
+  await refreshStory(await startChat(["--token-ttl-secs", "4", "--token-expiry-grace-ms", "1000"]), "embedded");
 });

@@ -113,7 +113,7 @@
   /**
    * Hands `token` to the gateway over the live connection of `socket` (any
    * namespace it is connected to). Resolves with `{ expiresAt }` (unix
-   * seconds, the new deadline) once the gateway accepted it; rejects with a
+   * seconds, the new token's `exp`) once the gateway accepted it; rejects with a
    * RefreshError otherwise. The connection keeps its old deadline on failure.
    */
   function refreshToken(socket, token, { timeoutMs = DEFAULT_ACK_TIMEOUT_MS } = {}) {
@@ -125,8 +125,8 @@
       socket.timeout(timeoutMs).emit(REFRESH_EVENT, { token: token }, function (err, answer) {
         if (err) {
           reject(new RefreshError("timeout", "the gateway did not acknowledge the refresh within " + timeoutMs + " ms"));
-        } else if (answer && answer.ok === true && typeof answer.expiresAt === "number") {
-          resolve({ expiresAt: answer.expiresAt });
+        } else if (answer && answer.ok === true) {
+          resolve({ expiresAt: typeof answer.expiresAt === "number" ? answer.expiresAt : null });
         } else {
           const code = answer && typeof answer.code === "number" ? answer.code : 400;
           const message = answer && typeof answer.message === "string" ? answer.message : "the gateway refused the token";

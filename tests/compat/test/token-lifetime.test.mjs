@@ -283,3 +283,35 @@ test("(d) revoking one token id closes exactly the connection that holds it", as
   assert.equal(await handshakeStatus(gateway, revoked), 401);
   assert.equal(await handshakeStatus(gateway, kept), 200);
 });
+
+test("(b) a reconnection attempt refused with 401 makes the helper negotiate again before the next", async (t) => {
+  const { gateway, app } = await setup(t);
+  // The first token negotiate hands out for the reconnection is revoked
+  // beforehand (by its jti): that attempt gets 401, the next must carry
+  // another token.
+  const revokedJti = randomUUID();
+  const revoked = await rest(gateway, "POST", `/api/hubs/${HUB}/tokens/${revokedJti}/:revoke`);
+  assert.equal(revoked.status, 200, revoked.body);
+  const calls = [];
+  const negotiate = async ({ reason }) => {
+    const jti = calls.length === 0 ? revokedJti : randomUUID();
+    const token = mint(gateway, { user: "erin", jti, ttl: 600 });
+    calls.push({ reason, jti, at: Date.now() });
+    return { token };
+  };
+  const socket = await connect(t, app, gateway, mint(gateway, { user: "erin" }), { reconnection: true });
+  const errors = [];
+  socket.io.on("error", (error) => errors.push(error.description ?? error.message));
+  const keeper = keepTokenFresh(socket, { negotiate, inBand: false });
+  t.after(() => keeper.stop());
+  await connected(socket);
+  const firstId = socket.id;
+
+  assert.equal(await disconnected(socket, TTL_S * 1000 + GRACE_MS + 10_000), "transport close");
+  await waitUntil(() => socket.connected && socket.id !== firstId, { timeout: 15_000, message: "the reconnection" });
+  assert.deepEqual(errors, [401], "one attempt refused, with 401");
+  assert.equal(calls.length, 2, JSON.stringify(calls));
+  assert.deepEqual(calls.map((c) => c.reason), ["reconnect", "reconnect"]);
+  assert.equal(claims(socket.io.opts.query.access_token).jti, calls[1].jti);
+  assert.deepEqual(await emitAck(socket, "echo", "back"), "back");
+});

@@ -26,6 +26,7 @@ mod gate;
 pub mod hub;
 pub mod listener;
 pub mod server;
+mod tokens;
 mod tunnel;
 
 pub use admission::AdmissionLimits;

@@ -22,7 +22,7 @@ pub use error::{EngineError, ErrorCode};
 use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, LocalHub,
+    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Lease, LocalHub,
     SessionParams, Transport, TransportKind,
 };
 use crate::server::GatewayState;
@@ -172,6 +172,10 @@ async fn open_session(
     let task = tokio::spawn(async move {
         let id = request.connection_id.clone();
         let user_id = request.user_id().map(str::to_owned);
+        let lease = match token_fingerprint {
+            Some(_) => Lease::of(&request.claims, hub.settings().token_expiry),
+            None => Lease::default(),
+        };
         let transport = request.transport;
         let verdict =
             tokio::time::timeout(state.config.connect_timeout, handler.connect(&hub, request))
@@ -199,13 +203,10 @@ async fn open_session(
             TransportKind::Polling => Transport::Polling,
             TransportKind::WebSocket => Transport::WebSocket,
         };
-        let connection = Arc::new(Connection::new(
-            id,
-            user_id.as_deref(),
-            token_fingerprint,
-            params,
-            transport,
-        ));
+        let connection = Arc::new(
+            Connection::new(id, user_id.as_deref(), token_fingerprint, params, transport)
+                .with_lease(lease),
+        );
         connection.hold(ticket);
         hub.register(connection.clone());
         handler.on_connected(&hub, &connection.id);

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::delay_queue::Key;
 
+use super::lifetime::Lease;
 use super::{ConnectionId, DisconnectReason, Frame, Heartbeat, Payload};
 use crate::admission::Ticket;
 
@@ -95,6 +96,8 @@ struct State {
     /// Its share of the gateway's admission counts, given back when it ends.
     ticket: Option<Ticket>,
     last_seen: Instant,
+    /// The token the connection holds now.
+    lease: Lease,
 }
 
 /// Where a connection is in its heartbeat (when the gateway pings).
@@ -142,12 +145,41 @@ impl Connection {
                 heartbeat_key: None,
                 ticket: None,
                 last_seen: now,
+                lease: Lease::default(),
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
             probe_sync: Notify::new(),
             probe_synced: Notify::new(),
         }
+    }
+
+    /// The connection with the lease of the token it was opened with.
+    pub(crate) fn with_lease(self, lease: Lease) -> Self {
+        self.lock().lease = lease;
+        self
+    }
+
+    /// The lease of the token the connection holds now.
+    pub(crate) fn lease(&self) -> Lease {
+        self.lock().lease.clone()
+    }
+
+    /// Replaces the lease after an in-band refresh.
+    pub(crate) fn renew(&self, lease: Lease) {
+        self.lock().lease = lease;
+    }
+
+    /// When the connection's token runs out, on hubs that enforce expiry.
+    pub(crate) fn token_deadline(&self) -> Option<Instant> {
+        self.lock().lease.deadline
+    }
+
+    /// Whether a later request's token fingerprint is one of this session's:
+    /// the handshake's, or the last one refreshed in band.
+    pub(crate) fn holds_token(&self, fingerprint: u64) -> bool {
+        self.token_fingerprint == Some(fingerprint)
+            || self.lock().lease.refreshed_fingerprint == Some(fingerprint)
     }
 
     /// The connection id.

@@ -85,8 +85,9 @@ async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Arc<Conn
     }
 }
 
-/// Acts on the connection's heartbeat at `now` (ping it, or end it) and
-/// returns when to look again, or `None` once it has ended.
+/// Acts on the connection's heartbeat and token deadline at `now` (ping
+/// it, or end it) and returns when to look again, or `None` once it has
+/// ended.
 fn next_deadline(
     hub: &LocalHub,
     connection: &Connection,
@@ -96,6 +97,26 @@ fn next_deadline(
     if connection.ending().is_some() {
         return linger(hub, connection, now);
     }
+    let token_deadline = connection.token_deadline();
+    if token_deadline.is_some_and(|deadline| now >= deadline) {
+        // An Engine.IO close, not a Socket.IO DISCONNECT: socket.io-client
+        // sees "transport close" and reconnects (through negotiate, for a
+        // fresh token).
+        tracing::info!(hub = %hub.name(), "token expired: connection closed");
+        hub.end(connection, Ending::ByServer, DisconnectReason::TokenExpired);
+        return None;
+    }
+    let heartbeat = heartbeat_deadline(hub, connection, ping, now)?;
+    Some(token_deadline.map_or(heartbeat, |token| token.min(heartbeat)))
+}
+
+/// The heartbeat's part of [`next_deadline`].
+fn heartbeat_deadline(
+    hub: &LocalHub,
+    connection: &Connection,
+    ping: &Payload,
+    now: Instant,
+) -> Option<Instant> {
     let params = &connection.params;
     let deadline = match params.heartbeat {
         // The handler pings: the client must be heard from within

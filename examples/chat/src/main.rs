@@ -132,8 +132,15 @@ async fn run(args: Args) -> Result<(), String> {
             io.attach(&gateway, HUB).map_err(|e| e.to_string())?;
             let connection =
                 ConnectionString::new(public_url.clone(), gateway.config().access_keys.primary());
-            let app =
-                web::router(web::Settings { users, io: io.clone(), connection, hub: HUB, token_ttl, socket_io_js }).map_err(|e| e.to_string())?;
+            let app = web::router(web::Settings {
+                users,
+                io: io.clone(),
+                connection,
+                hub: HUB,
+                token_ttl,
+                socket_io_js,
+            })
+            .map_err(|e| e.to_string())?;
             (app.merge(gateway.router()), Some(gateway), None)
         }
         Some(connection) => {
@@ -149,8 +156,15 @@ async fn run(args: Args) -> Result<(), String> {
                 "attached over the tunnel to hub {HUB:?} of {}",
                 connection.endpoint
             );
-            let app =
-                web::router(web::Settings { users, io: io.clone(), connection, hub: HUB, token_ttl, socket_io_js }).map_err(|e| e.to_string())?;
+            let app = web::router(web::Settings {
+                users,
+                io: io.clone(),
+                connection,
+                hub: HUB,
+                token_ttl,
+                socket_io_js,
+            })
+            .map_err(|e| e.to_string())?;
             (app, None, Some(tunnel))
         }
     };

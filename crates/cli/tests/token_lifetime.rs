@@ -419,3 +419,33 @@ async fn revocation_calls_need_an_operator_token_and_well_formed_times() {
     .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn expiry_is_set_per_hub_in_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("portcullis-expiry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("portcullis.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "access_keys = [\"{KEY}\"]\necho_hubs = [\"{HUB}\", \"lenient\"]\n\n[hubs.{HUB}]\ntoken_expiry = true\ntoken_expiry_grace_ms = 300\n"
+        ),
+    )
+    .unwrap();
+    let gateway = TestGateway::start(&["--config", file.to_str().unwrap()]);
+    let mut strict = connect(&gateway, &token(HUB, "ann", Duration::from_secs(1), "a1")).await;
+    let url = format!(
+        "{}/clients/socketio/hubs/lenient/?EIO=4&transport=websocket&access_token={}",
+        gateway.ws(),
+        token("lenient", "ann", Duration::from_secs(1), "a2")
+    );
+    let (mut lenient, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    next_text(&mut lenient).await.unwrap();
+    frames_until_closed(&mut strict).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        still_open(&mut lenient).await,
+        "the other hub checks at the handshake only"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -96,6 +96,36 @@ impl RefreshAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any client text: no panic, and only the reserved event is taken.
+        #[test]
+        fn never_panics_and_takes_only_the_reserved_event(text in ".{0,64}", tail in ".{0,32}") {
+            let parsed = parse(&text);
+            let reserved = format!("2{text}[\"{REFRESH_EVENT}\"{tail}");
+            let _ = parse(&reserved);
+            if parsed.is_some() {
+                prop_assert!(text.starts_with('2') && text.contains(REFRESH_EVENT));
+            }
+        }
+
+        /// A well-formed refresh round-trips its parts.
+        #[test]
+        fn well_formed_requests_parse(
+            namespace in "(/[a-z]{1,8})?",
+            ack in proptest::option::of(0u32..1_000_000),
+            token in "[A-Za-z0-9._-]{1,40}",
+        ) {
+            let prefix = if namespace.is_empty() { String::new() } else { format!("{namespace},") };
+            let ack_text = ack.map(|a| a.to_string()).unwrap_or_default();
+            let text = format!(r#"2{prefix}{ack_text}["{REFRESH_EVENT}",{{"token":"{token}"}}]"#);
+            let request = parse(&text).unwrap();
+            prop_assert_eq!(request.namespace, if namespace.is_empty() { "/" } else { namespace.as_str() });
+            prop_assert_eq!(request.ack.map(str::to_owned), ack.map(|a| a.to_string()));
+            prop_assert_eq!(request.token, Ok(token));
+        }
+    }
 
     #[test]
     fn finds_the_reserved_event_in_any_namespace() {

@@ -304,3 +304,8 @@ test("over the tunnel: logging out in one tab disconnects the user's other tabs 
 test("embedded gateway: short tokens are refreshed in band; the page keeps its socket across expiries", async () => {
   await refreshStory(await startChat(["--token-ttl-secs", "4", "--token-expiry-grace-ms", "1000"]), "embedded");
 });
+
+test("over the tunnel: short tokens are refreshed in band at the separate gateway", async () => {
+  const baseUrl = await startChat(["--gateway", await startGateway(1000), "--token-ttl-secs", "4"]);
+  await refreshStory(baseUrl, "tunnel");
+});

@@ -19,6 +19,7 @@ const state = {
   signedOut: false,
   refreshes: 0, // tokens handed to the gateway over the live connection
   expiresAt: null, // the connection's deadline as the gateway last said
+  disconnects: [], // { reason, at } of every disconnection, for the curious
 };
 let socket = null;
 let keeper = null;
@@ -195,6 +196,7 @@ function bind(s) {
     if (!s.active) scheduleReconnect();
   });
   s.on("disconnect", (reason) => {
+    state.disconnects.push({ reason, at: Date.now() });
     state.typing.clear();
     renderTyping();
     if (reason === "io client disconnect") return setStatus("disconnected", "disconnected");
@@ -312,6 +314,8 @@ window.chat = {
   get me() { return state.me; },
   get refreshes() { return state.refreshes; },
   get expiresAt() { return state.expiresAt; },
+  get disconnects() { return state.disconnects; },
+  get transport() { return socket?.io.engine?.transport?.name ?? null; },
 };
 
 room("general");

@@ -239,11 +239,16 @@ async function logoutStory(baseUrl, mode) {
   const bobId = await bob.evaluate(() => window.chat.id);
   await shot(carol2, "logout-second-tab-before");
 
+  const transport = await carol2.evaluate(() => window.chat.transport);
   const started = Date.now();
   await carol.getByTestId("logout").click();
-  await carol2.locator('[data-testid="status"][data-state="signed-out"]').waitFor({ timeout: 5_000 });
+  await carol2.locator('[data-testid="status"][data-state="signed-out"]').waitFor({ timeout: 10_000 });
   const elapsed = Date.now() - started;
-  assert.ok(elapsed < 2_000, `the other tab was signed out ${elapsed} ms after the logout`);
+  const disconnects = await carol2.evaluate(() => window.chat.disconnects);
+  // Tokens live a minute (and the grace is 25 s): a few seconds at most is
+  // the revocation, not the expiry (usually 50-300 ms; this machine is shared).
+  assert.ok(elapsed < 5_000, `the other tab was signed out ${elapsed} ms after the logout`);
+  assert.deepEqual(disconnects.map((d) => d.reason), ["io server disconnect"]);
   assert.match(await carol2.getByTestId("banner").textContent(), /signed out.*401/);
   assert.equal(await carol2.evaluate(() => window.chat.connected), false);
   await carol.locator('[data-testid="status"][data-state="signed-out"]').waitFor();
@@ -255,6 +260,7 @@ async function logoutStory(baseUrl, mode) {
   await shot(bob, "logout-bob-still-online");
   await carol.context().close();
   await bob.context().close();
+  return `other tab (${transport}) disconnected ${disconnects[0].at - started} ms and signed out ${elapsed} ms after the click`;
 }
 
 /**
@@ -292,13 +298,13 @@ test("over the tunnel (--gateway): the same story through a separate gateway", a
   await chatStory(baseUrl, "tunnel");
 });
 
-test("embedded gateway: logging out in one tab disconnects the user's other tabs at once", async () => {
-  await logoutStory(await startChat(), "embedded");
+test("embedded gateway: logging out in one tab disconnects the user's other tabs at once", async (t) => {
+  t.diagnostic(await logoutStory(await startChat(), "embedded"));
 });
 
-test("over the tunnel: logging out in one tab disconnects the user's other tabs at once", async () => {
+test("over the tunnel: logging out in one tab disconnects the user's other tabs at once", async (t) => {
   const baseUrl = await startChat(["--gateway", await startGateway()]);
-  await logoutStory(baseUrl, "tunnel");
+  t.diagnostic(await logoutStory(baseUrl, "tunnel"));
 });
 
 test("embedded gateway: short tokens are refreshed in band; the page keeps its socket across expiries", async () => {

@@ -402,17 +402,19 @@ impl SocketIo {
     /// handshake and at in-band refresh from then on, and disconnects every
     /// connection of the user holding one (the clients get "io server
     /// disconnect", so socket.io-client does not reconnect by itself).
-    /// Resolves once the gateway has it; tokens issued at or after
-    /// `issued_before` (a new login) stay valid.
+    /// Resolves once the gateway has it. Tokens issued from the next whole
+    /// second after `issued_before` on (a new login) stay valid: `iat` has
+    /// whole seconds, so a token issued in the same second is revoked too.
     pub async fn revoke_user_tokens(
         &self,
         user: &str,
         issued_before: SystemTime,
     ) -> Result<(), RevokeError> {
-        let issued_before = issued_before
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        // `iat` has whole seconds: round up, so that a token issued just
+        // before `issued_before`, in the same second, is revoked too (and
+        // one issued just after it in that second as well).
+        let since_epoch = issued_before.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let issued_before = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
         self.revoke(Revocation::User {
             user: user.to_owned(),
             issued_before,

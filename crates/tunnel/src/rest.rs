@@ -202,7 +202,7 @@ pub enum RestCall {
     },
     /// `POST /api/hubs/{hub}/users/{userId}/tokens/:revoke[?issuedBefore=]` → 200
     /// (a Portcullis extension: revokes every token of a user issued before
-    /// a time, by default now).
+    /// a time, by default every token issued up to now, this second included).
     RevokeUserTokens {
         /// Hub.
         hub: String,

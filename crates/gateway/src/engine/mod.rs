@@ -198,6 +198,7 @@ async fn open_session(
                 ));
             }
         };
+        let revoked = hub.revokes_lease(&lease, user_id.as_deref());
         let params = session_params(&state, &accept);
         let transport = match transport {
             TransportKind::Polling => Transport::Polling,
@@ -210,6 +211,17 @@ async fn open_session(
         connection.hold(ticket);
         hub.register(connection.clone());
         handler.on_connected(&hub, &connection.id);
+        if revoked {
+            // Revoked while the application decided: the revocation closed
+            // every holder it could see, and this one was not registered
+            // yet. The handler hears it end like any other.
+            hub.end(
+                &connection,
+                Ending::ByServer,
+                DisconnectReason::TokenRevoked,
+            );
+            return Err(EngineError::unauthorized(crate::gate::REVOKED));
+        }
         Ok(connection)
     });
     task.await.unwrap_or_else(|_| {

@@ -130,21 +130,26 @@ impl RevocationList {
 
     /// Whether a token with these claims is revoked.
     pub fn revokes(&self, claims: &Claims) -> bool {
+        self.revokes_token(claims.token_id(), claims.user_id(), claims.issued_at())
+    }
+
+    /// Whether a connection's lease (of `user`) holds a revoked token.
+    pub fn revokes_lease(&self, lease: &Lease, user: Option<&str>) -> bool {
+        self.revokes_token(lease.token_id.as_deref(), user, lease.issued_at)
+    }
+
+    fn revokes_token(&self, id: Option<&str>, user: Option<&str>, issued_at: Option<u64>) -> bool {
         if self.is_empty() {
             return false;
         }
         let now = unix_now().as_secs();
-        let by_id = claims
-            .token_id()
+        let by_id = id
             .and_then(|id| self.tokens.get(id))
             .is_some_and(|until| *until > now);
         by_id
-            || claims
-                .user_id()
+            || user
                 .and_then(|user| self.users.get(user))
-                .is_some_and(|(before, until)| {
-                    *until > now && claims.issued_at().unwrap_or(0) < *before
-                })
+                .is_some_and(|(before, until)| *until > now && issued_at.unwrap_or(0) < *before)
     }
 
     pub fn len(&self) -> usize {

@@ -593,8 +593,13 @@ impl LocalHub {
 
     /// Whether a token with these claims is revoked for this hub.
     pub(crate) fn revokes(&self, claims: &Claims) -> bool {
-        let list = self.revocations();
-        !list.is_empty() && list.revokes(claims)
+        self.revocations().revokes(claims)
+    }
+
+    /// Whether a connection about to be registered holds a token revoked
+    /// while the application was deciding on it.
+    pub(crate) fn revokes_lease(&self, lease: &Lease, user: Option<&str>) -> bool {
+        self.revocations().revokes_lease(lease, user)
     }
 
     fn revocations(&self) -> std::sync::MutexGuard<'_, RevocationList> {

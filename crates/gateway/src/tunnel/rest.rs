@@ -198,7 +198,10 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             hub,
             Revocation::User {
                 user: user_id,
-                issued_before: issued_before.unwrap_or_else(|| crate::hub::unix_now().as_secs()),
+                // `iat` has whole seconds: by default every token issued
+                // up to now, this second included, is revoked.
+                issued_before: issued_before
+                    .unwrap_or_else(|| crate::hub::unix_now().as_secs() + 1),
             },
         ),
     })

@@ -195,10 +195,13 @@ async fn logout(mut session: AuthSession<Users>, State(state): State<AppState>) 
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     if let Some(user) = user {
-        // `iat` counts whole seconds: cover the current one too, so a token
-        // minted a moment before the logout cannot slip through.
-        let before = SystemTime::now() + Duration::from_secs(1);
-        if let Err(error) = state.io.revoke_user_tokens(&user.username, before).await {
+        // Every token issued until now (the crate rounds up to the next
+        // whole second, as `iat` has whole seconds).
+        if let Err(error) = state
+            .io
+            .revoke_user_tokens(&user.username, SystemTime::now())
+            .await
+        {
             tracing::warn!(user = %user.username, %error, "logged out, but the tokens were not revoked");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }

@@ -449,3 +449,48 @@ async fn expiry_is_set_per_hub_in_the_config_file() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Over polling, the DISCONNECT goes in one response and the close in the
+/// next, as engine.io does: socket.io-client reads a DISCONNECT a tick after
+/// its response, so one read together with the close would come too late
+/// ("transport close", and a reconnection, instead of "io server disconnect").
+#[tokio::test]
+async fn a_revoked_polling_session_gets_its_disconnect_before_the_close() {
+    let gateway = TestGateway::start(&["--echo-hub", HUB]);
+    let token = token(HUB, "ann", Duration::from_secs(600), "p1");
+    let url = |sid: &str| {
+        gateway.client_url(
+            HUB,
+            &format!("EIO=4&transport=polling&access_token={token}&sid={sid}"),
+        )
+    };
+    let open = reqwest::get(gateway.client_url(
+        HUB,
+        &format!("EIO=4&transport=polling&access_token={token}"),
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let sid = serde_json::from_str::<serde_json::Value>(&open[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let post = client.post(url(&sid)).body("40").send().await.unwrap();
+    assert_eq!(post.status(), 200);
+    let echo = reqwest::get(url(&sid)).await.unwrap().text().await.unwrap();
+    assert_eq!(echo, "40");
+
+    let pending = tokio::spawn(reqwest::get(url(&sid)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = rest(&gateway, &format!("/api/hubs/{HUB}/tokens/p1/:revoke")).await;
+    assert_eq!(status, 200);
+    let first = pending.await.unwrap().unwrap().text().await.unwrap();
+    assert_eq!(first, "41", "the DISCONNECT alone");
+    let second = reqwest::get(url(&sid)).await.unwrap().text().await.unwrap();
+    assert_eq!(second, "1", "then the close");
+    let third = reqwest::get(url(&sid)).await.unwrap();
+    assert_eq!(third.status(), 400, "then the session is unknown");
+}

@@ -334,13 +334,17 @@ async fn polling_request(
     }
 }
 
-/// A request for a sid the hub no longer holds: the one poll a
-/// client-closed session still owes gets its noop; anything else is an
-/// unknown session.
+/// A request for a sid the hub no longer holds: an ended polling session
+/// answers the polls it still owes (its last frames, then the noop or the
+/// close); anything else is an unknown session.
 async fn closed_session(hub: &LocalHub, sid: &str, is_poll: bool) -> Result<Response, EngineError> {
-    match hub.take_closed_by_client(sid).filter(|_| is_poll) {
+    match hub.take_awaiting_last_poll(sid).filter(|_| is_poll) {
         Some(connection) if !connection.farewell_sent() => {
-            Ok(polling::poll(hub, &connection).await)
+            let response = polling::poll(hub, &connection).await;
+            if !connection.farewell_sent() {
+                hub.await_last_poll(connection);
+            }
+            Ok(response)
         }
         _ => Err(EngineError::unknown_sid()),
     }

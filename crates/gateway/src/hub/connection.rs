@@ -262,6 +262,11 @@ impl Connection {
         self.lock().reason.clone()
     }
 
+    /// Whether frames wait to be sent.
+    pub(crate) fn has_queued_frames(&self) -> bool {
+        !self.lock().queue.is_empty()
+    }
+
     /// Takes every queued frame, with the queue's buffer: an idle
     /// connection keeps no buffer sized for its last burst.
     pub(crate) fn drain(&self) -> VecDeque<Frame> {
@@ -358,9 +363,16 @@ impl Connection {
     pub(crate) fn poll_ready(&self) -> Option<PollReady> {
         let mut state = self.lock();
         if let Some(ending) = state.end {
+            if !state.queue.is_empty() {
+                // As engine.io: the last frames go alone, the close (or
+                // noop) with the next poll. socket.io-client handles a
+                // packet a tick after reading it, so a DISCONNECT read in
+                // the same response as the close would come too late: the
+                // client would take "transport close" and reconnect.
+                return Some(PollReady::Frames(std::mem::take(&mut state.queue).into()));
+            }
             state.farewell_sent = true;
-            let frames = std::mem::take(&mut state.queue).into();
-            return Some(PollReady::Ended(ending, frames));
+            return Some(PollReady::Ended(ending));
         }
         if matches!(state.transport, Transport::Upgrading | Transport::WebSocket) {
             return Some(PollReady::Noop);
@@ -442,5 +454,6 @@ pub(crate) enum PollReady {
     Frames(Vec<Frame>),
     /// An upgrade is under way or done: release the poll with a noop.
     Noop,
-    Ended(Ending, Vec<Frame>),
+    /// The session ended and its last frames went out.
+    Ended(Ending),
 }

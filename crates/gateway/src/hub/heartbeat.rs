@@ -162,7 +162,7 @@ fn heartbeat_deadline(
 /// An ended connection the hub keeps for a last poll stays until
 /// `ping_timeout` after it ended (its entry is then re-evaluated once more).
 fn linger(hub: &LocalHub, connection: &Connection, now: Instant) -> Option<Instant> {
-    if !hub.keeps_closed(connection.id.as_str()) {
+    if !hub.keeps_for_last_poll(connection.id.as_str()) {
         return None;
     }
     match connection.ended_at() {
@@ -170,7 +170,7 @@ fn linger(hub: &LocalHub, connection: &Connection, now: Instant) -> Option<Insta
             Some(ended + connection.params.ping_timeout)
         }
         _ => {
-            hub.forget_closed(connection.id.as_str());
+            hub.forget_last_poll(connection.id.as_str());
             None
         }
     }

@@ -57,10 +57,10 @@ struct HubInner {
     members: RwLock<Members>,
     registry: Arc<Registry>,
     heartbeats: heartbeat::Heartbeats,
-    /// Polling sessions the client closed while no poll was there to take
-    /// its noop: kept out of the hub, for a poll that raced the close
-    /// (until the poll comes or `ping_timeout` passes; see [`LocalHub::end`]).
-    closed_by_client: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
+    /// Ended polling sessions that still owe their client a last poll (a
+    /// noop, or the close after the last frames): kept out of the hub until
+    /// that poll comes or `ping_timeout` passes (see [`LocalHub::end`]).
+    awaiting_last_poll: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
     /// Tokens revoked for this hub.
     revocations: Mutex<RevocationList>,
 }
@@ -128,7 +128,7 @@ impl LocalHub {
             members: RwLock::new(Members::default()),
             registry,
             heartbeats: heartbeat::Heartbeats::default(),
-            closed_by_client: Mutex::default(),
+            awaiting_last_poll: Mutex::default(),
             revocations: Mutex::default(),
         }))
     }
@@ -201,14 +201,19 @@ impl LocalHub {
             return;
         }
         if let Some(connection) = self.unregister(&connection.id) {
-            // A client that sends `1` over POST while its poll is on the way
-            // (two connections, no order between them) still gets the noop
-            // that ends that poll; any later request finds no session.
-            if ending == Ending::ByClient
+            // A polling session may owe its client a last poll: the noop
+            // that ends a poll racing the client's own close (`1` over POST
+            // and the poll travel on two connections, in no order), or,
+            // when the gateway closed it on purpose, its last frames and
+            // then the close packet in separate responses (see
+            // `Connection::poll_ready`). Any later request, and any request
+            // after a timeout or a protocol error, finds no session.
+            let owes_frames = reason.is_deliberate_close() && connection.has_queued_frames();
+            if (ending == Ending::ByClient || owes_frames)
                 && connection.transport() != Transport::WebSocket
                 && !connection.farewell_sent()
             {
-                self.closed_by_client()
+                self.awaiting_last_poll()
                     .insert(connection.id.clone(), connection.clone());
             }
             self.0.heartbeats.forget(connection);
@@ -219,29 +224,34 @@ impl LocalHub {
         }
     }
 
-    fn closed_by_client(
+    fn awaiting_last_poll(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Arc<Connection>>> {
         self.0
-            .closed_by_client
+            .awaiting_last_poll
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a session the client closed whose last poll has not come yet
-    /// (it is answered once, then the sid is unknown).
-    pub(crate) fn take_closed_by_client(&self, id: &str) -> Option<Arc<Connection>> {
-        self.closed_by_client().remove(id)
+    /// Takes an ended polling session whose last poll has not come yet.
+    pub(crate) fn take_awaiting_last_poll(&self, id: &str) -> Option<Arc<Connection>> {
+        self.awaiting_last_poll().remove(id)
     }
 
-    /// Whether a client-closed session is still kept for its last poll.
-    pub(crate) fn keeps_closed(&self, id: &str) -> bool {
-        self.closed_by_client().contains_key(id)
+    /// Keeps an ended polling session for one more poll.
+    pub(crate) fn await_last_poll(&self, connection: Arc<Connection>) {
+        self.awaiting_last_poll()
+            .insert(connection.id.clone(), connection);
     }
 
-    /// Drops a client-closed session whose last poll never came.
-    pub(crate) fn forget_closed(&self, id: &str) {
-        self.closed_by_client().remove(id);
+    /// Whether an ended session is still kept for its last poll.
+    pub(crate) fn keeps_for_last_poll(&self, id: &str) -> bool {
+        self.awaiting_last_poll().contains_key(id)
+    }
+
+    /// Drops an ended session whose last poll never came.
+    pub(crate) fn forget_last_poll(&self, id: &str) {
+        self.awaiting_last_poll().remove(id);
     }
 
     /// Removes a connection from the hub and its groups; returns it.

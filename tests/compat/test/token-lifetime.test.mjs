@@ -234,10 +234,9 @@ test("(c) a refresh with another user's, another hub's or a badly signed token i
 });
 
 // socket.io-client handles a Socket.IO packet on the next tick but an
-// Engine.IO close at once: over long-polling, a DISCONNECT and the close in
-// the same poll response reach the client as "transport close" (and it
-// reconnects). So these run over WebSocket; the polling case is the todo
-// test at the end of the file.
+// Engine.IO close at once: a DISCONNECT and the close in one poll response
+// would reach the client as "transport close" (and it would reconnect).
+// These run over WebSocket; long-polling has its own test at the end.
 const WEBSOCKET = { transports: ["websocket"] };
 
 test("(d) revoking a user disconnects exactly its connections (io server disconnect) and its token cannot reconnect", async (t) => {
@@ -332,7 +331,6 @@ test("(b) a reconnection attempt refused with 401 makes the helper negotiate aga
 
 test(
   "(d) over long-polling, a revoked connection also gets io server disconnect",
-  { todo: "gateway: the DISCONNECTs and the Engine.IO close go out in one poll response; socket.io-client then reports transport close and reconnects" },
   async (t) => {
     const { gateway, app } = await setup(t);
     const socket = await connect(t, app, gateway, mint(gateway, { user: "frank", ttl: 600 }), {
@@ -344,5 +342,10 @@ test(
     const answer = await rest(gateway, "POST", `/api/hubs/${HUB}/users/frank/tokens/:revoke`);
     assert.equal(answer.status, 200, answer.body);
     assert.equal(await disconnected(socket, 5000), "io server disconnect");
+    assert.equal(socket.io.engine?.transport?.name ?? "polling", "polling");
+    // No reconnection.
+    await sleep(1500);
+    assert.equal(socket.connected, false);
+    assert.equal(app.seen("connection").length, 1);
   },
 );

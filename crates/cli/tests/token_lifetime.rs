@@ -242,30 +242,32 @@ async fn an_anonymous_connection_has_nothing_to_refresh() {
     );
 }
 
+/// Opens a polling session with `token`; its sid.
+async fn open_polling(gateway: &TestGateway, token: &str) -> String {
+    let url = gateway.client_url(
+        HUB,
+        &format!("EIO=4&transport=polling&access_token={token}"),
+    );
+    let open = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    open["sid"].as_str().unwrap().to_owned()
+}
+
+/// The URL of a request of session `sid` carrying `token`.
+fn polling_url(gateway: &TestGateway, token: &str, sid: &str) -> String {
+    gateway.client_url(
+        HUB,
+        &format!("EIO=4&transport=polling&access_token={token}&sid={sid}"),
+    )
+}
+
 /// Polls of a session may carry the handshake's token or the refreshed one.
 #[tokio::test]
 async fn polls_after_a_refresh_may_carry_either_token() {
     let gateway = expiring_gateway("25000");
     let first = token(HUB, "ann", Duration::from_secs(60), "a1");
-    let poll_url = |token: &str, sid: &str| {
-        gateway.client_url(
-            HUB,
-            &format!("EIO=4&transport=polling&access_token={token}&sid={sid}"),
-        )
-    };
-    let open = reqwest::get(gateway.client_url(
-        HUB,
-        &format!("EIO=4&transport=polling&access_token={first}"),
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let sid = serde_json::from_str::<serde_json::Value>(&open[1..]).unwrap()["sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let poll_url = |token: &str, sid: &str| polling_url(&gateway, token, sid);
+    let sid = open_polling(&gateway, &first).await;
     let fresh = token(HUB, "ann", Duration::from_secs(120), "a2");
     let client = reqwest::Client::new();
     let post = client
@@ -458,25 +460,8 @@ async fn expiry_is_set_per_hub_in_the_config_file() {
 async fn a_revoked_polling_session_gets_its_disconnect_before_the_close() {
     let gateway = TestGateway::start(&["--echo-hub", HUB]);
     let token = token(HUB, "ann", Duration::from_secs(600), "p1");
-    let url = |sid: &str| {
-        gateway.client_url(
-            HUB,
-            &format!("EIO=4&transport=polling&access_token={token}&sid={sid}"),
-        )
-    };
-    let open = reqwest::get(gateway.client_url(
-        HUB,
-        &format!("EIO=4&transport=polling&access_token={token}"),
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let sid = serde_json::from_str::<serde_json::Value>(&open[1..]).unwrap()["sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = |sid: &str| polling_url(&gateway, &token, sid);
+    let sid = open_polling(&gateway, &token).await;
     let client = reqwest::Client::new();
     let post = client.post(url(&sid)).body("40").send().await.unwrap();
     assert_eq!(post.status(), 200);

@@ -72,3 +72,25 @@ test("a service client with the wrong key is refused", async (t) => {
   const service = new WebPubSubServiceClient(wrong, HUB, { allowInsecureConnection: true });
   await assert.rejects(service.sendToAll('42["x"]', { contentType: "text/plain" }), (error) => error.statusCode === 401);
 });
+
+test("WebPubSubServiceClient revokes tokens through portcullis-client/server", async (t) => {
+  const { revokeUserTokens, revokeToken } = require("portcullis-client/server");
+  const gw = await startGateway(t, { echoHubs: [HUB] });
+  const service = new WebPubSubServiceClient(gw.connectionString, HUB, { allowInsecureConnection: true });
+  const alice = await connectClient(gw, "alice");
+  const bob = await connectClient(gw, "bob");
+  t.after(() => bob.socket.close());
+
+  const closed = nextEvent(alice.socket, "close");
+  assert.deepEqual(await revokeUserTokens(service, "alice"), { closed: 1 });
+  await closed;
+  await gw.waitForConnections(1);
+  assert.equal(bob.socket.readyState, "open", "another user's connection stays");
+  // The revoked token is refused at the handshake.
+  const refused = await fetch(`${gw.hubUrl(HUB)}?EIO=4&transport=polling&access_token=${gw.token({ hub: HUB, user: "alice" })}`);
+  assert.equal(refused.status, 401);
+
+  assert.deepEqual(await revokeToken(service, "nobody-holds-it", { expiresAt: new Date(Date.now() + 60_000) }), { closed: 0 });
+  const wrong = new WebPubSubServiceClient(gw.connectionString.replace(/AccessKey=[^;]*/, "AccessKey=not-the-key"), HUB, { allowInsecureConnection: true });
+  await assert.rejects(revokeUserTokens(wrong, "bob"), (error) => error.statusCode === 401);
+});

@@ -15,6 +15,50 @@ use serde::Deserialize;
 use portcullis_gateway::GatewayConfig;
 use portcullis_gateway::hub::HubSettings;
 
+/// A secret given on the command line, in the environment or in the file
+/// (an access key): its `Debug` never shows it, so no log line or error
+/// that prints the arguments can leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields (`hub`, `reason`, …) at
+    /// the top level, for log collectors.
+    Json,
+}
+
+/// What `portcullis serve` runs with: the gateway's configuration and the
+/// binary's own settings.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// The gateway's configuration.
+    pub gateway: GatewayConfig,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// Only check the configuration, then exit.
+    pub check_config: bool,
+}
+
 /// Portcullis: a self-hosted Socket.IO gateway that authenticates clients
 /// before any session exists.
 #[derive(Debug, Parser)]
@@ -38,6 +82,10 @@ pub struct ServeArgs {
     /// per-hub sections `[hubs.NAME]` with `allow_anonymous`.
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration (flags, environment and file), print a
+    /// summary without secrets, and exit: 0 if valid, 2 if not.
+    #[arg(long)]
+    pub check_config: bool,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "PORTCULLIS_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -48,7 +96,7 @@ pub struct ServeArgs {
         env = "PORTCULLIS_ACCESS_KEY",
         value_delimiter = ','
     )]
-    pub access_keys: Vec<String>,
+    pub access_keys: Vec<Secret>,
     /// Accept clients without a token on every hub (default: refuse them).
     #[arg(long, env = "PORTCULLIS_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -146,6 +194,21 @@ pub struct ServeArgs {
     /// one /64); beyond, new ones are refused [default: 256].
     #[arg(long, env = "PORTCULLIS_MAX_PENDING_PER_ADDRESS")]
     pub max_pending_per_address: Option<usize>,
+    /// Milliseconds over which a drain (SIGTERM or SIGINT) closes the live
+    /// clients, in spread-out batches, so they reconnect elsewhere; 0 closes
+    /// them at once [default: 10000].
+    #[arg(long, env = "PORTCULLIS_DRAIN_PERIOD_MS")]
+    pub drain_period_ms: Option<u64>,
+    /// Milliseconds from SIGTERM or SIGINT to exit at the latest, whatever is
+    /// left; longer than the drain period. A second signal exits at once
+    /// [default: 30000].
+    #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// Log format on stderr: text or json (one object per line, with `hub`,
+    /// `reason` and, at debug level, `connection` fields). The level is set
+    /// by PORTCULLIS_LOG (e.g. `info`, `debug`) [default: text].
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The optional TOML file.
@@ -153,7 +216,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
-    access_keys: Option<Vec<String>>,
+    access_keys: Option<Vec<Secret>>,
     allow_anonymous: Option<bool>,
     public_endpoint: Option<url::Url>,
     ping_interval_ms: Option<u64>,
@@ -179,6 +242,9 @@ struct FileConfig {
     idle_timeout_ms: Option<u64>,
     max_pending_connections: Option<usize>,
     max_pending_per_address: Option<usize>,
+    drain_period_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    log_format: Option<LogFormat>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -189,13 +255,13 @@ struct FileHub {
     allow_anonymous: Option<bool>,
 }
 
-fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
     (!list.is_empty()).then_some(list)
 }
 
 impl ServeArgs {
     /// Merges flags, environment, file and defaults into a configuration.
-    pub fn resolve(self) -> Result<GatewayConfig, String> {
+    pub fn resolve(self) -> Result<ServeConfig, String> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -211,6 +277,7 @@ impl ServeArgs {
             .unwrap_or(([127, 0, 0, 1], 8080).into());
         let keys = match non_empty(self.access_keys).or(file.access_keys) {
             Some(keys) => {
+                let keys = keys.into_iter().map(|k| k.0).collect();
                 AccessKeys::new(keys).map_err(|e| format!("invalid --access-key: {e}"))?
             }
             None => AccessKeys::generate(),
@@ -238,6 +305,13 @@ impl ServeArgs {
         if let Some(v) = self.tunnel_keepalive_ms.or(file.tunnel_keepalive_ms) {
             config.tunnel_keepalive = ms(v);
         }
+        if let Some(v) = self.drain_period_ms.or(file.drain_period_ms) {
+            config.drain_period = ms(v);
+        }
+        if let Some(v) = self.drain_timeout_ms.or(file.drain_timeout_ms) {
+            config.drain_timeout = ms(v);
+        }
+        let log_format = self.log_format.or(file.log_format).unwrap_or_default();
         let limits = &mut config.connection_limits;
         if let Some(v) = self.header_read_timeout_ms.or(file.header_read_timeout_ms) {
             limits.header_read_timeout = ms(v);
@@ -312,7 +386,11 @@ impl ServeArgs {
             })
             .collect();
         validate(&config)?;
-        Ok(config)
+        Ok(ServeConfig {
+            gateway: config,
+            log_format,
+            check_config: self.check_config,
+        })
     }
 }
 
@@ -341,6 +419,12 @@ fn validate(config: &GatewayConfig) -> Result<(), String> {
     if config.max_payload == 0 || config.max_token_bytes == 0 || config.max_queued_frames == 0 {
         return Err(
             "--max-payload, --max-token-bytes and --max-queued-packets must be greater than zero"
+                .into(),
+        );
+    }
+    if config.drain_timeout <= config.drain_period {
+        return Err(
+            "--drain-timeout-ms must be greater than --drain-period-ms (the clients are closed within the period; the rest of the timeout is for the tunnels and the last writes)"
                 .into(),
         );
     }
@@ -383,7 +467,7 @@ pub struct TokenArgs {
         conflicts_with = "connection_string",
         value_delimiter = ','
     )]
-    pub access_key: Option<Vec<String>>,
+    pub access_key: Option<Vec<Secret>>,
     /// A connection string (`Endpoint=…;AccessKey=…;Version=1.0;`) to take the
     /// key and endpoint from.
     #[arg(long, env = "PORTCULLIS_CONNECTION_STRING")]
@@ -404,7 +488,7 @@ impl TokenArgs {
             match (self.connection_string, self.access_key) {
                 (Some(cs), _) => (cs.endpoint, cs.access_key),
                 (None, Some(keys)) => {
-                    let key = keys.into_iter().next().unwrap_or_default();
+                    let key = keys.into_iter().next().map(|k| k.0).unwrap_or_default();
                     let endpoint = self.endpoint.unwrap_or_else(|| {
                         url::Url::parse("http://127.0.0.1:8080/").expect("valid URL")
                     });

@@ -474,14 +474,18 @@ impl LocalHub {
         targets.len()
     }
 
-    /// Closes every connection of the hub (shutdown, detach).
-    pub fn close_all(&self, reason: DisconnectReason) {
-        let all: Vec<_> = read(&self.0.members)
+    /// Every live connection of the hub.
+    pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
+        read(&self.0.members)
             .connections
             .values()
             .map(|m| m.connection.clone())
-            .collect();
-        for connection in all {
+            .collect()
+    }
+
+    /// Closes every connection of the hub (shutdown, detach).
+    pub fn close_all(&self, reason: DisconnectReason) {
+        for connection in self.connections() {
             self.end(&connection, Ending::ByServer, reason.clone());
         }
     }

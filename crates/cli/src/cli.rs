@@ -520,3 +520,161 @@ impl TokenArgs {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn repo_file(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The options of `serve` that are settings (not `--config` itself, nor
+    /// `--check-config`): (TOML key, long flag, environment variable).
+    fn settings() -> Vec<(String, String, String)> {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        serve
+            .get_arguments()
+            .filter(|a| !["help", "config", "check_config"].contains(&a.get_id().as_str()))
+            .map(|a| {
+                (
+                    a.get_id().to_string(),
+                    format!("--{}", a.get_long().expect("a long flag")),
+                    a.get_env()
+                        .expect("an environment variable")
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `deploy/portcullis.toml` with every commented-out setting (`#key =`,
+    /// `#[hubs.…]`) enabled.
+    fn example_with_everything_enabled() -> String {
+        repo_file("deploy/portcullis.toml")
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest)
+                    if rest.starts_with("[hubs.")
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_serve_option_is_in_the_example_file_and_the_readme() {
+        let example = repo_file("deploy/portcullis.toml");
+        let readme = repo_file("README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let settings = settings();
+        assert!(settings.len() >= 30, "{settings:?}");
+        for (key, flag, env) in settings {
+            let in_example = example
+                .lines()
+                .any(|l| l.trim_start_matches('#').starts_with(&format!("{key} = ")));
+            assert!(in_example, "{key} is not in deploy/portcullis.toml");
+            let row = table
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("| `{flag} ")) || l.starts_with(&format!("| `{flag}`"))
+                })
+                .unwrap_or_else(|| panic!("{flag} has no row in README's configuration table"));
+            assert!(
+                row.contains(&format!("`{env}`")),
+                "{flag}: {env} not in {row}"
+            );
+            assert!(
+                row.contains(&format!("`{key}`")),
+                "{flag}: TOML key {key} not in {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_file_is_valid_with_every_setting_enabled() {
+        let text = example_with_everything_enabled();
+        let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Every option is set, so a key missing from FileConfig, or of the
+        // wrong type, would have failed above; and the values resolve.
+        assert!(file.access_keys.is_some() && file.hubs.contains_key("public_lobby"));
+        let path =
+            std::env::temp_dir().join(format!("portcullis-example-{}.toml", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let cli = Cli::try_parse_from(["portcullis", "serve", "--config", path.to_str().unwrap()])
+            .expect("arguments");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let resolved = args.resolve();
+        std::fs::remove_file(&path).ok();
+        let resolved = resolved.expect("the example resolves");
+        assert_eq!(resolved.gateway.access_keys.all().len(), 2);
+        assert_eq!(resolved.log_format, LogFormat::Json);
+        assert_eq!(resolved.gateway.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "serve",
+            "--access-key",
+            "super-secret-key-1",
+            "--access-key=super-secret-key-2",
+        ])
+        .expect("arguments");
+        let text = format!("{cli:?}");
+        assert!(!text.contains("super-secret"), "{text}");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let text = format!("{:?}", args.resolve().expect("valid"));
+        assert!(!text.contains("super-secret"), "{text}");
+        let token = Cli::try_parse_from([
+            "portcullis",
+            "token",
+            "--hub",
+            "h",
+            "--access-key",
+            "super-secret-key-3",
+        ])
+        .expect("arguments");
+        assert!(!format!("{token:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn the_drain_timeout_must_exceed_the_period() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "serve",
+            "--drain-period-ms",
+            "5000",
+            "--drain-timeout-ms",
+            "5000",
+        ])
+        .expect("arguments");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let error = args.resolve().expect_err("refused");
+        assert!(error.contains("--drain-timeout-ms"), "{error}");
+    }
+}

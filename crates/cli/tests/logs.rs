@@ -56,7 +56,7 @@ async fn run(level: &str) -> Run {
     let refused = token_for(HUB, &options);
     let tunnel_token = mint_client_token(
         SECRET_KEY,
-        &"ws://localhost/server/tunnel?hub=apps".to_string(),
+        "ws://localhost/server/tunnel?hub=apps",
         &ClientTokenOptions {
             user_id: Some("server-1".into()),
             ..Default::default()
@@ -64,7 +64,7 @@ async fn run(level: &str) -> Run {
     );
     let bad_tunnel_token = mint_client_token(
         KEY,
-        &"ws://localhost/server/tunnel?hub=apps".to_string(),
+        "ws://localhost/server/tunnel?hub=apps",
         &ClientTokenOptions::default(),
     );
     let api_token = mint_client_token(

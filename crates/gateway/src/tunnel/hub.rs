@@ -322,11 +322,14 @@ impl TunnelHub {
     }
 
     async fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
-        self.lock().clients.remove(&client.id);
         if let Some(socket) = self.wait_socket_of(&client.server).await {
             let ctx = self.context(client);
             socket.notify(|ack| cloud_events::disconnected(&ctx, reason, ack));
         }
+        // Only once the event is queued: a drain waits for no client to be
+        // left here before it asks the tunnels to reconnect, so the event
+        // goes out before that request on the same tunnel.
+        self.lock().clients.remove(&client.id);
     }
 
     /// Handles a client's Socket.IO packet before it goes to the server:

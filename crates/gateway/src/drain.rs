@@ -173,3 +173,17 @@ async fn send_tunnels_away(state: &GatewayState) {
         tunnel.close_sockets();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_one_per_client_at_most_and_50_ms_apart_at_least() {
+        let s = Duration::from_secs;
+        assert_eq!(batch_count(0, s(10)), 1);
+        assert_eq!(batch_count(22, s(2)), 22);
+        assert_eq!(batch_count(100_000, s(10)), 200);
+        assert_eq!(batch_count(5, Duration::ZERO), 1);
+    }
+}

@@ -450,3 +450,70 @@ async fn a_tunnel_is_told_to_reconnect_after_its_clients_are_closed() {
         .expect("exits after the drain");
     assert!(status.success(), "{status:?}");
 }
+
+/// A polling client that the drain closes between two polls gets the close
+/// packet `1` on its next poll (socket.io-client then reports "transport
+/// close"), not an unknown-session error; a poll after that finds no
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_client_closed_between_polls_gets_the_close_packet_next() {
+    let mut gateway = TestGateway::start(&[
+        "--echo-hub",
+        HUB,
+        "--drain-period-ms",
+        "100",
+        "--drain-timeout-ms",
+        "8000",
+    ]);
+    // An application server that ignores ConnectionReconnect keeps the drain,
+    // and so the listener, going for a moment after the clients are closed.
+    let (mut tunnel, _) = tokio_tungstenite::connect_async(format!(
+        "{}/server/tunnel?hub=apps&access_token={}",
+        gateway.ws(),
+        tunnel_token("apps", "slow-to-leave")
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        next(&mut tunnel).await,
+        Some(TunnelMessage::ConnectionConnected { .. })
+    ));
+    let query = format!(
+        "EIO=4&transport=polling&access_token={}",
+        gateway.token(HUB)
+    );
+    let open = reqwest::get(gateway.client_url(HUB, &query))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let poll_url = gateway.client_url(HUB, &format!("{query}&sid={sid}"));
+    gateway.wait_connections(1).await;
+
+    gateway.signal(libc::SIGTERM);
+    wait_not_ready(&gateway).await;
+    gateway.wait_connections(0).await;
+    let poll = reqwest::get(&poll_url).await.unwrap();
+    assert_eq!(poll.status(), 200);
+    assert_eq!(poll.text().await.unwrap(), "1");
+    let again = reqwest::get(&poll_url).await.unwrap();
+    assert_eq!(again.status(), 400);
+
+    assert!(matches!(
+        next(&mut tunnel).await,
+        Some(TunnelMessage::ConnectionReconnect { .. })
+    ));
+    drop(tunnel);
+    let status = gateway
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits after the drain");
+    assert!(status.success(), "{status:?}");
+}

@@ -110,15 +110,12 @@ test("drain: clients and the SDK's tunnel reconnect to another gateway", { timeo
     timeout: 10_000,
     message: "every client reconnected once",
   });
+  // Every client saw the close itself ("transport close"; a polling client
+  // closed between two polls gets the close packet on its next poll), never
+  // "io server disconnect", which would have stopped its reconnection.
   for (const s of sockets) {
-    assert.equal(s.reasons.length, 1, `client ${s.sid}: ${s.reasons}`);
-    assert.notEqual(s.reasons[0], "io server disconnect", "a Socket.IO DISCONNECT stops reconnection");
-    assert.ok(["transport close", "transport error"].includes(s.reasons[0]), s.reasons[0]);
+    assert.deepEqual(s.reasons, ["transport close"], `client ${s.sid}`);
   }
-  // The WebSocket clients, and any client whose poll was pending, saw the
-  // close itself.
-  const wsReasons = sockets.filter((_, i) => i % 3 !== 1).map((s) => s.reasons[0]);
-  assert.deepEqual(wsReasons, wsReasons.map(() => "transport close"));
 
   // A exits by itself, before its deadline.
   const exit = await withTimeout(a.exited, DRAIN_TIMEOUT_MS, "A to exit");

@@ -45,8 +45,9 @@ struct HubInner {
     registry: Arc<Registry>,
     heartbeats: heartbeat::Heartbeats,
     /// Polling sessions the client closed while no poll was there to take
-    /// its noop: kept out of the hub, for a poll that raced the close
-    /// (until the poll comes or `ping_timeout` passes; see [`LocalHub::end`]).
+    /// its noop, or that a drain closed while no poll was there to take the
+    /// close packet: kept out of the hub, for that next poll (until it comes
+    /// or `ping_timeout` passes; see [`LocalHub::end`]).
     closed_by_client: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
 }
 
@@ -170,8 +171,13 @@ impl LocalHub {
         if let Some(connection) = self.unregister(&connection.id) {
             // A client that sends `1` over POST while its poll is on the way
             // (two connections, no order between them) still gets the noop
-            // that ends that poll; any later request finds no session.
-            if ending == Ending::ByClient
+            // that ends that poll; any later request finds no session. A
+            // polling client that a drain closes between two polls gets the
+            // close packet `1` on its next poll, as engine.io sends it, so
+            // socket.io-client sees "transport close" rather than an error.
+            let keep_for_last_poll =
+                ending == Ending::ByClient || reason == DisconnectReason::Shutdown;
+            if keep_for_last_poll
                 && connection.transport() != Transport::WebSocket
                 && !connection.farewell_sent()
             {

@@ -10,7 +10,7 @@
 //! 2. closes its live clients in batches spread over the drain period
 //!    (`--drain-period-ms`), so they do not all reconnect elsewhere in the
 //!    same instant. Each close is at the Engine.IO level (a WebSocket close,
-//!    or a close packet `1` to a pending poll): socket.io-client sees
+//!    or a close packet `1` to the pending or next poll): socket.io-client sees
 //!    "transport close" and reconnects. A Socket.IO DISCONNECT ("io server
 //!    disconnect") would stop its reconnection, so none is sent;
 //! 3. once the application servers have heard their clients' `disconnected`

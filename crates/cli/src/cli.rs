@@ -15,6 +15,50 @@ use serde::Deserialize;
 use portcullis_gateway::GatewayConfig;
 use portcullis_gateway::hub::HubSettings;
 
+/// A secret given on the command line, in the environment or in the file
+/// (an access key): its `Debug` never shows it, so no log line or error
+/// that prints the arguments can leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields (`hub`, `reason`, …) at
+    /// the top level, for log collectors.
+    Json,
+}
+
+/// What `portcullis serve` runs with: the gateway's configuration and the
+/// binary's own settings.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// The gateway's configuration.
+    pub gateway: GatewayConfig,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// Only check the configuration, then exit.
+    pub check_config: bool,
+}
+
 /// Portcullis: a self-hosted Socket.IO gateway that authenticates clients
 /// before any session exists.
 #[derive(Debug, Parser)]
@@ -38,6 +82,10 @@ pub struct ServeArgs {
     /// per-hub sections `[hubs.NAME]` with `allow_anonymous`.
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration (flags, environment and file), print a
+    /// summary without secrets, and exit: 0 if valid, 2 if not.
+    #[arg(long)]
+    pub check_config: bool,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "PORTCULLIS_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -48,7 +96,7 @@ pub struct ServeArgs {
         env = "PORTCULLIS_ACCESS_KEY",
         value_delimiter = ','
     )]
-    pub access_keys: Vec<String>,
+    pub access_keys: Vec<Secret>,
     /// Accept clients without a token on every hub (default: refuse them).
     #[arg(long, env = "PORTCULLIS_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
@@ -164,6 +212,21 @@ pub struct ServeArgs {
     /// [default: 86400000].
     #[arg(long, env = "PORTCULLIS_REVOCATION_TTL_MS")]
     pub revocation_ttl_ms: Option<u64>,
+    /// Milliseconds over which a drain (SIGTERM or SIGINT) closes the live
+    /// clients, in spread-out batches, so they reconnect elsewhere; 0 closes
+    /// them at once [default: 10000].
+    #[arg(long, env = "PORTCULLIS_DRAIN_PERIOD_MS")]
+    pub drain_period_ms: Option<u64>,
+    /// Milliseconds from SIGTERM or SIGINT to exit at the latest, whatever is
+    /// left; longer than the drain period. A second signal exits at once
+    /// [default: 30000].
+    #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// Log format on stderr: text or json (one object per line, with `hub`,
+    /// `reason` and, at debug level, `connection` fields). The level is set
+    /// by PORTCULLIS_LOG (e.g. `info`, `debug`) [default: text].
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The optional TOML file.
@@ -171,7 +234,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
-    access_keys: Option<Vec<String>>,
+    access_keys: Option<Vec<Secret>>,
     allow_anonymous: Option<bool>,
     public_endpoint: Option<url::Url>,
     ping_interval_ms: Option<u64>,
@@ -201,6 +264,9 @@ struct FileConfig {
     token_expiry_grace_ms: Option<u64>,
     max_revocations: Option<usize>,
     revocation_ttl_ms: Option<u64>,
+    drain_period_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    log_format: Option<LogFormat>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -216,13 +282,13 @@ struct FileHub {
 /// Default grace after `exp` before a connection is closed.
 const DEFAULT_TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(25);
 
-fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
     (!list.is_empty()).then_some(list)
 }
 
 impl ServeArgs {
     /// Merges flags, environment, file and defaults into a configuration.
-    pub fn resolve(self) -> Result<GatewayConfig, String> {
+    pub fn resolve(self) -> Result<ServeConfig, String> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -238,6 +304,7 @@ impl ServeArgs {
             .unwrap_or(([127, 0, 0, 1], 8080).into());
         let keys = match non_empty(self.access_keys).or(file.access_keys) {
             Some(keys) => {
+                let keys = keys.into_iter().map(|k| k.0).collect();
                 AccessKeys::new(keys).map_err(|e| format!("invalid --access-key: {e}"))?
             }
             None => AccessKeys::generate(),
@@ -265,6 +332,13 @@ impl ServeArgs {
         if let Some(v) = self.tunnel_keepalive_ms.or(file.tunnel_keepalive_ms) {
             config.tunnel_keepalive = ms(v);
         }
+        if let Some(v) = self.drain_period_ms.or(file.drain_period_ms) {
+            config.drain_period = ms(v);
+        }
+        if let Some(v) = self.drain_timeout_ms.or(file.drain_timeout_ms) {
+            config.drain_timeout = ms(v);
+        }
+        let log_format = self.log_format.or(file.log_format).unwrap_or_default();
         let limits = &mut config.connection_limits;
         if let Some(v) = self.header_read_timeout_ms.or(file.header_read_timeout_ms) {
             limits.header_read_timeout = ms(v);
@@ -358,7 +432,11 @@ impl ServeArgs {
             })
             .collect();
         validate(&config)?;
-        Ok(config)
+        Ok(ServeConfig {
+            gateway: config,
+            log_format,
+            check_config: self.check_config,
+        })
     }
 }
 
@@ -392,6 +470,12 @@ fn validate(config: &GatewayConfig) -> Result<(), String> {
     }
     if config.max_revocations == 0 || config.revocation_ttl.is_zero() {
         return Err("--max-revocations and --revocation-ttl-ms must be greater than zero".into());
+    }
+    if config.drain_timeout <= config.drain_period {
+        return Err(
+            "--drain-timeout-ms must be greater than --drain-period-ms (the clients are closed within the period; the rest of the timeout is for the tunnels and the last writes)"
+                .into(),
+        );
     }
     let limits = &config.connection_limits;
     if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
@@ -432,7 +516,7 @@ pub struct TokenArgs {
         conflicts_with = "connection_string",
         value_delimiter = ','
     )]
-    pub access_key: Option<Vec<String>>,
+    pub access_key: Option<Vec<Secret>>,
     /// A connection string (`Endpoint=…;AccessKey=…;Version=1.0;`) to take the
     /// key and endpoint from.
     #[arg(long, env = "PORTCULLIS_CONNECTION_STRING")]
@@ -457,7 +541,7 @@ impl TokenArgs {
             match (self.connection_string, self.access_key) {
                 (Some(cs), _) => (cs.endpoint, cs.access_key),
                 (None, Some(keys)) => {
-                    let key = keys.into_iter().next().unwrap_or_default();
+                    let key = keys.into_iter().next().map(|k| k.0).unwrap_or_default();
                     let endpoint = self.endpoint.unwrap_or_else(|| {
                         url::Url::parse("http://127.0.0.1:8080/").expect("valid URL")
                     });
@@ -491,5 +575,163 @@ impl TokenArgs {
         Ok(portcullis_auth::mint_client_token(
             &key, &audience, &options,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn repo_file(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The options of `serve` that are settings (not `--config` itself, nor
+    /// `--check-config`): (TOML key, long flag, environment variable).
+    fn settings() -> Vec<(String, String, String)> {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        serve
+            .get_arguments()
+            .filter(|a| !["help", "config", "check_config"].contains(&a.get_id().as_str()))
+            .map(|a| {
+                (
+                    a.get_id().to_string(),
+                    format!("--{}", a.get_long().expect("a long flag")),
+                    a.get_env()
+                        .expect("an environment variable")
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `deploy/portcullis.toml` with every commented-out setting (`#key =`,
+    /// `#[hubs.…]`) enabled.
+    fn example_with_everything_enabled() -> String {
+        repo_file("deploy/portcullis.toml")
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest)
+                    if rest.starts_with("[hubs.")
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_serve_option_is_in_the_example_file_and_the_readme() {
+        let example = repo_file("deploy/portcullis.toml");
+        let readme = repo_file("README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let settings = settings();
+        assert!(settings.len() >= 30, "{settings:?}");
+        for (key, flag, env) in settings {
+            let in_example = example
+                .lines()
+                .any(|l| l.trim_start_matches('#').starts_with(&format!("{key} = ")));
+            assert!(in_example, "{key} is not in deploy/portcullis.toml");
+            let row = table
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("| `{flag} ")) || l.starts_with(&format!("| `{flag}`"))
+                })
+                .unwrap_or_else(|| panic!("{flag} has no row in README's configuration table"));
+            assert!(
+                row.contains(&format!("`{env}`")),
+                "{flag}: {env} not in {row}"
+            );
+            assert!(
+                row.contains(&format!("`{key}`")),
+                "{flag}: TOML key {key} not in {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_file_is_valid_with_every_setting_enabled() {
+        let text = example_with_everything_enabled();
+        let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Every option is set, so a key missing from FileConfig, or of the
+        // wrong type, would have failed above; and the values resolve.
+        assert!(file.access_keys.is_some() && file.hubs.contains_key("public_lobby"));
+        let path =
+            std::env::temp_dir().join(format!("portcullis-example-{}.toml", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let cli = Cli::try_parse_from(["portcullis", "serve", "--config", path.to_str().unwrap()])
+            .expect("arguments");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let resolved = args.resolve();
+        std::fs::remove_file(&path).ok();
+        let resolved = resolved.expect("the example resolves");
+        assert_eq!(resolved.gateway.access_keys.all().len(), 2);
+        assert_eq!(resolved.log_format, LogFormat::Json);
+        assert_eq!(resolved.gateway.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "serve",
+            "--access-key",
+            "super-secret-key-1",
+            "--access-key=super-secret-key-2",
+        ])
+        .expect("arguments");
+        let text = format!("{cli:?}");
+        assert!(!text.contains("super-secret"), "{text}");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let text = format!("{:?}", args.resolve().expect("valid"));
+        assert!(!text.contains("super-secret"), "{text}");
+        let token = Cli::try_parse_from([
+            "portcullis",
+            "token",
+            "--hub",
+            "h",
+            "--access-key",
+            "super-secret-key-3",
+        ])
+        .expect("arguments");
+        assert!(!format!("{token:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn the_drain_timeout_must_exceed_the_period() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "serve",
+            "--drain-period-ms",
+            "5000",
+            "--drain-timeout-ms",
+            "5000",
+        ])
+        .expect("arguments");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let error = args.resolve().expect_err("refused");
+        assert!(error.contains("--drain-timeout-ms"), "{error}");
     }
 }

@@ -302,13 +302,27 @@ async fn a_token_revoked_while_the_application_decides_is_refused() {
     let gateway = TestGateway::start(&[]);
     let tunnel = attach_application(&gateway, "slow").await;
     tokio::spawn(slow_application(tunnel, Duration::from_millis(800)));
-    let token = token_for(
+    let token_of = |user: &str| {
+        token_for(
+            "slow",
+            &ClientTokenOptions {
+                user_id: Some(user.into()),
+                ..Default::default()
+            },
+        )
+    };
+    // The application is attached once a first client gets through.
+    let probe = gateway.client_url(
         "slow",
-        &ClientTokenOptions {
-            user_id: Some("ann".into()),
-            ..Default::default()
-        },
+        &format!("EIO=4&transport=polling&access_token={}", token_of("probe")),
     );
+    for _ in 0..50 {
+        if reqwest::get(&probe).await.unwrap().status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token_of("ann");
     let url = gateway.client_url(
         "slow",
         &format!("EIO=4&transport=polling&access_token={token}"),
@@ -331,5 +345,5 @@ async fn a_token_revoked_while_the_application_decides_is_refused() {
         .unwrap();
     assert_eq!(revoked.status(), 200);
     assert_eq!(handshake.await.unwrap(), 401);
-    gateway.wait_connections(0).await;
+    gateway.wait_connections(1).await;
 }

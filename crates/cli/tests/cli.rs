@@ -89,6 +89,39 @@ fn token_subcommand_without_key_explains() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--access-key"));
 }
 
+/// The shipped example configuration loads as it is, with the access key
+/// from the environment as the systemd unit gives it; `--check-config`
+/// prints a summary without the key, and refuses an invalid file.
+#[test]
+fn the_deploy_example_passes_check_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/portcullis.toml");
+    let key = "an-access-key-from-the-environment-file-0123456789";
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config", example, "--check-config"])
+        .env("PORTCULLIS_ACCESS_KEY", key)
+        .output()
+        .expect("run portcullis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("configuration OK")
+            && stdout.contains("1 access key(s)")
+            && stdout.contains("log format Json"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+
+    let dir = std::env::temp_dir().join(format!("portcullis-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "drain_period_ms = 40000\ndrain_timeout_ms = 30000\n").unwrap();
+    let output = portcullis(&["serve", "--config", bad.to_str().unwrap(), "--check-config"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--drain-timeout-ms"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_config_file_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));

@@ -14,12 +14,15 @@
 //!   contract itself ([`hub::HubHandler`], [`hub::Operation`]) is the
 //!   `portcullis-hub` crate, re-exported there.
 //! - `tunnel`: the endpoint application servers attach to, and the REST API.
+//! - [`drain`]: leaving without dropping users (not ready, clients closed in
+//!   batches so they reconnect elsewhere, tunnels asked to reconnect).
 //!
 //! Owns: serving clients and application servers. Must not depend on the
 //! server crate or on the binary's concerns (clap, TOML, tracing-subscriber:
 //! `portcullis-cli`). `docs/architecture.md` describes the whole.
 
 mod admission;
+pub mod drain;
 pub mod echo;
 pub mod engine;
 mod gate;

@@ -16,9 +16,10 @@ use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, Verifie
 use tokio::net::TcpListener;
 
 use crate::admission::{Admission, AdmissionLimits};
+use crate::drain::Drain;
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
-use crate::hub::{DisconnectReason, HubSettings, Hubs};
+use crate::hub::{HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
 use crate::tokens::Tokens;
 use crate::tunnel::{TunnelSettings, Tunnels};
@@ -98,6 +99,12 @@ pub struct GatewayConfig {
     pub max_app_backlog_bytes: usize,
     /// See `max_app_backlog_bytes`.
     pub max_app_backlog_packets: usize,
+    /// Over how long a drain closes the live clients, in spread-out batches
+    /// (see [`crate::drain`]); zero closes them all at once.
+    pub drain_period: Duration,
+    /// The longest a drain may take, from the shutdown signal to
+    /// [`Gateway::serve`] returning; must exceed `drain_period`.
+    pub drain_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -134,6 +141,8 @@ impl GatewayConfig {
             revocation_ttl: Duration::from_secs(24 * 3600),
             max_app_backlog_bytes: 4 * 1024 * 1024,
             max_app_backlog_packets: 4096,
+            drain_period: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -151,6 +160,7 @@ pub(crate) struct GatewayState {
     pub tokens: Arc<Tokens>,
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
+    pub drain: Drain,
 }
 
 impl GatewayState {
@@ -250,6 +260,7 @@ impl Gateway {
                 verifier,
                 cors,
                 tunnels,
+                drain: Drain::default(),
             }),
         }
     }
@@ -281,7 +292,7 @@ impl Gateway {
 
     /// The HTTP routes of the gateway, all under fixed paths
     /// (`/clients/socketio/hubs/{hub}`, `/server/tunnel`, `/api/...`,
-    /// `/health`) and without a fallback, so that an application merges
+    /// `/health`, `/ready`) and without a fallback, so that an application merges
     /// them into its own router, fallback and all:
     /// `my_routes.merge(gateway.router())`. (axum refuses to merge two
     /// routers that both have a fallback.) [`serve`](Self::serve) adds the
@@ -289,6 +300,7 @@ impl Gateway {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(health))
+            .route("/ready", get(ready))
             .route("/clients/socketio/hubs/{hub}", any(engine::client_endpoint))
             .route(
                 "/clients/socketio/hubs/{hub}/",
@@ -322,7 +334,10 @@ impl Gateway {
         self.serve_router(listener, app, shutdown).await
     }
 
-    /// Serves until `shutdown` resolves, then closes every connection.
+    /// Serves until `shutdown` resolves, then drains (see [`crate::drain`]):
+    /// not ready, clients closed in batches over `drain_period` so they
+    /// reconnect elsewhere, tunnels asked to reconnect; returns when all are
+    /// gone, or at the latest `drain_timeout` after `shutdown` resolved.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -338,22 +353,70 @@ impl Gateway {
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let state = self.state.clone();
+        let state = self.state;
         let limits = state.config.connection_limits.clone();
-        let shutdown = async move {
-            shutdown.await;
-            for hub in state.hubs.all() {
-                hub.close_all(DisconnectReason::Shutdown);
+        // The listener keeps answering (`/ready` 503, handshakes 503) until
+        // the drain is done.
+        let drained = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                crate::drain::run(&state).await;
             }
         };
-        crate::listener::serve(listener, router, limits, shutdown).await;
+        let serving = async {
+            crate::listener::serve(listener, router, limits, drained).await;
+            // The last close frames of upgraded WebSockets, which the
+            // listener no longer tracks.
+            let sockets = state.drain.sockets();
+            sockets.close();
+            sockets.wait().await;
+        };
+        let deadline = async {
+            state.drain.started().await;
+            tokio::time::sleep(state.config.drain_timeout).await;
+        };
+        tokio::select! {
+            () = serving => {}
+            () = deadline => {
+                tracing::warn!(
+                    timeout_ms = state.config.drain_timeout.as_millis() as u64,
+                    connections = state.hubs.connection_count(),
+                    "drain timeout reached; stopping with connections still open"
+                );
+            }
+        }
         Ok(())
     }
+
+    /// Whether the gateway accepts new clients (false once it drains).
+    pub fn is_ready(&self) -> bool {
+        !self.state.drain.is_draining()
+    }
+}
+
+/// `GET /ready`: `200` while the gateway accepts new clients, `503` (with
+/// `Retry-After`) once it drains, for load balancers and orchestrators.
+async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
+    if state.drain.is_draining() {
+        let body = serde_json::json!({
+            "status": "draining",
+            "message": "this gateway is shutting down and accepts no new clients; connect to another node",
+        });
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(crate::drain::RETRY_AFTER_SECS),
+        );
+        return response;
+    }
+    Json(serde_json::json!({ "status": "ready" })).into_response()
 }
 
 async fn health(State(state): State<Arc<GatewayState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
+        "ready": !state.drain.is_draining(),
         "version": env!("CARGO_PKG_VERSION"),
         "connections": state.hubs.connection_count(),
         "hubs": state.hubs.len(),
@@ -371,7 +434,7 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
 async fn not_found() -> Response {
     let body = serde_json::json!({
         "code": 404,
-        "message": "no such endpoint: clients connect to /clients/socketio/hubs/{hub}; status is at /health",
+        "message": "no such endpoint: clients connect to /clients/socketio/hubs/{hub}; status is at /health and /ready",
     });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

@@ -35,7 +35,10 @@ impl TransportKind {
 }
 
 /// A client that passed the gate and asks to open a session.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows neither the `access_token` query value nor any header
+/// value (`Authorization`, cookies): only that they were there.
+#[derive(Clone)]
 pub struct ConnectRequest {
     /// The id the connection will have if accepted (also the Engine.IO `sid`).
     pub connection_id: ConnectionId,
@@ -49,6 +52,28 @@ pub struct ConnectRequest {
     pub headers: HeaderMap,
     /// The transport of the handshake.
     pub transport: TransportKind,
+}
+
+impl std::fmt::Debug for ConnectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let query: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .map(|(name, value)| match name.as_str() {
+                "access_token" => (name.as_str(), "<redacted>"),
+                _ => (name.as_str(), value.as_str()),
+            })
+            .collect();
+        let headers: Vec<&str> = self.headers.keys().map(|name| name.as_str()).collect();
+        f.debug_struct("ConnectRequest")
+            .field("connection_id", &self.connection_id)
+            .field("hub", &self.hub)
+            .field("claims", &self.claims)
+            .field("query", &query)
+            .field("header_names", &headers)
+            .field("transport", &self.transport)
+            .finish()
+    }
 }
 
 impl ConnectRequest {
@@ -151,4 +176,35 @@ pub trait HubHandler: Send + Sync + 'static {
 
     /// The connection ended; it has already left every group.
     fn on_disconnected(&self, hub: &dyn Hub, connection: &ConnectionId, reason: &DisconnectReason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_token_and_header_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer secret.header.token"),
+        );
+        let request = ConnectRequest {
+            connection_id: ConnectionId::from("c1"),
+            hub: "chat".into(),
+            claims: Claims::default(),
+            query: vec![
+                ("EIO".into(), "4".into()),
+                ("access_token".into(), "secret.query.token".into()),
+            ],
+            headers,
+            transport: TransportKind::Polling,
+        };
+        let text = format!("{request:?}");
+        assert!(!text.contains("secret."), "{text}");
+        assert!(
+            text.contains("authorization") && text.contains("EIO"),
+            "{text}"
+        );
+    }
 }

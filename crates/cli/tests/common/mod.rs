@@ -30,6 +30,17 @@ impl TestGateway {
 
     /// Same, with extra environment variables.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(extra, env, Stdio::null())
+    }
+
+    /// Same, with the log lines (stderr) written to `log` and the log level
+    /// taken from `env` (`PORTCULLIS_LOG`, default `warn`).
+    pub fn start_logging_to(extra: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(extra, env, Stdio::from(file))
+    }
+
+    fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         // With a public endpoint the printed connection string does not name
         // the local port, so pick one up front.
         let listen = if extra.contains(&"--public-endpoint") {
@@ -50,7 +61,7 @@ impl TestGateway {
         command
             .args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .env("PORTCULLIS_LOG", "warn");
         for (k, v) in env {
             command.env(k, v);
@@ -129,6 +140,28 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(self.connections().await, n, "connection count");
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        let done = unsafe { libc::kill(pid, signal) };
+        assert_eq!(done, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The process id (for /proc measurements).

@@ -44,7 +44,11 @@ pub(crate) async fn client_endpoint(
     } else {
         match route(&state, &hub, upgrade, request).await {
             Ok(response) => response,
-            Err(error) => error.into_response(),
+            Err(error) => {
+                // The reason never contains the token (see `TokenError`).
+                tracing::debug!(hub = %hub, status = error.status.as_u16(), reason = %error.message, "client request refused");
+                error.into_response()
+            }
         }
     };
     state.cors.apply(origin.as_ref(), &mut response);
@@ -62,6 +66,9 @@ async fn route(
     let raw_query = uri.query().unwrap_or("");
     let query = EngineQuery::parse(raw_query);
     match query.sid.as_deref() {
+        // A draining gateway takes no new clients (before the gate: a
+        // refusal that costs nothing); live sessions go on until closed.
+        None if state.drain.is_draining() => Ok(draining()),
         None => handshake(state, hub, &query, raw_query, upgrade, request).await,
         Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
     }
@@ -134,7 +141,12 @@ async fn handshake(
         None => polling::payload_response(open),
         Some(upgrade) => state
             .configure_websocket(upgrade, connection.params.max_payload)
-            .on_upgrade(move |socket| websocket::serve_new(socket, hub, connection, open)),
+            .on_upgrade({
+                let sockets = state.drain.sockets().clone();
+                move |socket| {
+                    sockets.track_future(websocket::serve_new(socket, hub, connection, open))
+                }
+            }),
     })
 }
 
@@ -144,6 +156,23 @@ fn client_address(request: &Request) -> Option<std::net::IpAddr> {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip())
+}
+
+/// The `503` of a handshake while the gateway drains, with `Retry-After`:
+/// the client's retry (socket.io-client reconnects by itself) reaches
+/// another node through the load balancer.
+pub(crate) fn draining() -> Response {
+    let mut response = EngineError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Forbidden,
+        "this gateway is shutting down and accepts no new connections; retry (another node will take it)",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        http::HeaderValue::from(crate::drain::RETRY_AFTER_SECS),
+    );
+    response
 }
 
 fn no_application(hub: &str) -> EngineError {
@@ -210,6 +239,7 @@ async fn open_session(
         );
         connection.hold(ticket);
         hub.register(connection.clone());
+        tracing::debug!(hub = %hub.name(), connection = %connection.id, "connection opened");
         handler.on_connected(&hub, &connection.id);
         if revoked {
             // Revoked while the application decided: the revocation closed
@@ -300,10 +330,11 @@ async fn existing_session(
                 EngineError::bad_request("transport=websocket needs a WebSocket upgrade request")
             })?;
             let socket = state.configure_websocket(upgrade, connection.params.max_payload);
+            let sockets = state.drain.sockets().clone();
             Ok(match websocket::ProbeClaim::new(connection) {
-                Some(claim) => {
-                    socket.on_upgrade(move |socket| websocket::serve_upgrade(socket, hub, claim))
-                }
+                Some(claim) => socket.on_upgrade(move |socket| {
+                    sockets.track_future(websocket::serve_upgrade(socket, hub, claim))
+                }),
                 // engine.io accepts a second WebSocket for a session that is
                 // upgrading or upgraded, and closes it at once.
                 None => socket.on_upgrade(websocket::refuse),

@@ -4,13 +4,27 @@ use std::borrow::Cow;
 
 /// The parameters the gateway reads itself, borrowed from the raw query when
 /// they need no decoding (the common case), so a refused request allocates
-/// nothing here.
-#[derive(Debug, Default)]
+/// nothing here. Its `Debug` never shows the token.
+#[derive(Default)]
 pub(crate) struct EngineQuery<'a> {
     pub eio: Option<Cow<'a, str>>,
     pub transport: Option<Cow<'a, str>>,
     pub sid: Option<Cow<'a, str>>,
     pub access_token: Option<Cow<'a, str>>,
+}
+
+impl std::fmt::Debug for EngineQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineQuery")
+            .field("eio", &self.eio)
+            .field("transport", &self.transport)
+            .field("sid", &self.sid)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl<'a> EngineQuery<'a> {
@@ -58,6 +72,16 @@ pub(crate) fn all_pairs(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_token() {
+        let query = EngineQuery::parse("EIO=4&transport=polling&access_token=secret.jwt.value");
+        let text = format!("{query:?}");
+        assert!(
+            !text.contains("secret.jwt.value") && text.contains("<redacted>"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn reads_engine_parameters() {

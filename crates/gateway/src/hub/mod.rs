@@ -203,13 +203,16 @@ impl LocalHub {
         if let Some(connection) = self.unregister(&connection.id) {
             // A polling session may owe its client a last poll: the noop
             // that ends a poll racing the client's own close (`1` over POST
-            // and the poll travel on two connections, in no order), or,
-            // when the gateway closed it on purpose, its last frames and
-            // then the close packet in separate responses (see
-            // `Connection::poll_ready`). Any later request, and any request
-            // after a timeout or a protocol error, finds no session.
+            // and the poll travel on two connections, in no order); the
+            // close packet `1` when a drain closed it between two polls, as
+            // engine.io sends it (socket.io-client then sees "transport
+            // close" rather than an error); or, when the gateway closed it
+            // on purpose, its last frames and then the close packet in
+            // separate responses (see `Connection::poll_ready`). Any later
+            // request, and any request after a timeout or a protocol error,
+            // finds no session.
             let owes_frames = reason.is_deliberate_close() && connection.has_queued_frames();
-            if (ending == Ending::ByClient || owes_frames)
+            if (ending == Ending::ByClient || reason == DisconnectReason::Shutdown || owes_frames)
                 && connection.transport() != Transport::WebSocket
                 && !connection.farewell_sent()
             {
@@ -524,14 +527,18 @@ impl LocalHub {
         targets.len()
     }
 
-    /// Closes every connection of the hub (shutdown, detach).
-    pub fn close_all(&self, reason: DisconnectReason) {
-        let all: Vec<_> = read(&self.0.members)
+    /// Every live connection of the hub.
+    pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
+        read(&self.0.members)
             .connections
             .values()
             .map(|m| m.connection.clone())
-            .collect();
-        for connection in all {
+            .collect()
+    }
+
+    /// Closes every connection of the hub (shutdown, detach).
+    pub fn close_all(&self, reason: DisconnectReason) {
+        for connection in self.connections() {
             self.end(&connection, Ending::ByServer, reason.clone());
         }
     }

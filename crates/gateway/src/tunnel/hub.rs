@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::StatusCode;
 use portcullis_protocol::engine::Packet;
 use portcullis_protocol::socket::{Header, PacketKind};
+use portcullis_tunnel::TunnelMessage;
 use portcullis_tunnel::cloud_events::{self, ConnectEventBody, ConnectOutcome, EventContext};
 
 use super::client::{BacklogFull, BacklogLimits, Next, Push, TunnelClient};
@@ -148,6 +149,51 @@ impl TunnelHub {
         }
     }
 
+    /// Whether clients of this hub are still known to the application
+    /// servers (their `disconnected` event not yet sent).
+    pub fn has_clients(&self) -> bool {
+        !self.lock().clients.is_empty()
+    }
+
+    /// How many tunnel WebSockets are open.
+    pub fn socket_count(&self) -> usize {
+        self.lock().servers.values().map(|s| s.sockets.len()).sum()
+    }
+
+    /// Asks every open tunnel to reconnect (the gateway drains): a
+    /// `ConnectionReconnect` with no endpoint and no target, which the
+    /// official SDK and the Rust crate answer by closing this WebSocket and
+    /// opening a new one to the endpoint they were configured with. (A
+    /// `ConnectionClose` would stop them for good.) Returns how many were
+    /// asked.
+    pub fn ask_to_reconnect(&self) -> usize {
+        let sockets: Vec<Arc<TunnelSocket>> = self
+            .lock()
+            .servers
+            .values()
+            .flat_map(|s| s.sockets.iter().cloned())
+            .collect();
+        let message = TunnelMessage::ConnectionReconnect {
+            target_id: String::new(),
+            endpoint: String::new(),
+            message: "the gateway is draining; reconnect".to_owned(),
+        };
+        sockets.iter().filter(|s| s.send(&message)).count()
+    }
+
+    /// Closes every open tunnel WebSocket.
+    pub fn close_sockets(&self) {
+        let sockets: Vec<Arc<TunnelSocket>> = self
+            .lock()
+            .servers
+            .values()
+            .flat_map(|s| s.sockets.iter().cloned())
+            .collect();
+        for socket in sockets {
+            socket.close();
+        }
+    }
+
     /// A live tunnel of `server`.
     fn socket_of(&self, server: &str) -> Option<Arc<TunnelSocket>> {
         let state = self.lock();
@@ -202,7 +248,9 @@ impl TunnelHub {
 
     /// Closes a client that sent more than its server took in time.
     fn close_flooding(&self, client: &TunnelClient, full: &BacklogFull) {
-        tracing::info!(hub = %self.hub.name(), connection = %client.id, server = %client.server, "{full}");
+        // Connection ids are logged at debug level only.
+        tracing::info!(hub = %self.hub.name(), server = %client.server, reason = %full, "client closed: it sent more than its application server took");
+        tracing::debug!(hub = %self.hub.name(), connection = %client.id, reason = %full, "client closed: it sent more than its application server took");
         self.hub
             .close_connection(client.id.as_str(), &full.to_string());
     }
@@ -274,11 +322,14 @@ impl TunnelHub {
     }
 
     async fn send_disconnected(&self, client: &TunnelClient, reason: &str) {
-        self.lock().clients.remove(&client.id);
         if let Some(socket) = self.wait_socket_of(&client.server).await {
             let ctx = self.context(client);
             socket.notify(|ack| cloud_events::disconnected(&ctx, reason, ack));
         }
+        // Only once the event is queued: a drain waits for no client to be
+        // left here before it asks the tunnels to reconnect, so the event
+        // goes out before that request on the same tunnel.
+        self.lock().clients.remove(&client.id);
     }
 
     /// Handles a client's Socket.IO packet before it goes to the server:

@@ -52,6 +52,11 @@ impl Tunnels {
         self.lock().get(&name.to_lowercase()).cloned()
     }
 
+    /// Every hub's tunnel handler.
+    pub fn all(&self) -> Vec<Arc<TunnelHub>> {
+        self.lock().values().cloned().collect()
+    }
+
     /// The tunnel handler of `name`, attached to the hub on first use. Fails
     /// if the hub is served by something else (the echo application).
     fn attach(&self, hubs: &Hubs, name: &str) -> Result<Arc<TunnelHub>, EngineError> {
@@ -90,9 +95,16 @@ pub(crate) async fn tunnel_endpoint(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
+    if state.drain.is_draining() {
+        // An application server that reconnects reaches another node.
+        return crate::engine::draining();
+    }
     match attach_server(&state, upgrade, &request) {
         Ok(response) => response,
-        Err(error) => error.into_response(),
+        Err(error) => {
+            tracing::debug!(status = error.status.as_u16(), reason = %error.message, "application server refused");
+            error.into_response()
+        }
     }
 }
 
@@ -140,6 +152,7 @@ fn attach_server(
         _ => upgrade,
     };
     let socket_id = state.tunnels.socket_ids.fetch_add(1, Ordering::Relaxed);
+    let sockets = state.drain.sockets().clone();
     let limits = TunnelLimits {
         max_frame: state.config.max_tunnel_frame,
         keepalive: state.config.tunnel_keepalive,
@@ -148,7 +161,9 @@ fn attach_server(
     Ok(upgrade
         .max_message_size(limits.max_frame)
         .max_frame_size(limits.max_frame)
-        .on_upgrade(move |ws| serve_tunnel(ws, tunnel, server, socket_id, limits)))
+        .on_upgrade(move |ws| {
+            sockets.track_future(serve_tunnel(ws, tunnel, server, socket_id, limits))
+        }))
 }
 
 /// Per-tunnel settings.

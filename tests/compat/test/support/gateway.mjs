@@ -131,6 +131,8 @@ export async function waitUntil(probe, { timeout = 5_000, interval = 25, message
  * @param {number} [options.pingTimeoutMs]
  * @param {number} [options.maxPayload]
  * @param {boolean} [options.allowAnonymous]
+ * @param {number} [options.drainPeriodMs] over how long SIGTERM closes the
+ *   clients (default 0 here: a test's gateway stops at once)
  * @param {string[]} [options.args] further `serve` flags
  */
 export async function startGateway(t, options = {}) {
@@ -150,6 +152,7 @@ export class Gateway {
     pingTimeoutMs,
     maxPayload,
     allowAnonymous = false,
+    drainPeriodMs = 0,
     args = [],
   } = {}) {
     this.accessKey = accessKey;
@@ -159,6 +162,7 @@ export class Gateway {
     if (pingTimeoutMs !== undefined) this.args.push("--ping-timeout-ms", String(pingTimeoutMs));
     if (maxPayload !== undefined) this.args.push("--max-payload", String(maxPayload));
     if (allowAnonymous) this.args.push("--allow-anonymous");
+    this.args.push("--drain-period-ms", String(drainPeriodMs));
     this.args.push(...args);
     this.stderr = "";
     this.child = null;

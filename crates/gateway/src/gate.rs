@@ -87,6 +87,7 @@ pub(crate) fn check_session_token(
 
 fn refusal(error: &TokenError) -> EngineError {
     EngineError::unauthorized(error.to_string())
+        .with_reason(crate::metrics::RefusalReason::of_token_error(error))
 }
 
 impl GatewayState {

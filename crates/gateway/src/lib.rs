@@ -14,19 +14,26 @@
 //!   contract itself ([`hub::HubHandler`], [`hub::Operation`]) is the
 //!   `portcullis-hub` crate, re-exported there.
 //! - `tunnel`: the endpoint application servers attach to, and the REST API.
+//! - [`metrics`] (`/metrics`) and [`admin`] (`/admin`): watching it run.
 //!
 //! Owns: serving clients and application servers. Must not depend on the
 //! server crate or on the binary's concerns (clap, TOML, tracing-subscriber:
 //! `portcullis-cli`). `docs/architecture.md` describes the whole.
 
+pub mod admin;
 mod admission;
 pub mod echo;
 pub mod engine;
 mod gate;
 pub mod hub;
 pub mod listener;
+pub mod metrics;
+mod secret;
 pub mod server;
 mod tunnel;
 
+pub use admin::AdminConfig;
 pub use admission::AdmissionLimits;
+pub use metrics::MetricsConfig;
+pub use secret::Secret;
 pub use server::{Gateway, GatewayConfig};

@@ -16,11 +16,13 @@ use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
 
+use crate::admin::{AdminConfig, Sessions};
 use crate::admission::{Admission, AdmissionLimits};
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::tunnel::{TunnelSettings, Tunnels};
 
 /// Everything the gateway is told at start.
@@ -87,6 +89,11 @@ pub struct GatewayConfig {
     pub max_app_backlog_bytes: usize,
     /// See `max_app_backlog_bytes`.
     pub max_app_backlog_packets: usize,
+    // -- Operations: metrics and the operator's page (issue #15) --
+    /// `GET /metrics` (off unless enabled).
+    pub metrics: MetricsConfig,
+    /// The operator's page `/admin` (off unless enabled).
+    pub admin: AdminConfig,
 }
 
 impl GatewayConfig {
@@ -120,6 +127,8 @@ impl GatewayConfig {
             connection_limits: ConnectionLimits::default(),
             max_app_backlog_bytes: 4 * 1024 * 1024,
             max_app_backlog_packets: 4096,
+            metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -137,6 +146,8 @@ pub(crate) struct GatewayState {
     pub fingerprint_keys: RandomState,
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
+    /// Login sessions of the operator's page, when it is enabled.
+    pub admin_sessions: Option<Sessions>,
 }
 
 impl GatewayState {
@@ -194,7 +205,8 @@ impl Gateway {
         let default_settings = HubSettings {
             allow_anonymous: config.allow_anonymous,
         };
-        let hubs = Hubs::new(default_settings, config.hubs.clone());
+        let metrics = Arc::new(Metrics::new());
+        let hubs = Hubs::with_metrics(default_settings, config.hubs.clone(), metrics);
         for name in &config.echo_hubs {
             hubs.get_or_create(name)
                 .attach(Arc::new(EchoHandler::new(&config)));
@@ -221,8 +233,13 @@ impl Gateway {
             max_connections_per_user: config.max_connections_per_user,
             max_connections_per_address: config.max_connections_per_address,
         });
+        let admin_sessions = config
+            .admin
+            .enabled
+            .then(|| Sessions::new(config.admin.session_ttl, config.admin.max_sessions));
         Gateway {
             state: Arc::new(GatewayState {
+                admin_sessions,
                 admission,
                 config,
                 hubs,
@@ -242,6 +259,11 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &GatewayConfig {
         &self.state.config
+    }
+
+    /// The gateway's metrics (what `/metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.state.hubs.metrics()
     }
 
     /// The connection string application servers use: the public endpoint
@@ -267,7 +289,16 @@ impl Gateway {
     /// routers that both have a fallback.) [`serve`](Self::serve) adds the
     /// gateway's JSON 404 for everything else.
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new();
+        // -- Operations (issue #15): each only when enabled.
+        let metrics = &self.state.config.metrics;
+        if metrics.enabled && metrics.listen.is_none() {
+            router = router.route("/metrics", get(crate::metrics::endpoint));
+        }
+        if self.state.config.admin.enabled {
+            router = router.merge(crate::admin::routes());
+        }
+        router
             .route("/health", get(health))
             .route("/clients/socketio/hubs/{hub}", any(engine::client_endpoint))
             .route(
@@ -320,14 +351,42 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let limits = state.config.connection_limits.clone();
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let metrics_server = self.serve_metrics_apart(stopping.clone()).await?;
         let shutdown = async move {
             shutdown.await;
+            stopping.cancel();
             for hub in state.hubs.all() {
                 hub.close_all(DisconnectReason::Shutdown);
             }
         };
         crate::listener::serve(listener, router, limits, shutdown).await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         Ok(())
+    }
+
+    /// With `metrics.listen`, serves `/metrics` alone on that address (with
+    /// the same connection limits) until `stopping`.
+    async fn serve_metrics_apart(
+        &self,
+        stopping: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let config = &self.state.config.metrics;
+        let Some(addr) = config.listen.filter(|_| config.enabled) else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(local = %listener.local_addr().unwrap_or(addr), "metrics listening");
+        let router = Router::new()
+            .route("/metrics", get(crate::metrics::endpoint))
+            .fallback(not_found)
+            .with_state(self.state.clone());
+        let limits = self.state.config.connection_limits.clone();
+        Ok(Some(tokio::spawn(async move {
+            crate::listener::serve(listener, router, limits, stopping.cancelled_owned()).await;
+        })))
     }
 }
 

@@ -25,6 +25,7 @@ use crate::hub::{
     Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, LocalHub,
     SessionParams, Transport, TransportKind,
 };
+use crate::metrics::RefusalReason;
 use crate::server::GatewayState;
 use query::EngineQuery;
 
@@ -62,8 +63,33 @@ async fn route(
     let raw_query = uri.query().unwrap_or("");
     let query = EngineQuery::parse(raw_query);
     match query.sid.as_deref() {
-        None => handshake(state, hub, &query, raw_query, upgrade, request).await,
+        None => {
+            let transport = transport_of(&query).ok();
+            let outcome = handshake(state, hub, &query, raw_query, upgrade, request).await;
+            count_handshake(state, hub, transport, &outcome);
+            outcome
+        }
         Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
+    }
+}
+
+/// Counts a handshake's outcome under its hub (refusals of hubs that do not
+/// exist under one shared label, so invented names add no series).
+fn count_handshake(
+    state: &GatewayState,
+    hub: &str,
+    transport: Option<TransportKind>,
+    outcome: &Result<Response, EngineError>,
+) {
+    let hub = state.hubs.get(hub);
+    let metrics = match &hub {
+        Some(hub) => hub.metrics(),
+        None => state.hubs.metrics().unknown_hub(),
+    };
+    match (outcome, transport) {
+        (Ok(_), Some(transport)) => metrics.accepted(transport),
+        (Ok(_), None) => {}
+        (Err(error), _) => metrics.refused(error.refusal_reason()),
     }
 }
 
@@ -154,6 +180,7 @@ fn no_application(hub: &str) -> EngineError {
             "no application server is attached to hub '{hub}'; start the application (or check its hub name) and retry"
         ),
     )
+    .with_reason(RefusalReason::NoApplication)
 }
 
 /// Asks the handler and, if it accepts, registers the session. Runs in its own
@@ -180,18 +207,25 @@ async fn open_session(
         let accept = match verdict {
             Ok(Ok(accept)) => accept,
             Ok(Err(refusal)) => {
+                // A tunnel hub with no server attached refuses with 503.
+                let reason = match refusal.status {
+                    StatusCode::SERVICE_UNAVAILABLE => RefusalReason::NoApplication,
+                    _ => RefusalReason::ApplicationRefused,
+                };
                 return Err(EngineError::new(
                     refusal.status,
                     ErrorCode::Forbidden,
                     refusal.message,
-                ));
+                )
+                .with_reason(reason));
             }
             Err(_) => {
                 return Err(EngineError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorCode::Forbidden,
                     "the application server did not answer the connect request in time; retry",
-                ));
+                )
+                .with_reason(RefusalReason::ApplicationTimeout));
             }
         };
         let params = session_params(&state, &accept);
@@ -216,7 +250,8 @@ async fn open_session(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BadRequest,
             "the connect request failed inside the gateway; retry",
-        ))
+        )
+        .with_reason(RefusalReason::Internal))
     })
 }
 

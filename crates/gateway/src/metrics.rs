@@ -378,7 +378,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     families: Families,
     /// Refusals for hubs that do not exist.
-    unknown: HubMetrics,
+    unknown: HandshakeMetrics,
     started: Instant,
 }
 
@@ -399,7 +399,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let families = Families::new(&mut registry);
-        let unknown = HubMetrics::resolve(&families, UNKNOWN_HUB);
+        let unknown = HandshakeMetrics::resolve(&families, UNKNOWN_HUB);
         Metrics {
             registry: Mutex::new(registry),
             families,
@@ -414,7 +414,7 @@ impl Metrics {
     }
 
     /// The handles counting refusals of handshakes for hubs that do not exist.
-    pub(crate) fn unknown_hub(&self) -> &HubMetrics {
+    pub(crate) fn unknown_hub(&self) -> &HandshakeMetrics {
         &self.unknown
     }
 
@@ -539,15 +539,62 @@ impl TokenMetrics {
     }
 }
 
+/// A hub's handshake counters.
+#[derive(Debug, Clone)]
+pub struct HandshakeMetrics {
+    accepted: Counter,
+    refused: Counter,
+    refusals: [Counter; RefusalReason::ALL.len()],
+}
+
+impl HandshakeMetrics {
+    fn resolve(f: &Families, hub: &str) -> Self {
+        let outcome = |outcome| {
+            f.handshakes.get_or_create_owned(&HubOutcomeLabels {
+                hub: hub.to_owned(),
+                outcome: Static(outcome),
+            })
+        };
+        HandshakeMetrics {
+            accepted: outcome("accepted"),
+            refused: outcome("refused"),
+            refusals: RefusalReason::ALL.map(|r| {
+                f.refusals.get_or_create_owned(&HubReasonLabels {
+                    hub: hub.to_owned(),
+                    reason: Static(r.as_str()),
+                })
+            }),
+        }
+    }
+
+    /// A handshake was refused.
+    pub(crate) fn refused(&self, reason: RefusalReason) {
+        self.refused.inc();
+        self.refusals[reason.index()].inc();
+    }
+
+    /// Handshakes accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.get()
+    }
+
+    /// Refusals so far, by reason (label value, count), zeros left out.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        RefusalReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.refusals[r.index()].get()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
 /// One hub's metric handles, resolved when the hub is created so that
 /// counting is an atomic add.
 #[derive(Debug, Clone)]
 pub struct HubMetrics {
     polling: TransportMetrics,
     websocket: TransportMetrics,
-    accepted: Counter,
-    refused: Counter,
-    refusals: [Counter; RefusalReason::ALL.len()],
+    handshakes: HandshakeMetrics,
     upgrades: Counter,
     disconnections: [Counter; DISCONNECT_LABELS.len()],
     backlog_closures: Counter,
@@ -564,26 +611,17 @@ impl HubMetrics {
         let hub_labels = HubLabels {
             hub: hub.to_owned(),
         };
-        let outcome = |outcome| {
-            f.handshakes.get_or_create_owned(&HubOutcomeLabels {
-                hub: hub.to_owned(),
-                outcome: Static(outcome),
-            })
-        };
-        let reason = |family: &Family<HubReasonLabels, Counter>, reason| {
-            family.get_or_create_owned(&HubReasonLabels {
-                hub: hub.to_owned(),
-                reason: Static(reason),
-            })
-        };
         HubMetrics {
             polling: TransportMetrics::resolve(f, hub, "polling"),
             websocket: TransportMetrics::resolve(f, hub, "websocket"),
-            accepted: outcome("accepted"),
-            refused: outcome("refused"),
-            refusals: RefusalReason::ALL.map(|r| reason(&f.refusals, r.as_str())),
+            handshakes: HandshakeMetrics::resolve(f, hub),
             upgrades: f.upgrades.get_or_create_owned(&hub_labels),
-            disconnections: DISCONNECT_LABELS.map(|r| reason(&f.disconnections, r)),
+            disconnections: DISCONNECT_LABELS.map(|r| {
+                f.disconnections.get_or_create_owned(&HubReasonLabels {
+                    hub: hub.to_owned(),
+                    reason: Static(r),
+                })
+            }),
             backlog_closures: f.backlog_closures.get_or_create_owned(&hub_labels),
             fanout_deliveries: f.fanout_deliveries.get_or_create_owned(&hub_labels),
             fanout_duration: f.fanout_duration.get_or_create_owned(&hub_labels),
@@ -603,28 +641,13 @@ impl HubMetrics {
 
     /// A handshake was accepted and its connection opened on `kind`.
     pub(crate) fn accepted(&self, kind: TransportKind) {
-        self.accepted.inc();
+        self.handshakes.accepted.inc();
         self.transport(kind).opened.inc();
     }
 
-    /// A handshake was refused.
-    pub(crate) fn refused(&self, reason: RefusalReason) {
-        self.refused.inc();
-        self.refusals[reason.index()].inc();
-    }
-
-    /// Handshakes accepted so far.
-    pub fn handshakes_accepted(&self) -> u64 {
-        self.accepted.get()
-    }
-
-    /// Refusals so far, by reason (label value, count), zeros left out.
-    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        RefusalReason::ALL
-            .iter()
-            .map(|r| (r.as_str(), self.refusals[r.index()].get()))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+    /// The hub's handshake counters.
+    pub fn handshakes(&self) -> &HandshakeMetrics {
+        &self.handshakes
     }
 
     /// A polling connection moved to WebSocket.
@@ -682,8 +705,9 @@ impl Collector for OpenConnections {
         };
         let gauge = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
-            "portcullis_connections",
-            "Client connections open now, by transport (a connection upgrading counts as polling)",
+            // The registry adds its `portcullis_` prefix.
+            "connections",
+            "Client connections open now, by transport (a connection upgrading counts as polling).",
             None,
             gauge.metric_type(),
         )?;
@@ -774,7 +798,7 @@ mod tests {
         let metrics = Metrics::new();
         let chat = metrics.hub("chat");
         chat.transport(TransportKind::WebSocket).received(5);
-        chat.refused(RefusalReason::ExpiredToken);
+        chat.handshakes().refused(RefusalReason::ExpiredToken);
         chat.fanout(3, Duration::from_micros(20));
         metrics.rest_request("send_to_all", 202);
         let text = metrics.render();

@@ -248,8 +248,8 @@ fn snapshot(state: &GatewayState) -> serde_json::Value {
                 "connections": {"polling": polling, "websocket": websocket, "total": polling + websocket},
                 "messages_received": p.messages_received() + w.messages_received(),
                 "messages_sent": p.messages_sent() + w.messages_sent(),
-                "handshakes_accepted": metrics.handshakes_accepted(),
-                "refusals": refusal_map(metrics),
+                "handshakes_accepted": metrics.handshakes().accepted(),
+                "refusals": refusal_map(metrics.handshakes()),
                 "tunnels": metrics.tunnels(),
                 "servers": servers,
                 "echo": state.config.echo_hubs.iter().any(|e| e.eq_ignore_ascii_case(hub.name())),
@@ -266,7 +266,7 @@ fn snapshot(state: &GatewayState) -> serde_json::Value {
     })
 }
 
-fn refusal_map(metrics: &crate::metrics::HubMetrics) -> serde_json::Value {
+fn refusal_map(metrics: &crate::metrics::HandshakeMetrics) -> serde_json::Value {
     metrics
         .refusals()
         .into_iter()

@@ -82,14 +82,14 @@ fn count_handshake(
     outcome: &Result<Response, EngineError>,
 ) {
     let hub = state.hubs.get(hub);
-    let metrics = match &hub {
-        Some(hub) => hub.metrics(),
-        None => state.hubs.metrics().unknown_hub(),
-    };
-    match (outcome, transport) {
-        (Ok(_), Some(transport)) => metrics.accepted(transport),
-        (Ok(_), None) => {}
-        (Err(error), _) => metrics.refused(error.refusal_reason()),
+    match (outcome, transport, &hub) {
+        (Ok(_), Some(transport), Some(hub)) => hub.metrics().accepted(transport),
+        (Ok(_), _, _) => {}
+        (Err(error), _, Some(hub)) => hub.metrics().handshakes().refused(error.refusal_reason()),
+        (Err(error), _, None) => {
+            let unknown = state.hubs.metrics().unknown_hub();
+            unknown.refused(error.refusal_reason());
+        }
     }
 }
 

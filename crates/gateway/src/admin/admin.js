@@ -98,6 +98,8 @@ function draw() {
   for (const [field, colour] of series) {
     ctx.strokeStyle = colour;
     ctx.lineWidth = 2;
+    // Dashed, so "out" does not hide "in" when they are equal (echo).
+    ctx.setLineDash(field === "rateOut" ? [6, 4] : []);
     ctx.beginPath();
     const offset = HISTORY - history.length;
     history.forEach((p, i) => {

@@ -78,6 +78,8 @@ function draw() {
   const { width, height } = canvas;
   const pad = 28;
   ctx.clearRect(0, 0, width, height);
+  ctx.setLineDash([]);
+  ctx.lineWidth = 1;
   ctx.strokeStyle = "#e3e6ec";
   ctx.fillStyle = "#5a6275";
   ctx.font = "11px system-ui, sans-serif";

@@ -818,6 +818,21 @@ mod tests {
     }
 
     #[test]
+    fn the_token_never_shows_in_debug() {
+        let config = MetricsConfig {
+            enabled: true,
+            listen: None,
+            token: Some(crate::Secret::new("scrape-secret")),
+        };
+        assert!(!format!("{config:?}").contains("scrape-secret"));
+        let admin = crate::AdminConfig {
+            key: Some(crate::Secret::new("admin-secret")),
+            ..Default::default()
+        };
+        assert!(!format!("{admin:?}").contains("admin-secret"));
+    }
+
+    #[test]
     fn every_reason_has_its_own_label() {
         let mut labels: Vec<_> = RefusalReason::ALL.iter().map(|r| r.as_str()).collect();
         labels.sort_unstable();

@@ -12,28 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use portcullis_auth::{AccessKeys, ClientTokenOptions, ConnectionString};
 use serde::Deserialize;
 
-use portcullis_gateway::GatewayConfig;
 use portcullis_gateway::hub::HubSettings;
-
-/// A secret given on the command line, in the environment or in the file
-/// (an access key): its `Debug` never shows it, so no log line or error
-/// that prints the arguments can leak it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+use portcullis_gateway::{GatewayConfig, Secret};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -227,6 +207,38 @@ pub struct ServeArgs {
     /// by PORTCULLIS_LOG (e.g. `info`, `debug`) [default: text].
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+/// Metrics and the operator's page (issue #15); all off unless enabled.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Serve Prometheus metrics at GET /metrics (off by default: they name
+    /// every hub).
+    #[arg(long, env = "PORTCULLIS_METRICS")]
+    pub metrics: bool,
+    /// Serve /metrics on this address instead of the main listener (implies
+    /// --metrics).
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on /metrics (prefer the
+    /// environment variable or the file: flags show in `ps`).
+    #[arg(long, env = "PORTCULLIS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Serve the operator's page at /admin (off by default).
+    #[arg(long, env = "PORTCULLIS_ADMIN")]
+    pub admin: bool,
+    /// The key that logs in to /admin [default: any access key].
+    #[arg(long, env = "PORTCULLIS_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+    /// Milliseconds an /admin login lasts [default: 3600000].
+    #[arg(long, env = "PORTCULLIS_ADMIN_SESSION_TTL_MS")]
+    pub admin_session_ttl_ms: Option<u64>,
+    /// Most /admin sessions at once; a login beyond ends the oldest
+    /// [default: 16].
+    #[arg(long, env = "PORTCULLIS_ADMIN_MAX_SESSIONS")]
+    pub admin_max_sessions: Option<usize>,
 }
 
 /// The optional TOML file.
@@ -267,6 +279,14 @@ struct FileConfig {
     drain_period_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     log_format: Option<LogFormat>,
+    // Metrics and the operator's page (issue #15).
+    metrics: Option<bool>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_token: Option<Secret>,
+    admin: Option<bool>,
+    admin_key: Option<Secret>,
+    admin_session_ttl_ms: Option<u64>,
+    admin_max_sessions: Option<usize>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -289,7 +309,7 @@ fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
 impl ServeArgs {
     /// Merges flags, environment, file and defaults into a configuration.
     pub fn resolve(self) -> Result<ServeConfig, String> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
@@ -298,13 +318,14 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let file_ops = FileOps::take(&mut file);
         let listen = self
             .listen
             .or(file.listen)
             .unwrap_or(([127, 0, 0, 1], 8080).into());
         let keys = match non_empty(self.access_keys).or(file.access_keys) {
             Some(keys) => {
-                let keys = keys.into_iter().map(|k| k.0).collect();
+                let keys = keys.into_iter().map(|k| k.expose().to_owned()).collect();
                 AccessKeys::new(keys).map_err(|e| format!("invalid --access-key: {e}"))?
             }
             None => AccessKeys::generate(),
@@ -431,6 +452,7 @@ impl ServeArgs {
                 (name, settings)
             })
             .collect();
+        self.ops.resolve(file_ops, &mut config);
         validate(&config)?;
         Ok(ServeConfig {
             gateway: config,
@@ -440,7 +462,73 @@ impl ServeArgs {
     }
 }
 
+impl OpsArgs {
+    /// Metrics and the operator's page: flag, then environment, then file.
+    fn resolve(self, file: FileOps, config: &mut GatewayConfig) {
+        let metrics = &mut config.metrics;
+        metrics.listen = self.metrics_listen.or(file.metrics_listen);
+        metrics.enabled = self.metrics || file.metrics.unwrap_or(false) || metrics.listen.is_some();
+        metrics.token = self.metrics_token.or(file.metrics_token);
+        let admin = &mut config.admin;
+        admin.enabled = self.admin || file.admin.unwrap_or(false);
+        admin.key = self.admin_key.or(file.admin_key);
+        if let Some(ms) = self.admin_session_ttl_ms.or(file.admin_session_ttl_ms) {
+            admin.session_ttl = Duration::from_millis(ms);
+        }
+        let max_sessions = self.admin_max_sessions.or(file.admin_max_sessions);
+        admin.max_sessions = max_sessions.unwrap_or(admin.max_sessions);
+    }
+}
+
+/// The file's settings of metrics and the operator's page.
+struct FileOps {
+    metrics: Option<bool>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_token: Option<Secret>,
+    admin: Option<bool>,
+    admin_key: Option<Secret>,
+    admin_session_ttl_ms: Option<u64>,
+    admin_max_sessions: Option<usize>,
+}
+
+impl FileOps {
+    fn take(file: &mut FileConfig) -> Self {
+        FileOps {
+            metrics: file.metrics,
+            metrics_listen: file.metrics_listen,
+            metrics_token: file.metrics_token.take(),
+            admin: file.admin,
+            admin_key: file.admin_key.take(),
+            admin_session_ttl_ms: file.admin_session_ttl_ms,
+            admin_max_sessions: file.admin_max_sessions,
+        }
+    }
+}
+
+/// Checks of the metrics and operator's page settings.
+fn validate_ops(config: &GatewayConfig) -> Result<(), String> {
+    if config
+        .metrics
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expose().is_empty())
+    {
+        return Err("--metrics-token must not be empty".into());
+    }
+    let admin = &config.admin;
+    if admin.key.as_ref().is_some_and(|k| k.expose().is_empty()) {
+        return Err("--admin-key must not be empty".into());
+    }
+    if admin.session_ttl.is_zero() || admin.max_sessions == 0 {
+        return Err(
+            "--admin-session-ttl-ms and --admin-max-sessions must be greater than zero".into(),
+        );
+    }
+    Ok(())
+}
+
 fn validate(config: &GatewayConfig) -> Result<(), String> {
+    validate_ops(config)?;
     if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
         return Err("ping interval and timeout must be greater than zero".into());
     }
@@ -541,7 +629,11 @@ impl TokenArgs {
             match (self.connection_string, self.access_key) {
                 (Some(cs), _) => (cs.endpoint, cs.access_key),
                 (None, Some(keys)) => {
-                    let key = keys.into_iter().next().map(|k| k.0).unwrap_or_default();
+                    let key = keys
+                        .into_iter()
+                        .next()
+                        .map(|k| k.expose().to_owned())
+                        .unwrap_or_default();
                     let endpoint = self.endpoint.unwrap_or_else(|| {
                         url::Url::parse("http://127.0.0.1:8080/").expect("valid URL")
                     });

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::StatusCode;
 
 use crate::engine::{EngineError, ErrorCode};
+use crate::metrics::RefusalReason;
 
 /// The limits; 0 means no limit for the per-user and per-address ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +72,14 @@ impl Admission {
         if counts.connections >= limits.max_connections {
             return Err(busy(
                 "the gateway is at its connection limit (--max-connections); try again later",
-            ));
+            )
+            .with_reason(RefusalReason::ConnectionLimit));
         }
         if counts.pending >= limits.max_pending_handshakes {
             return Err(busy(
                 "too many handshakes are waiting for the application (--max-pending-handshakes); try again shortly",
-            ));
+            )
+            .with_reason(RefusalReason::PendingLimit));
         }
         if at_limit(
             &counts.per_user,
@@ -85,7 +88,8 @@ impl Admission {
         ) {
             return Err(too_many(
                 "this user has as many connections as allowed (--max-connections-per-user); close one first",
-            ));
+            )
+            .with_reason(RefusalReason::UserLimit));
         }
         if at_limit(
             &counts.per_address,
@@ -94,7 +98,8 @@ impl Admission {
         ) {
             return Err(too_many(
                 "this address has as many connections as allowed (--max-connections-per-address); close one first",
-            ));
+            )
+            .with_reason(RefusalReason::AddressLimit));
         }
         counts.connections += 1;
         counts.pending += 1;

@@ -53,7 +53,8 @@ pub(crate) fn admit(
     };
     let claims = state.tokens.verify(token, hub).map_err(|e| refusal(&e))?;
     if state.hubs.get(hub).is_some_and(|hub| hub.revokes(&claims)) {
-        return Err(EngineError::unauthorized(REVOKED));
+        return Err(EngineError::unauthorized(REVOKED)
+            .with_reason(crate::metrics::RefusalReason::RevokedToken));
     }
     Ok(Admitted {
         claims,
@@ -92,4 +93,5 @@ pub(crate) const REVOKED: &str =
 
 fn refusal(error: &TokenError) -> EngineError {
     EngineError::unauthorized(error.to_string())
+        .with_reason(crate::metrics::RefusalReason::of_token_error(error))
 }

@@ -16,11 +16,13 @@
 //! - `tunnel`: the endpoint application servers attach to, and the REST API.
 //! - [`drain`]: leaving without dropping users (not ready, clients closed in
 //!   batches so they reconnect elsewhere, tunnels asked to reconnect).
+//! - [`metrics`] (`/metrics`) and [`admin`] (`/admin`): watching it run.
 //!
 //! Owns: serving clients and application servers. Must not depend on the
 //! server crate or on the binary's concerns (clap, TOML, tracing-subscriber:
 //! `portcullis-cli`). `docs/architecture.md` describes the whole.
 
+pub mod admin;
 mod admission;
 pub mod drain;
 pub mod echo;
@@ -28,9 +30,14 @@ pub mod engine;
 mod gate;
 pub mod hub;
 pub mod listener;
+pub mod metrics;
+mod secret;
 pub mod server;
 mod tokens;
 mod tunnel;
 
+pub use admin::AdminConfig;
 pub use admission::AdmissionLimits;
+pub use metrics::MetricsConfig;
+pub use secret::Secret;
 pub use server::{Gateway, GatewayConfig};

@@ -15,12 +15,14 @@ use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
 
+use crate::admin::{AdminConfig, Sessions};
 use crate::admission::{Admission, AdmissionLimits};
 use crate::drain::Drain;
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::tokens::Tokens;
 use crate::tunnel::{TunnelSettings, Tunnels};
 
@@ -105,6 +107,11 @@ pub struct GatewayConfig {
     /// The longest a drain may take, from the shutdown signal to
     /// [`Gateway::serve`] returning; must exceed `drain_period`.
     pub drain_timeout: Duration,
+    // -- Operations: metrics and the operator's page (issue #15) --
+    /// `GET /metrics` (off unless enabled).
+    pub metrics: MetricsConfig,
+    /// The operator's page `/admin` (off unless enabled).
+    pub admin: AdminConfig,
 }
 
 impl GatewayConfig {
@@ -143,6 +150,8 @@ impl GatewayConfig {
             max_app_backlog_packets: 4096,
             drain_period: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -161,6 +170,8 @@ pub(crate) struct GatewayState {
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
     pub drain: Drain,
+    /// Login sessions of the operator's page, when it is enabled.
+    pub admin_sessions: Option<Sessions>,
 }
 
 impl GatewayState {
@@ -220,11 +231,13 @@ impl Gateway {
             allow_anonymous: config.allow_anonymous,
             token_expiry: config.token_expiry,
         };
-        let hubs = Hubs::new(default_settings, config.hubs.clone()).with_token_checks(
-            tokens.clone(),
-            config.max_revocations,
-            config.revocation_ttl,
-        );
+        let metrics = Arc::new(Metrics::new());
+        let hubs = Hubs::with_metrics(default_settings, config.hubs.clone(), metrics)
+            .with_token_checks(
+                tokens.clone(),
+                config.max_revocations,
+                config.revocation_ttl,
+            );
         for name in &config.echo_hubs {
             hubs.get_or_create(name)
                 .attach(Arc::new(EchoHandler::new(&config)));
@@ -251,9 +264,14 @@ impl Gateway {
             max_connections_per_user: config.max_connections_per_user,
             max_connections_per_address: config.max_connections_per_address,
         });
+        let admin_sessions = config
+            .admin
+            .enabled
+            .then(|| Sessions::new(config.admin.session_ttl, config.admin.max_sessions));
         Gateway {
             state: Arc::new(GatewayState {
                 tokens,
+                admin_sessions,
                 admission,
                 config,
                 hubs,
@@ -273,6 +291,11 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &GatewayConfig {
         &self.state.config
+    }
+
+    /// The gateway's metrics (what `/metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.state.hubs.metrics()
     }
 
     /// The connection string application servers use: the public endpoint
@@ -298,7 +321,16 @@ impl Gateway {
     /// routers that both have a fallback.) [`serve`](Self::serve) adds the
     /// gateway's JSON 404 for everything else.
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new();
+        // -- Operations (issue #15): each only when enabled.
+        let metrics = &self.state.config.metrics;
+        if metrics.enabled && metrics.listen.is_none() {
+            router = router.route("/metrics", get(crate::metrics::endpoint));
+        }
+        if self.state.config.admin.enabled {
+            router = router.merge(crate::admin::routes());
+        }
+        router
             .route("/health", get(health))
             .route("/ready", get(ready))
             .route("/clients/socketio/hubs/{hub}", any(engine::client_endpoint))
@@ -353,6 +385,10 @@ impl Gateway {
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // `/metrics` on its own address, when configured, keeps answering
+        // through the drain and stops with the gateway.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let metrics_server = self.serve_metrics_apart(stopping.clone()).await?;
         let state = self.state;
         let limits = state.config.connection_limits.clone();
         // The listener keeps answering (`/ready` 503, handshakes 503) until
@@ -386,7 +422,33 @@ impl Gateway {
                 );
             }
         }
+        stopping.cancel();
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         Ok(())
+    }
+
+    /// With `metrics.listen`, serves `/metrics` alone on that address (with
+    /// the same connection limits) until `stopping`.
+    async fn serve_metrics_apart(
+        &self,
+        stopping: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let config = &self.state.config.metrics;
+        let Some(addr) = config.listen.filter(|_| config.enabled) else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(local = %listener.local_addr().unwrap_or(addr), "metrics listening");
+        let router = Router::new()
+            .route("/metrics", get(crate::metrics::endpoint))
+            .fallback(not_found)
+            .with_state(self.state.clone());
+        let limits = self.state.config.connection_limits.clone();
+        Ok(Some(tokio::spawn(async move {
+            crate::listener::serve(listener, router, limits, stopping.cancelled_owned()).await;
+        })))
     }
 
     /// Whether the gateway accepts new clients (false once it drains).

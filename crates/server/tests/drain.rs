@@ -64,7 +64,7 @@ async fn proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<SocketAddr>>) {
 /// The status of a polling handshake on `HUB` at `addr` (200 once an
 /// application server accepted it; 503 without one, or while draining).
 async fn handshake(addr: SocketAddr) -> u16 {
-    reqwest::get(client_url(addr, None))
+    reqwest::get(client_url(addr, None, &token(addr)))
         .await
         .unwrap()
         .status()
@@ -74,7 +74,9 @@ async fn handshake(addr: SocketAddr) -> u16 {
 /// A polling client connected to the namespace `/` (so the application's
 /// connect handler runs).
 async fn socket_io_client(addr: SocketAddr) {
-    let open = reqwest::get(client_url(addr, None))
+    // One token for the session: its later requests must carry the same.
+    let token = token(addr);
+    let open = reqwest::get(client_url(addr, None, &token))
         .await
         .unwrap()
         .text()
@@ -87,22 +89,26 @@ async fn socket_io_client(addr: SocketAddr) {
         .unwrap_or_else(|| panic!("no sid in {open}"))
         .to_owned();
     let http = reqwest::Client::new();
-    let url = client_url(addr, Some(&sid));
+    let url = client_url(addr, Some(&sid), &token);
     let sent = http.post(&url).body("40").send().await.unwrap();
     assert_eq!(sent.status(), 200);
     let answer = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(answer.starts_with("40{"), "{answer}");
 }
 
-fn client_url(addr: SocketAddr, sid: Option<&str>) -> String {
-    let token = mint_client_token(
+/// A fresh client token for `HUB` at `addr`.
+fn token(addr: SocketAddr) -> String {
+    mint_client_token(
         KEY,
         &format!("http://{addr}/clients/socketio/hubs/{HUB}"),
         &ClientTokenOptions {
             user_id: Some("drain".into()),
             ..Default::default()
         },
-    );
+    )
+}
+
+fn client_url(addr: SocketAddr, sid: Option<&str>, token: &str) -> String {
     let sid = sid.map(|sid| format!("&sid={sid}")).unwrap_or_default();
     format!(
         "http://{addr}/clients/socketio/hubs/{HUB}/?EIO=4&transport=polling{sid}&access_token={token}"

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use crate::metrics::RefusalReason;
+
 /// engine.io's error codes, which clients and tools already know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -32,6 +34,8 @@ pub struct EngineError {
     pub code: ErrorCode,
     /// Human-readable message.
     pub message: Cow<'static, str>,
+    /// Why a handshake was refused, for the metrics (not sent).
+    reason: Option<RefusalReason>,
 }
 
 impl EngineError {
@@ -41,7 +45,22 @@ impl EngineError {
             status,
             code,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// The same error, counted under `reason` if it refuses a handshake.
+    pub(crate) fn with_reason(mut self, reason: RefusalReason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Why the handshake was refused, as the metrics count it.
+    pub(crate) fn refusal_reason(&self) -> RefusalReason {
+        self.reason.unwrap_or(match self.code {
+            ErrorCode::Forbidden => RefusalReason::ApplicationRefused,
+            _ => RefusalReason::BadRequest,
+        })
     }
 
     /// `400`, code 0.

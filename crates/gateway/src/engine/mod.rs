@@ -25,6 +25,7 @@ use crate::hub::{
     Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Lease, LocalHub,
     SessionParams, Transport, TransportKind,
 };
+use crate::metrics::RefusalReason;
 use crate::server::GatewayState;
 use query::EngineQuery;
 
@@ -69,8 +70,33 @@ async fn route(
         // A draining gateway takes no new clients (before the gate: a
         // refusal that costs nothing); live sessions go on until closed.
         None if state.drain.is_draining() => Ok(draining()),
-        None => handshake(state, hub, &query, raw_query, upgrade, request).await,
+        None => {
+            let transport = transport_of(&query).ok();
+            let outcome = handshake(state, hub, &query, raw_query, upgrade, request).await;
+            count_handshake(state, hub, transport, &outcome);
+            outcome
+        }
         Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
+    }
+}
+
+/// Counts a handshake's outcome under its hub (refusals of hubs that do not
+/// exist under one shared label, so invented names add no series).
+fn count_handshake(
+    state: &GatewayState,
+    hub: &str,
+    transport: Option<TransportKind>,
+    outcome: &Result<Response, EngineError>,
+) {
+    let hub = state.hubs.get(hub);
+    match (outcome, transport, &hub) {
+        (Ok(_), Some(transport), Some(hub)) => hub.metrics().accepted(transport),
+        (Ok(_), _, _) => {}
+        (Err(error), _, Some(hub)) => hub.metrics().handshakes().refused(error.refusal_reason()),
+        (Err(error), _, None) => {
+            let unknown = state.hubs.metrics().unknown_hub();
+            unknown.refused(error.refusal_reason());
+        }
     }
 }
 
@@ -183,6 +209,7 @@ fn no_application(hub: &str) -> EngineError {
             "no application server is attached to hub '{hub}'; start the application (or check its hub name) and retry"
         ),
     )
+    .with_reason(RefusalReason::NoApplication)
 }
 
 /// Asks the handler and, if it accepts, registers the session. Runs in its own
@@ -213,18 +240,25 @@ async fn open_session(
         let accept = match verdict {
             Ok(Ok(accept)) => accept,
             Ok(Err(refusal)) => {
+                // A tunnel hub with no server attached refuses with 503.
+                let reason = match refusal.status {
+                    StatusCode::SERVICE_UNAVAILABLE => RefusalReason::NoApplication,
+                    _ => RefusalReason::ApplicationRefused,
+                };
                 return Err(EngineError::new(
                     refusal.status,
                     ErrorCode::Forbidden,
                     refusal.message,
-                ));
+                )
+                .with_reason(reason));
             }
             Err(_) => {
                 return Err(EngineError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorCode::Forbidden,
                     "the application server did not answer the connect request in time; retry",
-                ));
+                )
+                .with_reason(RefusalReason::ApplicationTimeout));
             }
         };
         let revoked = hub.revokes_lease(&lease, user_id.as_deref());
@@ -250,7 +284,8 @@ async fn open_session(
                 Ending::ByServer,
                 DisconnectReason::TokenRevoked,
             );
-            return Err(EngineError::unauthorized(crate::gate::REVOKED));
+            return Err(EngineError::unauthorized(crate::gate::REVOKED)
+                .with_reason(RefusalReason::RevokedToken));
         }
         Ok(connection)
     });
@@ -259,7 +294,8 @@ async fn open_session(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BadRequest,
             "the connect request failed inside the gateway; retry",
-        ))
+        )
+        .with_reason(RefusalReason::Internal))
     })
 }
 

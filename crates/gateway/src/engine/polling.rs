@@ -9,8 +9,8 @@ use http::{HeaderValue, StatusCode, header};
 use portcullis_protocol::engine::{PayloadBuilder, decode_payload};
 
 use super::error::{EngineError, ErrorCode};
-use super::inbound::{Flow, on_client_packet, protocol_error};
-use crate::hub::{Connection, DisconnectReason, Ending, LocalHub, PollReady};
+use super::inbound::{Flow, count_sent, on_client_packet, protocol_error};
+use crate::hub::{Connection, DisconnectReason, Ending, LocalHub, PollReady, TransportKind};
 
 /// A polling response body: packets as an Engine.IO payload.
 pub(crate) fn payload_response(body: String) -> Response {
@@ -51,7 +51,7 @@ pub(crate) async fn poll(hub: &LocalHub, connection: &Arc<Connection>) -> Respon
         tokio::pin!(woken);
         woken.as_mut().enable();
         if let Some(ready) = connection.poll_ready() {
-            return payload_response(render(ready));
+            return payload_response(render(hub, ready));
         }
         tokio::select! {
             _ = &mut woken => {}
@@ -60,7 +60,7 @@ pub(crate) async fn poll(hub: &LocalHub, connection: &Arc<Connection>) -> Respon
     }
 }
 
-fn render(ready: PollReady) -> String {
+fn render(hub: &LocalHub, ready: PollReady) -> String {
     let mut body = PayloadBuilder::default();
     let (frames, tail) = match ready {
         PollReady::Frames(frames) => (frames, None),
@@ -69,6 +69,7 @@ fn render(ready: PollReady) -> String {
         PollReady::Ended(Ending::ByClient) => (Vec::new(), Some("6")),
     };
     frames.iter().for_each(|frame| frame.push_to(&mut body));
+    count_sent(hub, TransportKind::Polling, &frames);
     if let Some(tail) = tail {
         body.push_encoded(tail);
     }
@@ -110,7 +111,7 @@ pub(crate) async fn push(hub: &LocalHub, connection: &Arc<Connection>, body: Bod
         }
     };
     for packet in packets {
-        if on_client_packet(hub, connection, packet) == Flow::Stop {
+        if on_client_packet(hub, connection, TransportKind::Polling, packet) == Flow::Stop {
             break;
         }
     }

@@ -9,8 +9,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt, SinkExt};
 use portcullis_protocol::engine::Packet;
 
-use super::inbound::{Flow, on_client_packet, protocol_error};
-use crate::hub::{Connection, DisconnectReason, Ending, Frame, LocalHub, Transport};
+use super::inbound::{Flow, count_sent, on_client_packet, protocol_error};
+use crate::hub::{Connection, DisconnectReason, Ending, Frame, LocalHub, Transport, TransportKind};
 
 /// How long an upgrading client may take between opening the WebSocket and
 /// completing the probe (`2probe` … `5`).
@@ -135,6 +135,7 @@ pub(crate) fn serve_upgrade(
             let _ = bounded(limit, socket.send(Message::Close(None))).await;
             return;
         }
+        hub.metrics().upgraded();
         run(&mut socket, &hub, &connection).await;
     }
 }
@@ -251,14 +252,14 @@ async fn run(socket: &mut WebSocket, hub: &LocalHub, connection: &Arc<Connection
         let woken = connection.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if let Err(failure) = write_queued(socket, connection).await {
+        if let Err(failure) = write_queued(socket, hub, connection).await {
             // A client that stopped reading gets no closing exchange either:
             // that would be one more write it never takes.
             end_on(hub, connection, failure);
             return;
         }
         if let Some(ending) = connection.ending() {
-            Box::pin(finish(socket, connection, ending)).await;
+            Box::pin(finish(socket, hub, connection, ending)).await;
             return;
         }
         tokio::select! {
@@ -274,11 +275,16 @@ async fn run(socket: &mut WebSocket, hub: &LocalHub, connection: &Arc<Connection
 }
 
 /// Writes every queued frame, then flushes once, within the write timeout.
-async fn write_queued(socket: &mut WebSocket, connection: &Connection) -> Result<(), WriteFailure> {
+async fn write_queued(
+    socket: &mut WebSocket,
+    hub: &LocalHub,
+    connection: &Connection,
+) -> Result<(), WriteFailure> {
     let frames = connection.drain();
     if frames.is_empty() {
         return Ok(());
     }
+    count_sent(hub, TransportKind::WebSocket, &frames);
     let write = async {
         for frame in frames {
             socket.feed(to_message(frame)).await?;
@@ -332,10 +338,15 @@ fn read(
     };
     match message {
         Message::Text(text) => match Packet::decode_text(&text) {
-            Ok(packet) => on_client_packet(hub, connection, packet),
+            Ok(packet) => on_client_packet(hub, connection, TransportKind::WebSocket, packet),
             Err(error) => protocol_error(hub, connection, &error.to_string()),
         },
-        Message::Binary(bytes) => on_client_packet(hub, connection, Packet::Binary(bytes)),
+        Message::Binary(bytes) => on_client_packet(
+            hub,
+            connection,
+            TransportKind::WebSocket,
+            Packet::Binary(bytes),
+        ),
         Message::Ping(_) | Message::Pong(_) => {
             connection.touch();
             Flow::Continue
@@ -358,8 +369,8 @@ fn is_too_big(error: &axum::Error) -> bool {
 }
 
 /// Sends what is left and closes the WebSocket.
-async fn finish(socket: &mut WebSocket, connection: &Connection, ending: Ending) {
-    if write_queued(socket, connection).await.is_err() {
+async fn finish(socket: &mut WebSocket, hub: &LocalHub, connection: &Connection, ending: Ending) {
+    if write_queued(socket, hub, connection).await.is_err() {
         return;
     }
     let code = match connection.disconnect_reason() {

@@ -102,6 +102,7 @@ fn next_deadline(
         // An Engine.IO close, not a Socket.IO DISCONNECT: socket.io-client
         // sees "transport close" and reconnects (through negotiate, for a
         // fresh token).
+        hub.metrics().tokens.expired.inc();
         tracing::info!(hub = %hub.name(), "token expired: connection closed");
         hub.end(connection, Ending::ByServer, DisconnectReason::TokenExpired);
         return None;

@@ -52,6 +52,8 @@ pub struct LocalHub(Arc<HubInner>);
 
 struct HubInner {
     name: String,
+    /// This hub's metric handles, resolved once (see `crate::metrics`).
+    metrics: crate::metrics::HubMetrics,
     settings: HubSettings,
     handler: RwLock<Option<Arc<dyn HubHandler>>>,
     members: RwLock<Members>,
@@ -109,6 +111,7 @@ pub(crate) struct Registry {
     pub max_revocations: usize,
     /// How long a revocation is kept when the tokens' expiry is unknown.
     pub revocation_ttl: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
@@ -122,6 +125,7 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 impl LocalHub {
     pub(crate) fn new(name: String, settings: HubSettings, registry: Arc<Registry>) -> Self {
         LocalHub(Arc::new(HubInner {
+            metrics: registry.metrics.hub(&name),
             name,
             settings,
             handler: RwLock::new(None),
@@ -141,6 +145,23 @@ impl LocalHub {
     /// The hub's settings.
     pub fn settings(&self) -> &HubSettings {
         &self.0.settings
+    }
+
+    /// The hub's metric handles (`/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::HubMetrics {
+        &self.0.metrics
+    }
+
+    /// The gateway's metrics this hub counts into.
+    pub(crate) fn metrics_registry(&self) -> &crate::metrics::Metrics {
+        &self.0.registry.metrics
+    }
+
+    /// Calls `f` with the transport of every live connection (scrape time).
+    pub(crate) fn for_each_transport(&self, mut f: impl FnMut(Transport)) {
+        for member in read(&self.0.members).connections.values() {
+            f(member.connection.transport());
+        }
     }
 
     /// Attaches the handler that serves this hub's connections, replacing any
@@ -200,6 +221,7 @@ impl LocalHub {
         if !connection.end(ending, &reason) {
             return;
         }
+        self.0.metrics.disconnected(&reason);
         if let Some(connection) = self.unregister(&connection.id) {
             // A polling session may owe its client a last poll: the noop
             // that ends a poll racing the client's own close (`1` over POST
@@ -387,6 +409,8 @@ impl LocalHub {
     /// bookkeeping its packets call for (namespace groups, `{"close":…}`
     /// disconnects; see `socketio.rs`); returns how many.
     pub fn send(&self, to: &Selection, payload: &Payload) -> usize {
+        // The whole operation is timed once, not each recipient.
+        let started = std::time::Instant::now();
         let effects = socketio::effects_of(payload);
         let delivered = effects.rewritten.as_ref().unwrap_or(payload);
         let targets = self.selected(to);
@@ -396,6 +420,7 @@ impl LocalHub {
                 self.apply_effects(connection, &effects);
             }
         }
+        self.0.metrics.fanout(targets.len(), started.elapsed());
         targets.len()
     }
 
@@ -552,10 +577,12 @@ impl LocalHub {
         };
         let answer = match self.renew(&connection, request) {
             Ok(expires_at) => {
+                self.metrics().tokens.refreshed.inc();
                 tracing::info!(hub = %self.name(), "token refreshed");
                 refresh::RefreshAnswer::Refreshed { expires_at }
             }
             Err((code, message)) => {
+                self.metrics().tokens.refresh_refused.inc();
                 tracing::info!(hub = %self.name(), code, %message, "token refresh refused");
                 refresh::RefreshAnswer::Refused { code, message }
             }
@@ -635,6 +662,9 @@ impl LocalHub {
             registry.revocation_ttl,
             registry.max_revocations,
         );
+        if recorded.is_ok() {
+            self.metrics().tokens.revoked.inc();
+        }
         if let Err(RevocationListFull(max)) = recorded {
             tracing::error!(hub = %self.name(), max, "revocation list full; raise --max-revocations");
         }
@@ -707,10 +737,18 @@ impl fmt::Debug for LocalHub {
     }
 }
 
+/// The hubs by lowercase name.
+pub(crate) type HubMap = RwLock<HashMap<String, LocalHub>>;
+
+/// Every hub in `map`.
+pub(crate) fn all_of(map: &HubMap) -> Vec<LocalHub> {
+    read(map).values().cloned().collect()
+}
+
 /// Every hub of the gateway, by lowercase name.
 #[derive(Default)]
 pub struct Hubs {
-    hubs: RwLock<HashMap<String, LocalHub>>,
+    hubs: Arc<HubMap>,
     settings: HashMap<String, HubSettings>,
     default_settings: HubSettings,
     registry: Arc<Registry>,
@@ -719,14 +757,31 @@ pub struct Hubs {
 impl Hubs {
     /// A registry whose hubs take `default_settings` unless `per_hub` names them.
     pub fn new(default_settings: HubSettings, per_hub: HashMap<String, HubSettings>) -> Self {
+        Self::with_metrics(default_settings, per_hub, Arc::default())
+    }
+
+    /// The same, counting into `metrics` (which then also reports the live
+    /// connections of these hubs).
+    pub fn with_metrics(
+        default_settings: HubSettings,
+        per_hub: HashMap<String, HubSettings>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let hubs = Arc::new(HubMap::default());
+        metrics.register_collector(Box::new(crate::metrics::OpenConnections(Arc::downgrade(
+            &hubs,
+        ))));
         Hubs {
-            hubs: RwLock::new(HashMap::new()),
+            hubs,
             settings: per_hub
                 .into_iter()
                 .map(|(k, v)| (k.to_lowercase(), v))
                 .collect(),
             default_settings,
-            registry: Arc::default(),
+            registry: Arc::new(Registry {
+                metrics,
+                ..Registry::default()
+            }),
         }
     }
 
@@ -740,12 +795,18 @@ impl Hubs {
         revocation_ttl: Duration,
     ) -> Self {
         self.registry = Arc::new(Registry {
+            connections: Default::default(),
+            metrics: self.registry.metrics.clone(),
             tokens: Some(tokens),
             max_revocations,
             revocation_ttl,
-            ..Registry::default()
         });
         self
+    }
+
+    /// The metrics these hubs count into.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.registry.metrics
     }
 
     /// The hub of this name if it exists (hub names are case-insensitive).

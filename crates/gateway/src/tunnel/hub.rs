@@ -99,6 +99,7 @@ impl TunnelHub {
             .or_default()
             .sockets
             .push(socket);
+        self.hub.metrics().tunnel_attached(true);
         // Waiters register before they look (see `wait_socket_of`), so none
         // misses this tunnel.
         self.socket_added.notify_waiters();
@@ -112,7 +113,11 @@ impl TunnelHub {
             let Some(entry) = state.servers.get_mut(server) else {
                 return;
             };
+            let before = entry.sockets.len();
             entry.sockets.retain(|s| s.id != socket_id);
+            if entry.sockets.len() < before {
+                self.hub.metrics().tunnel_attached(false);
+            }
             if !entry.sockets.is_empty() {
                 return;
             }
@@ -125,6 +130,16 @@ impl TunnelHub {
             tokio::time::sleep(this.settings.grace).await;
             this.expire_server(&server, epoch);
         });
+    }
+
+    /// The servers with a tunnel attached now: id and number of tunnels.
+    pub fn servers(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.sockets.is_empty())
+            .map(|(id, s)| (id.to_string(), s.sockets.len()))
+            .collect()
     }
 
     fn expire_server(&self, server: &Arc<str>, epoch: u64) {
@@ -251,6 +266,7 @@ impl TunnelHub {
         // Connection ids are logged at debug level only.
         tracing::info!(hub = %self.hub.name(), server = %client.server, reason = %full, "client closed: it sent more than its application server took");
         tracing::debug!(hub = %self.hub.name(), connection = %client.id, reason = %full, "client closed: it sent more than its application server took");
+        self.hub.metrics().backlog_closure();
         self.hub
             .close_connection(client.id.as_str(), &full.to_string());
     }
@@ -297,10 +313,12 @@ impl TunnelHub {
                 break;
             };
             let ctx = self.context(client);
-            match socket
+            let started = std::time::Instant::now();
+            let answer = socket
                 .request(|ack| cloud_events::user_message(&ctx, payload, ack))
-                .await
-            {
+                .await;
+            self.hub.metrics().tunnel_request(started.elapsed());
+            match answer {
                 Ok(response) if (200..300).contains(&response.status_code) => return,
                 Ok(response) => {
                     // Web PubSub semantics: a refused user event drops the client.
@@ -475,10 +493,13 @@ impl TunnelHub {
             ..ConnectEventBody::default()
         };
         let ctx = self.context(&client);
+        let started = std::time::Instant::now();
         let response = socket
             .request(|ack| cloud_events::connect(&ctx, &body, ack))
-            .await
-            .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+            .await;
+        self.hub.metrics().tunnel_request(started.elapsed());
+        let response =
+            response.map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
         let content = response.content.as_deref().unwrap_or_default();
         match cloud_events::parse_connect_response(response.status_code, content) {
             Ok(ConnectOutcome::Accepted(open)) => {

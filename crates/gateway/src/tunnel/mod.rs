@@ -29,6 +29,7 @@ use socket::TunnelSocket;
 
 use crate::engine::EngineError;
 use crate::hub::{ConnectionId, Hubs, is_valid_hub_name};
+use crate::metrics::{REST_INVALID, rest_operation};
 use crate::server::GatewayState;
 
 /// The tunnel handlers of the gateway's hubs.
@@ -80,6 +81,12 @@ impl Tunnels {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TunnelHub>>> {
         self.by_hub.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The application servers attached to hub `name` now: each server's
+    /// id (its tunnel token's `sub`) and its number of tunnels.
+    pub fn servers_of(&self, name: &str) -> Vec<(String, usize)> {
+        self.get(name).map(|t| t.servers()).unwrap_or_default()
     }
 }
 
@@ -220,9 +227,11 @@ async fn serve_tunnel(
 /// Runs inline so the calls of one tunnel apply in order; an `:invoke`
 /// stream continues in its own task.
 async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, request: HttpRequest) {
+    let metrics = tunnel.hub.metrics_registry();
     let call = match parse_rest(&request.method, &request.url) {
         Ok(call) if call.hub().eq_ignore_ascii_case(tunnel.hub.name()) => call,
-        Ok(_) => {
+        Ok(call) => {
+            metrics.rest_request(rest_operation(&call), 403);
             socket.send(&reply(
                 &request,
                 403,
@@ -231,6 +240,7 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
             return;
         }
         Err(error) => {
+            metrics.rest_request(REST_INVALID, error.status_code());
             socket.send(&reply(
                 &request,
                 error.status_code(),
@@ -239,6 +249,7 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
             return;
         }
     };
+    let operation = rest_operation(&call);
     let body = request.content.clone().unwrap_or_default();
     let target = Target {
         hub: &tunnel.hub,
@@ -246,6 +257,7 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
     };
     match rest::execute(target, call, &body).await {
         RestOutcome::Done(status, body) => {
+            metrics.rest_request(operation, status);
             let mut response = HttpResponse::reply_to(&request, status);
             if !body.is_empty() {
                 response = response.with_content(body);
@@ -261,6 +273,7 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
             }
         }
         RestOutcome::Stream(mut lines) => {
+            metrics.rest_request(operation, 200);
             let head = HttpResponse::reply_to(&request, 200).with_not_completed(true);
             socket.send(&TunnelMessage::HttpResponse(head));
             let socket = socket.clone();
@@ -295,15 +308,20 @@ pub(crate) async fn rest_endpoint(
     State(state): State<Arc<GatewayState>>,
     request: Request,
 ) -> Response {
-    match rest_over_http(&state, request).await {
+    let mut operation = REST_INVALID;
+    let response = match rest_over_http(&state, request, &mut operation).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    let metrics = state.hubs.metrics();
+    metrics.rest_request(operation, response.status().as_u16());
+    response
 }
 
 async fn rest_over_http(
     state: &Arc<GatewayState>,
     request: Request,
+    operation: &mut &'static str,
 ) -> Result<Response, EngineError> {
     let token = crate::gate::token_of(None, request.headers()).ok_or_else(|| {
         EngineError::unauthorized(
@@ -320,6 +338,7 @@ async fn rest_over_http(
         let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
         EngineError::new(status, crate::engine::ErrorCode::BadRequest, e.to_string())
     })?;
+    *operation = rest_operation(&call);
     if !is_valid_hub_name(call.hub()) {
         return Err(EngineError::bad_request(
             "invalid hub name: use 1 to 128 letters, digits, '_', '-' or '.'",

@@ -7,6 +7,7 @@
 //! Layers, outermost first:
 //! - [`server`]: configuration, routes, serving ([`Gateway`]).
 //! - [`listener`]: accepting connections, with the limits on slow clients.
+//! - [`tls`]: HTTPS/WSS on the listener, and certificate reloads.
 //! - `gate`: the token check of every handshake.
 //! - [`engine`]: the Engine.IO transports of the client endpoint.
 //! - [`hub`]: the local hub ([`hub::LocalHub`]): connections, groups,
@@ -26,7 +27,9 @@ mod gate;
 pub mod hub;
 pub mod listener;
 pub mod server;
+pub mod tls;
 mod tunnel;
 
 pub use admission::AdmissionLimits;
 pub use server::{Gateway, GatewayConfig};
+pub use tls::TlsConfig;

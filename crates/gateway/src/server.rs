@@ -15,12 +15,15 @@ use axum::{Json, Router};
 use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::admission::{Admission, AdmissionLimits};
 use crate::echo::EchoHandler;
 use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
+use crate::tls::{self, CertificateStore, TlsConfig};
 use crate::tunnel::{TunnelSettings, Tunnels};
 
 /// Everything the gateway is told at start.
@@ -87,6 +90,9 @@ pub struct GatewayConfig {
     pub max_app_backlog_bytes: usize,
     /// See `max_app_backlog_bytes`.
     pub max_app_backlog_packets: usize,
+    /// Serve HTTPS and WSS with this certificate instead of plain HTTP and
+    /// WS (default: plain).
+    pub tls: Option<TlsConfig>,
 }
 
 impl GatewayConfig {
@@ -120,6 +126,7 @@ impl GatewayConfig {
             connection_limits: ConnectionLimits::default(),
             max_app_backlog_bytes: 4 * 1024 * 1024,
             max_app_backlog_packets: 4096,
+            tls: None,
         }
     }
 }
@@ -137,6 +144,8 @@ pub(crate) struct GatewayState {
     pub fingerprint_keys: RandomState,
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
+    /// Wakes the certificate watcher to reload now ([`Gateway::reload_tls`]).
+    pub tls_reload: Arc<Notify>,
 }
 
 impl GatewayState {
@@ -230,6 +239,7 @@ impl Gateway {
                 cors,
                 fingerprint_keys: RandomState::new(),
                 tunnels,
+                tls_reload: Arc::new(Notify::new()),
             }),
         }
     }
@@ -245,7 +255,7 @@ impl Gateway {
     }
 
     /// The connection string application servers use: the public endpoint
-    /// when configured, else `http://<local_addr>`.
+    /// when configured, else `http://<local_addr>` (`https://` with TLS).
     pub fn connection_string(&self, local_addr: SocketAddr) -> ConnectionString {
         let endpoint = self
             .state
@@ -253,7 +263,12 @@ impl Gateway {
             .public_endpoint
             .clone()
             .unwrap_or_else(|| {
-                url::Url::parse(&format!("http://{local_addr}/"))
+                let scheme = if self.state.config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                url::Url::parse(&format!("{scheme}://{local_addr}/"))
                     .expect("a socket address is a valid host")
             });
         ConnectionString::new(endpoint, self.state.config.access_keys.primary())
@@ -302,6 +317,17 @@ impl Gateway {
         self.serve_router(listener, app, shutdown).await
     }
 
+    /// Re-reads the TLS certificate and key now (the binary calls this on
+    /// SIGHUP), as the watcher does when the files change: new handshakes
+    /// get the new certificate, live connections are not touched, and a bad
+    /// file keeps the current certificate (the outcome is logged). Does
+    /// nothing without TLS or before serving.
+    pub fn reload_tls(&self) {
+        if self.state.config.tls.is_some() {
+            self.state.tls_reload.notify_one();
+        }
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection.
     pub async fn serve(
         self,
@@ -320,13 +346,29 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let limits = state.config.connection_limits.clone();
+        // Loaded here, not in `new`: a bad file is an error of `serve`.
+        let (tls, _watcher) = match &state.config.tls {
+            Some(config) => {
+                let store = CertificateStore::load(config).map_err(std::io::Error::other)?;
+                let server_config =
+                    tls::server_config(store.clone()).map_err(std::io::Error::other)?;
+                let watcher = tokio::spawn(tls::watch(
+                    store,
+                    config.reload_interval,
+                    state.tls_reload.clone(),
+                ));
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+                (Some(acceptor), Some(AbortOnDropHandle::new(watcher)))
+            }
+            None => (None, None),
+        };
         let shutdown = async move {
             shutdown.await;
             for hub in state.hubs.all() {
                 hub.close_all(DisconnectReason::Shutdown);
             }
         };
-        crate::listener::serve(listener, router, limits, shutdown).await;
+        crate::listener::serve(listener, router, limits, tls, shutdown).await;
         Ok(())
     }
 }

@@ -108,7 +108,9 @@ async fn https_polling_and_wss_with_a_trusted_ca() {
     dir.install(&leaf);
     let gateway = tls_gateway(&dir, &[]);
     assert!(
-        gateway.connection_string.starts_with("Endpoint=https://127.0.0.1:"),
+        gateway
+            .connection_string
+            .starts_with("Endpoint=https://127.0.0.1:"),
         "the printed endpoint is https: {}",
         gateway.connection_string
     );
@@ -196,7 +198,10 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_pre_gate_and_timed_ou
     let started = Instant::now();
     let mut silent = TcpStream::connect(&gateway.addr).await.unwrap();
     let mut partial = TcpStream::connect(&gateway.addr).await.unwrap();
-    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // They hold the address's two pre-gate places: a third connection, even
@@ -238,7 +243,9 @@ async fn sighup_reloads_the_certificate_under_a_live_websocket() {
     let new = new_ca.leaf(2);
     dir.install(&new);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (presented, _) = presented_certificate(&gateway.addr, &[&old_ca]).await.unwrap();
+    let (presented, _) = presented_certificate(&gateway.addr, &[&old_ca])
+        .await
+        .unwrap();
     assert_eq!(presented, old.der, "no reload without SIGHUP");
 
     sighup(&gateway);
@@ -258,7 +265,9 @@ async fn sighup_reloads_the_certificate_under_a_live_websocket() {
     );
     sighup(&gateway);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (presented, _) = presented_certificate(&gateway.addr, &[&new_ca]).await.unwrap();
+    let (presented, _) = presented_certificate(&gateway.addr, &[&new_ca])
+        .await
+        .unwrap();
     assert_eq!(presented, new.der);
     echo(&mut live, "still alive").await;
     echo(&mut fresh, "still alive").await;
@@ -331,7 +340,10 @@ async fn tls_settings_from_a_config_file_and_start_up_errors() {
     let output = run(&["--tls-cert", &cert, "--tls-key", &key]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot load the TLS certificate"), "{stderr}");
+    assert!(
+        stderr.contains("cannot load the TLS certificate"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
     assert!(output.stdout.is_empty(), "no connection string is printed");
 }

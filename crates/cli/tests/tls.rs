@@ -360,10 +360,12 @@ async fn idle_memory_per_connection_with_and_without_tls() {
     dir.install(&ca.leaf(1));
     let mut figures = Vec::new();
     for tls in [false, true] {
+        // One test user holds every connection.
+        let unlimited = ["--max-connections-per-user", "0"];
         let gateway = if tls {
-            tls_gateway(&dir, &[])
+            tls_gateway(&dir, &unlimited)
         } else {
-            TestGateway::start(&["--echo-hub", HUB])
+            TestGateway::start(&["--echo-hub", HUB, unlimited[0], unlimited[1]])
         };
         // Warm up (allocator arenas, first-use tables).
         let mut warm = Vec::new();
@@ -371,27 +373,61 @@ async fn idle_memory_per_connection_with_and_without_tls() {
             warm.push(open_any(&gateway, tls, &ca).await);
         }
         drop(warm);
-        gateway.wait_connections(0).await;
+        wait_connections(&gateway, tls, &ca, 0).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = common::resident_kib(gateway.pid());
+        let cpu_before = cpu_ticks(gateway.pid());
         let started = Instant::now();
         let mut clients = Vec::with_capacity(CLIENTS);
         for _ in 0..CLIENTS {
             clients.push(open_any(&gateway, tls, &ca).await);
         }
         let open_ms = started.elapsed().as_secs_f64() * 1000.0 / CLIENTS as f64;
-        gateway.wait_connections(CLIENTS as u64).await;
+        // Clock ticks are 10 ms: over 1000 opens, 10 µs resolution.
+        let cpu_us = (cpu_ticks(gateway.pid()) - cpu_before) as f64 * 10_000.0 / CLIENTS as f64;
+        wait_connections(&gateway, tls, &ca, CLIENTS as u64).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = common::resident_kib(gateway.pid());
         let per = (after - before) as f64 / CLIENTS as f64;
         println!(
-            "{}: {per:.1} KiB per idle connection, {open_ms:.2} ms per sequential open",
+            "{}: {per:.1} KiB per idle connection, {open_ms:.2} ms per sequential open, gateway CPU {cpu_us:.0} µs per open",
             if tls { "wss" } else { "ws" }
         );
         figures.push(per);
         drop(clients);
     }
-    assert!(figures[1] < 200.0, "TLS connections cost {} KiB", figures[1]);
+    assert!(
+        figures[1] < 200.0,
+        "TLS connections cost {} KiB",
+        figures[1]
+    );
+}
+
+/// User plus system CPU time of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Waits until `/health` (over https with `tls`) reports `n` connections.
+async fn wait_connections(gateway: &TestGateway, tls: bool, ca: &Ca, n: u64) {
+    if !tls {
+        return gateway.wait_connections(n).await;
+    }
+    let client = https_client(ca);
+    let url = format!("https://{}/health", gateway.addr);
+    for _ in 0..200 {
+        let health: serde_json::Value =
+            client.get(&url).send().await.unwrap().json().await.unwrap();
+        if health["connections"].as_u64() == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/health never reported {n} connections");
 }
 
 async fn open_any(gateway: &TestGateway, tls: bool, ca: &Ca) -> Wss {

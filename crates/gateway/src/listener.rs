@@ -241,7 +241,9 @@ impl Connection {
                 // is idle and pre-gate): a silent or slow ClientHello, or a
                 // handshake never finished, is closed by it.
                 let handshake = tokio::select! {
-                    result = acceptor.accept(stream) => result.ok(),
+                    result = acceptor.accept(stream) => result
+                        .inspect_err(|error| tracing::trace!(%error, "TLS handshake failed"))
+                        .ok(),
                     () = activity.expired(&self.limits) => {
                         tracing::debug!("closing a connection that did not finish its TLS handshake in time");
                         None

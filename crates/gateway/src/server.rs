@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::admission::{Admission, AdmissionLimits};
@@ -144,8 +144,9 @@ pub(crate) struct GatewayState {
     pub fingerprint_keys: RandomState,
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
-    /// Wakes the certificate watcher to reload now ([`Gateway::reload_tls`]).
-    pub tls_reload: Arc<Notify>,
+    /// Bumped by [`Gateway::reload_tls`]; every certificate watcher (one per
+    /// `serve`) reloads when it changes.
+    pub tls_reload: watch::Sender<u64>,
 }
 
 impl GatewayState {
@@ -239,7 +240,7 @@ impl Gateway {
                 cors,
                 fingerprint_keys: RandomState::new(),
                 tunnels,
-                tls_reload: Arc::new(Notify::new()),
+                tls_reload: watch::Sender::new(0),
             }),
         }
     }
@@ -324,7 +325,7 @@ impl Gateway {
     /// nothing without TLS or before serving.
     pub fn reload_tls(&self) {
         if self.state.config.tls.is_some() {
-            self.state.tls_reload.notify_one();
+            self.state.tls_reload.send_modify(|requests| *requests += 1);
         }
     }
 
@@ -355,7 +356,7 @@ impl Gateway {
                 let watcher = tokio::spawn(tls::watch(
                     store,
                     config.reload_interval,
-                    state.tls_reload.clone(),
+                    state.tls_reload.subscribe(),
                 ));
                 let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
                 (Some(acceptor), Some(AbortOnDropHandle::new(watcher)))

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use super::CertificateStore;
 
@@ -42,7 +42,7 @@ fn stamps(store: &CertificateStore) -> (Option<Stamp>, Option<Stamp>) {
 }
 
 /// Reloads `store` when its files change (checked every `interval`; never
-/// when zero) and whenever `requested` is notified. Runs until dropped.
+/// when zero) and whenever `requested` changes. Runs until dropped.
 ///
 /// A failed reload is logged (file names and the cause, never key
 /// material) and the current certificate stays; it is tried again at the
@@ -51,7 +51,7 @@ fn stamps(store: &CertificateStore) -> (Option<Stamp>, Option<Stamp>) {
 pub(crate) async fn watch(
     store: Arc<CertificateStore>,
     interval: Duration,
-    requested: Arc<Notify>,
+    mut requested: watch::Receiver<u64>,
 ) {
     let mut seen = stamps(&store);
     let mut ticker = (!interval.is_zero()).then(|| {
@@ -61,7 +61,13 @@ pub(crate) async fn watch(
     });
     loop {
         let asked = tokio::select! {
-            () = requested.notified() => true,
+            changed = requested.changed() => {
+                if changed.is_err() {
+                    // The gateway (which outlives its serve loop) is gone.
+                    return;
+                }
+                true
+            }
             _ = async {
                 match ticker.as_mut() {
                     Some(ticker) => ticker.tick().await,

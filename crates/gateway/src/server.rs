@@ -309,6 +309,10 @@ impl Gateway {
     /// pre-gate caps), until `shutdown` resolves; then closes every client
     /// connection. The embedded mode's one call:
     /// `gateway.serve_app(my_routes.merge(gateway.router()), shutdown)`.
+    ///
+    /// With [`GatewayConfig::tls`] every connection is TLS (HTTPS and WSS);
+    /// a certificate or key that does not load is an error before anything
+    /// is accepted.
     pub async fn serve_app(
         self,
         app: Router,
@@ -329,7 +333,8 @@ impl Gateway {
         }
     }
 
-    /// Serves until `shutdown` resolves, then closes every connection.
+    /// Serves until `shutdown` resolves, then closes every connection. Over
+    /// TLS with [`GatewayConfig::tls`], as [`serve_app`](Self::serve_app).
     pub async fn serve(
         self,
         listener: TcpListener,

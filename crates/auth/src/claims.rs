@@ -56,6 +56,34 @@ impl Claims {
         self.get("webpubsub.group")
     }
 
+    /// The token's id, the `jti` claim (tokens minted by Portcullis carry
+    /// one; the official SDK's do not).
+    pub fn token_id(&self) -> Option<&str> {
+        self.get("jti").first().map(String::as_str)
+    }
+
+    /// When the token was issued (`iat`, unix seconds), if it says.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.unix_time("iat")
+    }
+
+    /// When the token expires (`exp`, unix seconds), if it says.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.unix_time("exp")
+    }
+
+    /// A numeric-date claim; a fractional one counts from its whole second.
+    fn unix_time(&self, name: &str) -> Option<u64> {
+        let text = self.get(name).first()?;
+        text.parse::<u64>().ok().or_else(|| {
+            let value = text
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)?;
+            Some(value as u64)
+        })
+    }
+
     /// True when there is no claim at all (an anonymous connection).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -116,6 +144,17 @@ mod tests {
     fn negative_zero_is_written_like_javascript() {
         let c = convert(json!({"z": -0.0}));
         assert_eq!(c.get("z"), ["0"]);
+    }
+
+    #[test]
+    fn token_times_and_id() {
+        let c = convert(json!({"iat": 100, "exp": 160.5, "jti": "t1"}));
+        assert_eq!(c.issued_at(), Some(100));
+        assert_eq!(c.expires_at(), Some(160));
+        assert_eq!(c.token_id(), Some("t1"));
+        let c = convert(json!({"exp": "soon", "iat": -1}));
+        assert_eq!(c.expires_at(), None);
+        assert_eq!(c.issued_at(), None);
     }
 
     #[test]

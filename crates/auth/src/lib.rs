@@ -57,6 +57,8 @@ pub use claims::Claims;
 pub use connection_string::{ConnectionString, ConnectionStringError};
 pub use error::TokenError;
 pub use keys::{AccessKeys, KeyError, MIN_STRONG_KEY_BYTES};
-pub use mint::{ClientTokenOptions, RESERVED_CLAIMS, mint_client_token, mint_client_token_at};
+pub use mint::{
+    ClientTokenOptions, RESERVED_CLAIMS, TokenId, mint_client_token, mint_client_token_at,
+};
 pub use ttl::parse_ttl;
 pub use verify::{ClientTokenVerifier, VerifierConfig};

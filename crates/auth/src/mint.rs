@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 pub use crate::ttl::parse_ttl;
@@ -13,15 +15,40 @@ const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 /// claim with one of these names is dropped. Identity (`sub`, `userId`), permissions (`role`)
 /// and group membership (`webpubsub.group`) are reserved too: custom claims often carry
 /// user-supplied data, which must never be able to grant a role or impersonate a user.
-pub const RESERVED_CLAIMS: [&str; 7] = [
+pub const RESERVED_CLAIMS: [&str; 8] = [
     "iat",
     "exp",
     "aud",
+    "jti",
     "sub",
     "userId",
     "role",
     "webpubsub.group",
 ];
+
+/// The token's own id, the `jti` claim: what a single token is revoked by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TokenId {
+    /// A fresh random id (128 bits, 22 characters of base64url): the default,
+    /// so every minted token can be revoked on its own.
+    #[default]
+    Random,
+    /// This id (the caller keeps ids unique).
+    Fixed(String),
+    /// No `jti`, as the official SDK mints (such a token is revoked only with
+    /// every token of its user).
+    Omitted,
+}
+
+impl TokenId {
+    fn value(&self) -> Option<String> {
+        match self {
+            TokenId::Random => Some(URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())),
+            TokenId::Fixed(id) => Some(id.clone()),
+            TokenId::Omitted => None,
+        }
+    }
+}
 
 /// What goes into a client token besides the audience.
 #[derive(Debug, Clone)]
@@ -35,9 +62,11 @@ pub struct ClientTokenOptions {
     /// Lifetime of the token: `exp = iat + ttl` (rounded up to whole seconds). Default 1 hour.
     pub ttl: Duration,
     /// Extra claims. A custom claim named like a reserved claim ([`RESERVED_CLAIMS`]: `iat`,
-    /// `exp`, `aud`, `sub`, `userId`, `role`, `webpubsub.group`) is silently dropped, so
+    /// `exp`, `aud`, `jti`, `sub`, `userId`, `role`, `webpubsub.group`) is silently dropped, so
     /// identity, roles and groups come only from the fields above.
     pub custom_claims: Map<String, Value>,
+    /// The `jti` claim (default: random).
+    pub token_id: TokenId,
 }
 
 impl Default for ClientTokenOptions {
@@ -48,6 +77,7 @@ impl Default for ClientTokenOptions {
             groups: Vec::new(),
             ttl: Duration::from_secs(3600),
             custom_claims: Map::new(),
+            token_id: TokenId::Random,
         }
     }
 }
@@ -56,8 +86,8 @@ impl Default for ClientTokenOptions {
 ///
 /// HS256 with header `{"alg":"HS256","typ":"JWT"}`, signed with the UTF-8 bytes of `key`.
 /// Payload: `role` (array, only if non-empty), `webpubsub.group` (array, only if non-empty),
-/// `userId` (if set), the custom claims, `iat`, `exp = iat + ttl`, `aud = audience` and
-/// `sub = user_id` (if set and non-empty).
+/// `userId` (if set), the custom claims, `iat`, `exp = iat + ttl`, `aud = audience`,
+/// `sub = user_id` (if set and non-empty) and `jti` (see [`TokenId`]).
 ///
 /// ```
 /// use portcullis_auth::{ClientTokenOptions, mint_client_token};
@@ -74,10 +104,11 @@ pub fn mint_client_token(key: &str, audience: &str, options: &ClientTokenOptions
 /// Same as [`mint_client_token`], with an explicit "now" (unix seconds) used as `iat`.
 ///
 /// ```
-/// use portcullis_auth::{ClientTokenOptions, mint_client_token_at};
+/// use portcullis_auth::{ClientTokenOptions, TokenId, mint_client_token_at};
 ///
-/// let a = mint_client_token_at("key", "aud", &ClientTokenOptions::default(), 1_700_000_000);
-/// let b = mint_client_token_at("key", "aud", &ClientTokenOptions::default(), 1_700_000_000);
+/// let options = ClientTokenOptions { token_id: TokenId::Fixed("t1".into()), ..Default::default() };
+/// let a = mint_client_token_at("key", "aud", &options, 1_700_000_000);
+/// let b = mint_client_token_at("key", "aud", &options, 1_700_000_000);
 /// assert_eq!(a, b);
 /// ```
 pub fn mint_client_token_at(
@@ -114,6 +145,9 @@ fn client_payload(audience: &str, options: &ClientTokenOptions, now: u64) -> Map
     if let Some(user_id) = options.user_id.as_deref().filter(|u| !u.is_empty()) {
         claims.insert("sub".into(), Value::from(user_id));
     }
+    if let Some(id) = options.token_id.value() {
+        claims.insert("jti".into(), Value::from(id));
+    }
     claims
 }
 
@@ -136,8 +170,6 @@ pub(crate) fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn payload_of(token: &str) -> Value {
@@ -147,12 +179,11 @@ mod tests {
 
     #[test]
     fn default_options_give_iat_exp_aud_only() {
-        let token = mint_client_token_at(
-            "k",
-            "http://h/clients/socketio/hubs/x",
-            &Default::default(),
-            100,
-        );
+        let options = ClientTokenOptions {
+            token_id: TokenId::Omitted,
+            ..Default::default()
+        };
+        let token = mint_client_token_at("k", "http://h/clients/socketio/hubs/x", &options, 100);
         assert_eq!(
             payload_of(&token),
             json!({"iat": 100, "exp": 3700, "aud": "http://h/clients/socketio/hubs/x"})
@@ -166,6 +197,7 @@ mod tests {
         custom.insert("exp".into(), json!(1));
         custom.insert("sub".into(), json!("mallory"));
         custom.insert("userId".into(), json!("mallory"));
+        custom.insert("jti".into(), json!("stolen"));
         custom.insert("role".into(), json!(["webpubsub.sendToGroup"]));
         custom.insert("webpubsub.group".into(), json!(["admins"]));
         let options = ClientTokenOptions {
@@ -174,12 +206,14 @@ mod tests {
             groups: vec!["g1".into(), "g2".into()],
             ttl: Duration::from_secs(300),
             custom_claims: custom,
+            token_id: TokenId::Fixed("t-1".into()),
         };
         let token = mint_client_token_at("k", "aud", &options, 1_795_544_222);
         assert_eq!(
             payload_of(&token),
             json!({"role": ["r1"], "webpubsub.group": ["g1", "g2"], "userId": "bob", "tenant": "acme",
-                   "iat": 1_795_544_222u64, "exp": 1_795_544_522u64, "aud": "aud", "sub": "bob"})
+                   "iat": 1_795_544_222u64, "exp": 1_795_544_522u64, "aud": "aud", "sub": "bob",
+                   "jti": "t-1"})
         );
     }
 
@@ -192,6 +226,15 @@ mod tests {
         let payload = payload_of(&mint_client_token_at("k", "a", &options, 0));
         assert_eq!(payload["userId"], json!(""));
         assert!(payload.get("sub").is_none());
+    }
+
+    #[test]
+    fn every_token_gets_its_own_id_by_default() {
+        let a = payload_of(&mint_client_token_at("k", "a", &Default::default(), 0));
+        let b = payload_of(&mint_client_token_at("k", "a", &Default::default(), 0));
+        let id = a["jti"].as_str().unwrap();
+        assert_eq!(id.len(), 22);
+        assert_ne!(a["jti"], b["jti"]);
     }
 
     #[test]

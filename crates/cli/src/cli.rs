@@ -157,6 +157,24 @@ pub struct ServeArgs {
     /// change; 0: reload on SIGHUP only [default: 5000].
     #[arg(long, env = "PORTCULLIS_TLS_RELOAD_INTERVAL_MS")]
     pub tls_reload_interval_ms: Option<u64>,
+    /// Close live connections whose token has expired (after a grace period
+    /// in which the client can refresh it in band), on every hub; per hub
+    /// with `[hubs.NAME] token_expiry` (default: off, the token is checked
+    /// at the handshake only).
+    #[arg(long, env = "PORTCULLIS_TOKEN_EXPIRY")]
+    pub token_expiry: bool,
+    /// Milliseconds a connection stays open after its token's `exp` for the
+    /// client to refresh it [default: 25000].
+    #[arg(long, env = "PORTCULLIS_TOKEN_EXPIRY_GRACE_MS")]
+    pub token_expiry_grace_ms: Option<u64>,
+    /// Most token revocations one hub keeps at once [default: 100000].
+    #[arg(long, env = "PORTCULLIS_MAX_REVOCATIONS")]
+    pub max_revocations: Option<usize>,
+    /// The longest lifetime your client tokens have, in milliseconds: how
+    /// long a revocation is kept when the tokens' `exp` is unknown
+    /// [default: 86400000].
+    #[arg(long, env = "PORTCULLIS_REVOCATION_TTL_MS")]
+    pub revocation_ttl_ms: Option<u64>,
 }
 
 /// The optional TOML file.
@@ -193,6 +211,10 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_reload_interval_ms: Option<u64>,
+    token_expiry: Option<bool>,
+    token_expiry_grace_ms: Option<u64>,
+    max_revocations: Option<usize>,
+    revocation_ttl_ms: Option<u64>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -201,7 +223,12 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileHub {
     allow_anonymous: Option<bool>,
+    token_expiry: Option<bool>,
+    token_expiry_grace_ms: Option<u64>,
 }
+
+/// Default grace after `exp` before a connection is closed.
+const DEFAULT_TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(25);
 
 fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
     (!list.is_empty()).then_some(list)
@@ -329,12 +356,31 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
         };
+        let grace = self
+            .token_expiry_grace_ms
+            .or(file.token_expiry_grace_ms)
+            .map_or(DEFAULT_TOKEN_EXPIRY_GRACE, ms);
+        let token_expiry =
+            (self.token_expiry || file.token_expiry.unwrap_or(false)).then_some(grace);
+        config.token_expiry = token_expiry;
+        config.max_revocations = self
+            .max_revocations
+            .or(file.max_revocations)
+            .unwrap_or(config.max_revocations);
+        if let Some(v) = self.revocation_ttl_ms.or(file.revocation_ttl_ms) {
+            config.revocation_ttl = ms(v);
+        }
         config.hubs = file
             .hubs
             .into_iter()
             .map(|(name, hub)| {
+                let hub_grace = hub.token_expiry_grace_ms.map_or(grace, ms);
                 let settings = HubSettings {
                     allow_anonymous: hub.allow_anonymous.unwrap_or(allow_anonymous),
+                    token_expiry: match hub.token_expiry {
+                        Some(on) => on.then_some(hub_grace),
+                        None => token_expiry.map(|_| hub_grace),
+                    },
                 };
                 (name, settings)
             })
@@ -371,6 +417,9 @@ fn validate(config: &GatewayConfig) -> Result<(), String> {
             "--max-payload, --max-token-bytes and --max-queued-packets must be greater than zero"
                 .into(),
         );
+    }
+    if config.max_revocations == 0 || config.revocation_ttl.is_zero() {
+        return Err("--max-revocations and --revocation-ttl-ms must be greater than zero".into());
     }
     let limits = &config.connection_limits;
     if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
@@ -423,6 +472,10 @@ pub struct TokenArgs {
     /// instead of a client token.
     #[arg(long)]
     pub api: bool,
+    /// The token's id, its `jti` claim, by which it can be revoked
+    /// [default: random].
+    #[arg(long)]
+    pub token_id: Option<String>,
 }
 
 impl TokenArgs {
@@ -458,6 +511,10 @@ impl TokenArgs {
             groups: self.groups,
             ttl: self.ttl,
             custom_claims: Default::default(),
+            token_id: self.token_id.map_or(
+                portcullis_auth::TokenId::Random,
+                portcullis_auth::TokenId::Fixed,
+            ),
         };
         Ok(portcullis_auth::mint_client_token(
             &key, &audience, &options,

@@ -294,3 +294,42 @@ async fn a_busy_tunnel_slows_handshakes_down_instead_of_closing() {
         "every handshake completes once the app reads"
     );
 }
+
+/// A token revoked while the application is still deciding on its
+/// handshake: the connection is refused once accepted, not left holding it.
+#[tokio::test]
+async fn a_token_revoked_while_the_application_decides_is_refused() {
+    let gateway = TestGateway::start(&[]);
+    let tunnel = attach_application(&gateway, "slow").await;
+    tokio::spawn(slow_application(tunnel, Duration::from_millis(800)));
+    let token = token_for(
+        "slow",
+        &ClientTokenOptions {
+            user_id: Some("ann".into()),
+            ..Default::default()
+        },
+    );
+    let url = gateway.client_url(
+        "slow",
+        &format!("EIO=4&transport=polling&access_token={token}"),
+    );
+    let handshake = tokio::spawn(async move { reqwest::get(url).await.unwrap().status() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let operator = mint_client_token(
+        KEY,
+        &format!("{}/api/hubs/slow", gateway.http()),
+        &ClientTokenOptions::default(),
+    );
+    let revoked = reqwest::Client::new()
+        .post(format!(
+            "{}/api/hubs/slow/users/ann/tokens/:revoke",
+            gateway.http()
+        ))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(handshake.await.unwrap(), 401);
+    gateway.wait_connections(0).await;
+}

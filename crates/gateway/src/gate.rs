@@ -1,8 +1,6 @@
 //! The gate: a client's handshake is checked here before anything of a
 //! session exists. A refusal allocates nothing beyond its reply.
 
-use std::hash::BuildHasher;
-
 use http::{HeaderMap, header};
 use portcullis_auth::{Claims, TokenError};
 
@@ -53,10 +51,13 @@ pub(crate) fn admit(
         }
         return Err(refusal(&TokenError::Missing));
     };
-    let claims = state.verifier.verify(token, hub).map_err(|e| refusal(&e))?;
+    let claims = state.tokens.verify(token, hub).map_err(|e| refusal(&e))?;
+    if state.hubs.get(hub).is_some_and(|hub| hub.revokes(&claims)) {
+        return Err(EngineError::unauthorized(REVOKED));
+    }
     Ok(Admitted {
         claims,
-        token_fingerprint: Some(state.fingerprint(token)),
+        token_fingerprint: Some(state.tokens.fingerprint(token)),
     })
 }
 
@@ -72,10 +73,10 @@ pub(crate) fn check_session_token(
     connection: &Connection,
     token: Option<&str>,
 ) -> Result<(), EngineError> {
-    let presented = token.map(|token| state.fingerprint(token));
+    let presented = token.map(|token| state.tokens.fingerprint(token));
     match (connection.token_fingerprint, presented) {
         (None, None) => Ok(()),
-        (Some(expected), Some(presented)) if expected == presented => Ok(()),
+        (Some(_), Some(presented)) if connection.holds_token(presented) => Ok(()),
         (Some(_), None) => Err(EngineError::unauthorized(
             "this session was opened with an access token: send the same access_token on every request",
         )),
@@ -85,13 +86,10 @@ pub(crate) fn check_session_token(
     }
 }
 
+/// What a client with a revoked token is told.
+pub(crate) const REVOKED: &str =
+    "access token has been revoked: ask the application's /negotiate for a new one";
+
 fn refusal(error: &TokenError) -> EngineError {
     EngineError::unauthorized(error.to_string())
-}
-
-impl GatewayState {
-    /// The keyed hash of a token (keys random per process).
-    pub(crate) fn fingerprint(&self, token: &str) -> u64 {
-        self.fingerprint_keys.hash_one(token)
-    }
 }

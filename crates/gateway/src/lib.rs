@@ -28,6 +28,7 @@ pub mod hub;
 pub mod listener;
 pub mod server;
 pub mod tls;
+mod tokens;
 mod tunnel;
 
 pub use admission::AdmissionLimits;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::RandomState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +23,7 @@ use crate::engine::{self, CorsPolicy};
 use crate::hub::{DisconnectReason, HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
 use crate::tls::{self, CertificateStore, TlsConfig};
+use crate::tokens::Tokens;
 use crate::tunnel::{TunnelSettings, Tunnels};
 
 /// Everything the gateway is told at start.
@@ -85,6 +85,17 @@ pub struct GatewayConfig {
     /// Timeouts and caps on connections, above all those not yet past the
     /// gate (see [`crate::listener`]).
     pub connection_limits: ConnectionLimits,
+    /// Close connections whose token has expired, this long after `exp`,
+    /// unless the client refreshes it in band (default: `None`, tokens are
+    /// checked at the handshake only). Per hub in [`HubSettings`].
+    pub token_expiry: Option<Duration>,
+    /// Most revocations one hub keeps at once (each is forgotten when the
+    /// tokens it covers expire).
+    pub max_revocations: usize,
+    /// The longest lifetime client tokens are minted with: how long a
+    /// revocation is kept when the expiry of the tokens it covers is unknown
+    /// (a `jti` revoked without its `exp`, every token of a user).
+    pub revocation_ttl: Duration,
     /// Bytes and packets one client may have waiting for its application
     /// server (which answers one event at a time) before it is closed.
     pub max_app_backlog_bytes: usize,
@@ -124,6 +135,9 @@ impl GatewayConfig {
             tunnel_keepalive: Duration::from_secs(30),
             tunnel_queue_frames: 65_536,
             connection_limits: ConnectionLimits::default(),
+            token_expiry: None,
+            max_revocations: 100_000,
+            revocation_ttl: Duration::from_secs(24 * 3600),
             max_app_backlog_bytes: 4 * 1024 * 1024,
             max_app_backlog_packets: 4096,
             tls: None,
@@ -141,7 +155,7 @@ pub(crate) struct GatewayState {
     pub hubs: Hubs,
     pub verifier: ClientTokenVerifier,
     pub cors: CorsPolicy,
-    pub fingerprint_keys: RandomState,
+    pub tokens: Arc<Tokens>,
     pub tunnels: Tunnels,
     pub admission: Arc<Admission>,
     /// Bumped by [`Gateway::reload_tls`]; every certificate watcher (one per
@@ -201,10 +215,16 @@ impl Gateway {
             max_token_bytes: config.max_token_bytes,
             public_endpoint: config.public_endpoint.clone(),
         });
+        let tokens = Arc::new(Tokens::new(verifier.clone()));
         let default_settings = HubSettings {
             allow_anonymous: config.allow_anonymous,
+            token_expiry: config.token_expiry,
         };
-        let hubs = Hubs::new(default_settings, config.hubs.clone());
+        let hubs = Hubs::new(default_settings, config.hubs.clone()).with_token_checks(
+            tokens.clone(),
+            config.max_revocations,
+            config.revocation_ttl,
+        );
         for name in &config.echo_hubs {
             hubs.get_or_create(name)
                 .attach(Arc::new(EchoHandler::new(&config)));
@@ -233,12 +253,12 @@ impl Gateway {
         });
         Gateway {
             state: Arc::new(GatewayState {
+                tokens,
                 admission,
                 config,
                 hubs,
                 verifier,
                 cors,
-                fingerprint_keys: RandomState::new(),
                 tunnels,
                 tls_reload: watch::Sender::new(0),
             }),

@@ -35,6 +35,6 @@ pub use handler::{
     Accept, BoxFuture, ConnectRequest, Heartbeat, Hub, HubHandler, Refusal, TransportKind,
 };
 pub use id::{ConnectionId, is_valid_hub_name};
-pub use operation::{Applied, Groups, Operation, Outcome, Selection};
+pub use operation::{Applied, Groups, Operation, Outcome, Revocation, Selection};
 pub use payload::{Frame, Payload};
 pub use reason::DisconnectReason;

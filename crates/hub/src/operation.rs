@@ -131,6 +131,52 @@ pub enum Operation {
     Exists(Selection),
     /// The groups a connection is in.
     GroupsOf(ConnectionId),
+    /// Revokes tokens: handshakes and refreshes with them are refused from
+    /// now on, and connections holding one are closed with
+    /// [`DisconnectReason::TokenRevoked`](crate::DisconnectReason::TokenRevoked).
+    /// The outcome is [`Outcome::Done`]: whether the revocation is recorded.
+    Revoke(Revocation),
+}
+
+/// Which tokens a [`Operation::Revoke`] covers. A hub keeps a revocation
+/// until the tokens it covers have expired anyway, then forgets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Revocation {
+    /// One token, by its `jti` claim.
+    Token {
+        /// The token's `jti`.
+        id: String,
+        /// The token's `exp` (unix seconds), when the caller knows it; else
+        /// the hub keeps the revocation for its longest token lifetime.
+        expires_at: Option<u64>,
+    },
+    /// Every token of a user (`sub`) issued before a time.
+    User {
+        /// The user.
+        user: String,
+        /// Tokens with `iat` before this (unix seconds) are revoked; tokens
+        /// issued at or after it are not, so the user can log in again at once.
+        issued_before: u64,
+    },
+}
+
+impl Revocation {
+    /// Whether it covers a token with this `jti`, user and `iat`. A token
+    /// without `iat` counts as issued at the beginning of time.
+    pub fn covers(
+        &self,
+        token_id: Option<&str>,
+        user: Option<&str>,
+        issued_at: Option<u64>,
+    ) -> bool {
+        match self {
+            Revocation::Token { id, .. } => token_id == Some(id.as_str()),
+            Revocation::User {
+                user: revoked,
+                issued_before,
+            } => user == Some(revoked.as_str()) && issued_at.unwrap_or(0) < *issued_before,
+        }
+    }
 }
 
 /// What an operation did.
@@ -142,6 +188,9 @@ pub enum Outcome {
     Exists(bool),
     /// The answer of [`Operation::GroupsOf`] (empty for an unknown connection).
     Groups(Vec<String>),
+    /// Whether an operation that reaches no connection in particular took
+    /// effect ([`Operation::Revoke`]: the revocation is recorded).
+    Done(bool),
 }
 
 impl Outcome {
@@ -151,6 +200,7 @@ impl Outcome {
             Outcome::Count(n) => *n,
             Outcome::Exists(found) => usize::from(*found),
             Outcome::Groups(groups) => groups.len(),
+            Outcome::Done(done) => usize::from(*done),
         }
     }
 }
@@ -243,12 +293,43 @@ mod tests {
             },
             Operation::Exists(Selection::group("g")),
             Operation::GroupsOf(ConnectionId::from("c1")),
+            Operation::Revoke(Revocation::Token {
+                id: "t1".into(),
+                expires_at: Some(10),
+            }),
+            Operation::Revoke(Revocation::User {
+                user: "bob".into(),
+                issued_before: 5,
+            }),
         ];
         for operation in operations {
             let json = serde_json::to_string(&operation).unwrap();
             let back: Operation = serde_json::from_str(&json).unwrap();
             assert_eq!(back, operation, "{json}");
         }
+    }
+
+    #[test]
+    fn revocations_cover_their_tokens_only() {
+        let token = Revocation::Token {
+            id: "t1".into(),
+            expires_at: None,
+        };
+        assert!(token.covers(Some("t1"), None, None));
+        assert!(!token.covers(Some("t2"), Some("bob"), Some(1)));
+        assert!(!token.covers(None, Some("bob"), Some(1)));
+        let user = Revocation::User {
+            user: "bob".into(),
+            issued_before: 100,
+        };
+        assert!(user.covers(None, Some("bob"), Some(99)));
+        assert!(user.covers(Some("x"), Some("bob"), None));
+        assert!(
+            !user.covers(None, Some("bob"), Some(100)),
+            "issued at the revocation time"
+        );
+        assert!(!user.covers(None, Some("alice"), Some(1)));
+        assert!(!user.covers(None, None, Some(1)));
     }
 
     #[test]

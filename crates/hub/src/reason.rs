@@ -26,6 +26,13 @@ pub enum DisconnectReason {
     SlowClient,
     /// The gateway is shutting down.
     Shutdown,
+    /// The connection's token expired and no fresh one came within the grace
+    /// period (hubs that enforce token expiry). The client may reconnect
+    /// with a new token.
+    TokenExpired,
+    /// The connection's token was revoked (by its `jti`, or with every token
+    /// of its user).
+    TokenRevoked,
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -42,16 +49,32 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::PayloadTooLarge => f.write_str("payload too large"),
             DisconnectReason::SlowClient => f.write_str("client too slow: outbound queue full"),
             DisconnectReason::Shutdown => f.write_str("gateway shutting down"),
+            DisconnectReason::TokenExpired => f.write_str("token expired"),
+            DisconnectReason::TokenRevoked => f.write_str("token revoked"),
         }
     }
 }
 
 impl DisconnectReason {
+    /// Whether the gateway or the application closed the connection on
+    /// purpose (as opposed to a timeout, a broken protocol or a lost
+    /// transport): the frames queued before the close are still owed to the
+    /// client.
+    pub fn is_deliberate_close(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::ServerClosed(_)
+                | DisconnectReason::Shutdown
+                | DisconnectReason::TokenExpired
+                | DisconnectReason::TokenRevoked
+        )
+    }
+
     /// The reason a [`Display`](std::fmt::Display) text names (an empty
     /// text is a closed transport), or `None` for a text this crate does not
     /// print.
     pub fn from_text(text: &str) -> Option<Self> {
-        const FIXED: [(&str, DisconnectReason); 7] = [
+        const FIXED: [(&str, DisconnectReason); 9] = [
             ("", DisconnectReason::TransportClosed),
             (
                 "client closed the connection",
@@ -65,6 +88,8 @@ impl DisconnectReason {
                 DisconnectReason::SlowClient,
             ),
             ("gateway shutting down", DisconnectReason::Shutdown),
+            ("token expired", DisconnectReason::TokenExpired),
+            ("token revoked", DisconnectReason::TokenRevoked),
         ];
         if let Some((_, reason)) = FIXED.iter().find(|(t, _)| *t == text) {
             return Some(reason.clone());
@@ -96,6 +121,8 @@ mod tests {
             DisconnectReason::PayloadTooLarge,
             DisconnectReason::SlowClient,
             DisconnectReason::Shutdown,
+            DisconnectReason::TokenExpired,
+            DisconnectReason::TokenRevoked,
         ];
         for reason in reasons {
             assert_eq!(

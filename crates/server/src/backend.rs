@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use portcullis_hub::{Filter, Groups, Hub, Operation, Payload, Selection};
+use portcullis_hub::{Filter, Groups, Hub, Operation, Outcome, Payload, Revocation, Selection};
 use tokio::sync::mpsc;
 
 use crate::conn_id::ConnId;
@@ -99,6 +99,14 @@ impl Backend {
         let who = Selection::connection(connection.as_str());
         let reason = reason.to_owned();
         self.hub.apply(Operation::Close { who, reason });
+    }
+
+    /// Revokes tokens at the gateway; resolves once it is in effect there.
+    pub async fn revoke(&self, revocation: Revocation) -> bool {
+        matches!(
+            self.hub.apply(Operation::Revoke(revocation)).await,
+            Outcome::Done(true)
+        )
     }
 
     /// Acknowledgements of `payload` (an EVENT without ack id) from the

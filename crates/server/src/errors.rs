@@ -33,6 +33,23 @@ pub enum AckError {
     Send(#[from] SendError),
 }
 
+/// Why a token revocation did not take effect.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// The [`SocketIo`](crate::SocketIo) is not attached to a gateway yet.
+    #[error("the Socket.IO server is not attached to a gateway")]
+    NotAttached,
+    /// The gateway did not record it: its revocation list for the hub is
+    /// full (connections holding the tokens were still closed), or the
+    /// tunnel was lost before it answered. Retry, or raise the gateway's
+    /// `--max-revocations`.
+    #[error(
+        "the gateway did not record the revocation (revocation list full, or the tunnel was lost); retry"
+    )]
+    NotRecorded,
+}
+
 /// Why [`SocketIo::attach`](crate::SocketIo::attach) failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

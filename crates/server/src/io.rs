@@ -5,9 +5,10 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use portcullis_hub::Revocation;
 use serde::Serialize;
 
 use crate::ack::{AckStream, FromAck};
@@ -16,7 +17,7 @@ use crate::conn::Conn;
 use crate::conn_id::ConnId;
 
 use crate::connect_timeout::ConnectDeadlines;
-use crate::errors::{AttachError, SendError};
+use crate::errors::{AttachError, RevokeError, SendError};
 use crate::extract::ConnectHandler;
 use crate::ns::{Namespace, NamespaceInner, Namespaces};
 use crate::operators::{BroadcastOperator, IntoRooms};
@@ -394,6 +395,58 @@ impl SocketIo {
     /// The hub this server is attached to, if any.
     pub fn hub_name(&self) -> Option<&str> {
         self.0.backend().map(Backend::hub_name)
+    }
+
+    /// Revokes every token of `user` issued before `issued_before` (a
+    /// logout: pass `SystemTime::now()`). The gateway refuses them at the
+    /// handshake and at in-band refresh from then on, and disconnects every
+    /// connection of the user holding one (the clients get "io server
+    /// disconnect", so socket.io-client does not reconnect by itself).
+    /// Resolves once the gateway has it. Tokens issued from the next whole
+    /// second after `issued_before` on (a new login) stay valid: `iat` has
+    /// whole seconds, so a token issued in the same second is revoked too.
+    pub async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        issued_before: SystemTime,
+    ) -> Result<(), RevokeError> {
+        // `iat` has whole seconds: round up, so that a token issued just
+        // before `issued_before`, in the same second, is revoked too (and
+        // one issued just after it in that second as well).
+        let since_epoch = issued_before.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let issued_before = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+        self.revoke(Revocation::User {
+            user: user.to_owned(),
+            issued_before,
+        })
+        .await
+    }
+
+    /// Revokes one token by its `jti` (tokens minted by
+    /// [`Negotiate`](crate::negotiate::Negotiate) carry one). `expires_at`,
+    /// the token's `exp` when known, lets the gateway forget the revocation
+    /// when the token would have expired anyway.
+    pub async fn revoke_token(
+        &self,
+        token_id: &str,
+        expires_at: Option<SystemTime>,
+    ) -> Result<(), RevokeError> {
+        let expires_at =
+            expires_at.map(|at| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+        self.revoke(Revocation::Token {
+            id: token_id.to_owned(),
+            expires_at,
+        })
+        .await
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), RevokeError> {
+        let backend = self.0.backend().ok_or(RevokeError::NotAttached)?;
+        if backend.revoke(revocation).await {
+            Ok(())
+        } else {
+            Err(RevokeError::NotRecorded)
+        }
     }
 }
 

@@ -145,7 +145,7 @@ mod sync;
 mod tunnel;
 
 pub use ack::{AckFuture, AckStream, FromAck, WithBinary};
-pub use errors::{AckError, AttachError, SendError};
+pub use errors::{AckError, AttachError, RevokeError, SendError};
 pub use extensions::Extensions;
 pub use io::{Config, SocketIo, SocketIoBuilder};
 pub use ns::Namespace;

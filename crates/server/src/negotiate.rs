@@ -208,6 +208,7 @@ impl Negotiate {
             groups: options.groups.clone(),
             ttl,
             custom_claims: options.custom_claims.clone(),
+            ..ClientTokenOptions::default()
         };
         NegotiateResponse {
             endpoint: self.inner.endpoint.clone(),

@@ -115,7 +115,8 @@ async fn answers_exactly_what_the_sdk_answers() {
     ));
     assert_eq!(verifier.verify(token, HUB).unwrap().user_id(), Some("bob"));
 
-    // No options: an anonymous token (iat, exp, aud only), like the SDK's default.
+    // No options: an anonymous token (iat, exp, aud), like the SDK's default,
+    // plus the token's own id, by which it can be revoked.
     let anonymous: Value = reqwest::get(format!("{app}/negotiate/anonymous"))
         .await
         .unwrap()
@@ -129,7 +130,7 @@ async fn answers_exactly_what_the_sdk_answers() {
         .cloned()
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["aud", "exp", "iat"]);
+    assert_eq!(names, ["aud", "exp", "iat", "jti"]);
 }
 
 #[tokio::test]

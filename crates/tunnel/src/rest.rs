@@ -190,6 +190,27 @@ pub enum RestCall {
         /// Close reason.
         reason: Option<String>,
     },
+    /// `POST /api/hubs/{hub}/tokens/{jti}/:revoke[?expiresAt=]` → 200
+    /// (a Portcullis extension: revokes one token by its `jti`).
+    RevokeToken {
+        /// Hub.
+        hub: String,
+        /// The token's `jti`.
+        token_id: String,
+        /// When the token expires (unix seconds), if the caller knows.
+        expires_at: Option<u64>,
+    },
+    /// `POST /api/hubs/{hub}/users/{userId}/tokens/:revoke[?issuedBefore=]` → 200
+    /// (a Portcullis extension: revokes every token of a user issued before
+    /// a time, by default every token issued up to now, this second included).
+    RevokeUserTokens {
+        /// Hub.
+        hub: String,
+        /// User.
+        user_id: String,
+        /// Tokens with `iat` before this (unix seconds) are revoked.
+        issued_before: Option<u64>,
+    },
 }
 
 impl RestCall {
@@ -215,7 +236,9 @@ impl RestCall {
             | Self::UserExists { hub, .. }
             | Self::CloseAll { hub, .. }
             | Self::CloseGroup { hub, .. }
-            | Self::CloseUser { hub, .. } => hub,
+            | Self::CloseUser { hub, .. }
+            | Self::RevokeToken { hub, .. }
+            | Self::RevokeUserTokens { hub, .. } => hub,
         }
     }
 }
@@ -253,7 +276,9 @@ impl RestCall {
             | Self::Invoke { .. }
             | Self::CloseAll { .. }
             | Self::CloseGroup { .. }
-            | Self::CloseUser { .. } => "POST",
+            | Self::CloseUser { .. }
+            | Self::RevokeToken { .. }
+            | Self::RevokeUserTokens { .. } => "POST",
             Self::AddConnectionToGroup { .. } | Self::AddUserToGroup { .. } => "PUT",
             Self::RemoveConnectionFromGroup { .. }
             | Self::RemoveConnectionFromAllGroups { .. }
@@ -298,6 +323,7 @@ impl RestCall {
             out.extend(utf8_percent_encode(segment, SEGMENT));
         };
         let (mut filter, mut reason, mut excluded) = (None, None, &[][..]);
+        let mut times: Option<(&str, u64)> = None;
         match self {
             Self::SendToConnection { connection_id, .. } => {
                 push("connections");
@@ -413,6 +439,27 @@ impl RestCall {
                 push(":closeConnections");
                 (excluded, reason) = (e.as_slice(), r.as_deref());
             }
+            Self::RevokeToken {
+                token_id,
+                expires_at,
+                ..
+            } => {
+                push("tokens");
+                push(token_id);
+                push(":revoke");
+                times = expires_at.map(|t| ("expiresAt", t));
+            }
+            Self::RevokeUserTokens {
+                user_id,
+                issued_before,
+                ..
+            } => {
+                push("users");
+                push(user_id);
+                push("tokens");
+                push(":revoke");
+                times = issued_before.map(|t| ("issuedBefore", t));
+            }
         }
         out.push('?');
         let start = out.len();
@@ -426,6 +473,9 @@ impl RestCall {
         }
         if let Some(reason) = reason {
             query.append_pair("reason", reason);
+        }
+        if let Some((name, time)) = times {
+            query.append_pair(name, &time.to_string());
         }
         query.finish()
     }
@@ -501,12 +551,31 @@ struct Query {
     filter: Option<String>,
     reason: Option<String>,
     excluded: Vec<String>,
+    expires_at: Option<String>,
+    issued_before: Option<String>,
+}
+
+/// A unix time in seconds from a query parameter.
+fn unix_seconds(name: &str, value: Option<String>) -> Result<Option<u64>, RestError> {
+    value
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                RestError::BadRequest(format!(
+                    "{name} must be a unix time in whole seconds, not {text:?}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 fn parse_query(query: &str) -> Query {
     let mut q = Query::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
+            "expiresAt" if q.expires_at.is_none() => q.expires_at = Some(value.into_owned()),
+            "issuedBefore" if q.issued_before.is_none() => {
+                q.issued_before = Some(value.into_owned())
+            }
             "filter" if q.filter.is_none() => q.filter = Some(value.into_owned()),
             "reason" if q.reason.is_none() => q.reason = Some(value.into_owned()),
             "excluded" => q.excluded.push(value.into_owned()),
@@ -701,6 +770,22 @@ pub fn parse_rest(method: &str, path_and_query_or_url: &str) -> Result<RestCall,
                 reason: query.reason,
             },
         ),
+        ["tokens", id, ":revoke"] => (
+            "POST",
+            RestCall::RevokeToken {
+                hub,
+                token_id: (*id).to_owned(),
+                expires_at: unix_seconds("expiresAt", query.expires_at)?,
+            },
+        ),
+        ["users", user, "tokens", ":revoke"] => (
+            "POST",
+            RestCall::RevokeUserTokens {
+                hub,
+                user_id: (*user).to_owned(),
+                issued_before: unix_seconds("issuedBefore", query.issued_before)?,
+            },
+        ),
         ["users", user, "groups"] => (
             "DELETE",
             RestCall::RemoveUserFromAllGroups {
@@ -746,6 +831,44 @@ mod tests {
 
     fn ok(method: &str, url: &str) -> RestCall {
         parse_rest(method, url).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    #[test]
+    fn revocations() {
+        assert_eq!(
+            ok(
+                "POST",
+                "/api/hubs/chat/tokens/abc/:revoke?expiresAt=1800000000"
+            ),
+            RestCall::RevokeToken {
+                hub: "chat".into(),
+                token_id: "abc".into(),
+                expires_at: Some(1_800_000_000),
+            }
+        );
+        assert_eq!(
+            ok("POST", "/api/hubs/chat/users/bob/tokens/:revoke"),
+            RestCall::RevokeUserTokens {
+                hub: "chat".into(),
+                user_id: "bob".into(),
+                issued_before: None,
+            }
+        );
+        assert_eq!(
+            parse_rest(
+                "POST",
+                "/api/hubs/chat/users/bob/tokens/:revoke?issuedBefore=soon"
+            )
+            .unwrap_err()
+            .status_code(),
+            400
+        );
+        assert_eq!(
+            parse_rest("GET", "/api/hubs/chat/tokens/abc/:revoke")
+                .unwrap_err()
+                .status_code(),
+            405
+        );
     }
 
     #[test]

@@ -171,6 +171,20 @@ fn rest_call() -> impl Strategy<Value = RestCall> {
                 reason,
             }
         }),
+        (s(), s(), any::<Option<u64>>()).prop_map(|(hub, token_id, expires_at)| {
+            RestCall::RevokeToken {
+                hub,
+                token_id,
+                expires_at,
+            }
+        }),
+        (s(), s(), any::<Option<u64>>()).prop_map(|(hub, user_id, issued_before)| {
+            RestCall::RevokeUserTokens {
+                hub,
+                user_id,
+                issued_before,
+            }
+        }),
     ]
 }
 

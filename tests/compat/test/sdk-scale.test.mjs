@@ -68,7 +68,11 @@ test("two app servers on one hub; one killed", { timeout: 120_000 }, async (t) =
   }
 
   // A broadcast from either process reaches every client of the hub.
+  // `emit` answers once the SDK has queued the REST call, not once the
+  // gateway has it: B emits after every client has A's broadcast, so the
+  // order checked below is the order of the two calls at the gateway.
   await appA.command("emit", { target: {}, event: "from", args: ["A"] });
+  await Promise.all(clients.map((s) => s.inbox.waitFor("from", 1)));
   await appB.command("emit", { target: {}, event: "from", args: ["B"] });
   await Promise.all(clients.map((s) => s.inbox.waitFor("from", 2)));
   for (const s of clients) {

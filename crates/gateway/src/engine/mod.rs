@@ -22,7 +22,7 @@ pub use error::{EngineError, ErrorCode};
 use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, LocalHub,
+    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Lease, LocalHub,
     SessionParams, Transport, TransportKind,
 };
 use crate::server::GatewayState;
@@ -172,6 +172,10 @@ async fn open_session(
     let task = tokio::spawn(async move {
         let id = request.connection_id.clone();
         let user_id = request.user_id().map(str::to_owned);
+        let lease = match token_fingerprint {
+            Some(_) => Lease::of(&request.claims, hub.settings().token_expiry),
+            None => Lease::default(),
+        };
         let transport = request.transport;
         let verdict =
             tokio::time::timeout(state.config.connect_timeout, handler.connect(&hub, request))
@@ -194,21 +198,30 @@ async fn open_session(
                 ));
             }
         };
+        let revoked = hub.revokes_lease(&lease, user_id.as_deref());
         let params = session_params(&state, &accept);
         let transport = match transport {
             TransportKind::Polling => Transport::Polling,
             TransportKind::WebSocket => Transport::WebSocket,
         };
-        let connection = Arc::new(Connection::new(
-            id,
-            user_id.as_deref(),
-            token_fingerprint,
-            params,
-            transport,
-        ));
+        let connection = Arc::new(
+            Connection::new(id, user_id.as_deref(), token_fingerprint, params, transport)
+                .with_lease(lease),
+        );
         connection.hold(ticket);
         hub.register(connection.clone());
         handler.on_connected(&hub, &connection.id);
+        if revoked {
+            // Revoked while the application decided: the revocation closed
+            // every holder it could see, and this one was not registered
+            // yet. The handler hears it end like any other.
+            hub.end(
+                &connection,
+                Ending::ByServer,
+                DisconnectReason::TokenRevoked,
+            );
+            return Err(EngineError::unauthorized(crate::gate::REVOKED));
+        }
         Ok(connection)
     });
     task.await.unwrap_or_else(|_| {
@@ -321,13 +334,17 @@ async fn polling_request(
     }
 }
 
-/// A request for a sid the hub no longer holds: the one poll a
-/// client-closed session still owes gets its noop; anything else is an
-/// unknown session.
+/// A request for a sid the hub no longer holds: an ended polling session
+/// answers the polls it still owes (its last frames, then the noop or the
+/// close); anything else is an unknown session.
 async fn closed_session(hub: &LocalHub, sid: &str, is_poll: bool) -> Result<Response, EngineError> {
-    match hub.take_closed_by_client(sid).filter(|_| is_poll) {
+    match hub.take_awaiting_last_poll(sid).filter(|_| is_poll) {
         Some(connection) if !connection.farewell_sent() => {
-            Ok(polling::poll(hub, &connection).await)
+            let response = polling::poll(hub, &connection).await;
+            if !connection.farewell_sent() {
+                hub.await_last_poll(connection);
+            }
+            Ok(response)
         }
         _ => Err(EngineError::unknown_sid()),
     }

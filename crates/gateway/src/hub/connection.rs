@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::delay_queue::Key;
 
+use super::lifetime::Lease;
 use super::{ConnectionId, DisconnectReason, Frame, Heartbeat, Payload};
 use crate::admission::Ticket;
 
@@ -95,6 +96,8 @@ struct State {
     /// Its share of the gateway's admission counts, given back when it ends.
     ticket: Option<Ticket>,
     last_seen: Instant,
+    /// The token the connection holds now.
+    lease: Lease,
 }
 
 /// Where a connection is in its heartbeat (when the gateway pings).
@@ -142,12 +145,41 @@ impl Connection {
                 heartbeat_key: None,
                 ticket: None,
                 last_seen: now,
+                lease: Lease::default(),
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
             probe_sync: Notify::new(),
             probe_synced: Notify::new(),
         }
+    }
+
+    /// The connection with the lease of the token it was opened with.
+    pub(crate) fn with_lease(self, lease: Lease) -> Self {
+        self.lock().lease = lease;
+        self
+    }
+
+    /// The lease of the token the connection holds now.
+    pub(crate) fn lease(&self) -> Lease {
+        self.lock().lease.clone()
+    }
+
+    /// Replaces the lease after an in-band refresh.
+    pub(crate) fn renew(&self, lease: Lease) {
+        self.lock().lease = lease;
+    }
+
+    /// When the connection's token runs out, on hubs that enforce expiry.
+    pub(crate) fn token_deadline(&self) -> Option<Instant> {
+        self.lock().lease.deadline
+    }
+
+    /// Whether a later request's token fingerprint is one of this session's:
+    /// the handshake's, or the last one refreshed in band.
+    pub(crate) fn holds_token(&self, fingerprint: u64) -> bool {
+        self.token_fingerprint == Some(fingerprint)
+            || self.lock().lease.refreshed_fingerprint == Some(fingerprint)
     }
 
     /// The connection id.
@@ -228,6 +260,11 @@ impl Connection {
     /// Why the connection ended, if it did.
     pub(crate) fn disconnect_reason(&self) -> Option<DisconnectReason> {
         self.lock().reason.clone()
+    }
+
+    /// Whether frames wait to be sent.
+    pub(crate) fn has_queued_frames(&self) -> bool {
+        !self.lock().queue.is_empty()
     }
 
     /// Takes every queued frame, with the queue's buffer: an idle
@@ -326,9 +363,16 @@ impl Connection {
     pub(crate) fn poll_ready(&self) -> Option<PollReady> {
         let mut state = self.lock();
         if let Some(ending) = state.end {
+            if !state.queue.is_empty() {
+                // As engine.io: the last frames go alone, the close (or
+                // noop) with the next poll. socket.io-client handles a
+                // packet a tick after reading it, so a DISCONNECT read in
+                // the same response as the close would come too late: the
+                // client would take "transport close" and reconnect.
+                return Some(PollReady::Frames(std::mem::take(&mut state.queue).into()));
+            }
             state.farewell_sent = true;
-            let frames = std::mem::take(&mut state.queue).into();
-            return Some(PollReady::Ended(ending, frames));
+            return Some(PollReady::Ended(ending));
         }
         if matches!(state.transport, Transport::Upgrading | Transport::WebSocket) {
             return Some(PollReady::Noop);
@@ -410,5 +454,6 @@ pub(crate) enum PollReady {
     Frames(Vec<Frame>),
     /// An upgrade is under way or done: release the poll with a noop.
     Noop,
-    Ended(Ending, Vec<Frame>),
+    /// The session ended and its last frames went out.
+    Ended(Ending),
 }

@@ -85,8 +85,9 @@ async fn serve(hub: Weak<HubInner>, mut events: mpsc::UnboundedReceiver<Arc<Conn
     }
 }
 
-/// Acts on the connection's heartbeat at `now` (ping it, or end it) and
-/// returns when to look again, or `None` once it has ended.
+/// Acts on the connection's heartbeat and token deadline at `now` (ping
+/// it, or end it) and returns when to look again, or `None` once it has
+/// ended.
 fn next_deadline(
     hub: &LocalHub,
     connection: &Connection,
@@ -96,6 +97,26 @@ fn next_deadline(
     if connection.ending().is_some() {
         return linger(hub, connection, now);
     }
+    let token_deadline = connection.token_deadline();
+    if token_deadline.is_some_and(|deadline| now >= deadline) {
+        // An Engine.IO close, not a Socket.IO DISCONNECT: socket.io-client
+        // sees "transport close" and reconnects (through negotiate, for a
+        // fresh token).
+        tracing::info!(hub = %hub.name(), "token expired: connection closed");
+        hub.end(connection, Ending::ByServer, DisconnectReason::TokenExpired);
+        return None;
+    }
+    let heartbeat = heartbeat_deadline(hub, connection, ping, now)?;
+    Some(token_deadline.map_or(heartbeat, |token| token.min(heartbeat)))
+}
+
+/// The heartbeat's part of [`next_deadline`].
+fn heartbeat_deadline(
+    hub: &LocalHub,
+    connection: &Connection,
+    ping: &Payload,
+    now: Instant,
+) -> Option<Instant> {
     let params = &connection.params;
     let deadline = match params.heartbeat {
         // The handler pings: the client must be heard from within
@@ -141,7 +162,7 @@ fn next_deadline(
 /// An ended connection the hub keeps for a last poll stays until
 /// `ping_timeout` after it ended (its entry is then re-evaluated once more).
 fn linger(hub: &LocalHub, connection: &Connection, now: Instant) -> Option<Instant> {
-    if !hub.keeps_closed(connection.id.as_str()) {
+    if !hub.keeps_for_last_poll(connection.id.as_str()) {
         return None;
     }
     match connection.ended_at() {
@@ -149,7 +170,7 @@ fn linger(hub: &LocalHub, connection: &Connection, now: Instant) -> Option<Insta
             Some(ended + connection.params.ping_timeout)
         }
         _ => {
-            hub.forget_closed(connection.id.as_str());
+            hub.forget_last_poll(connection.id.as_str());
             None
         }
     }

@@ -9,28 +9,41 @@
 
 mod connection;
 mod heartbeat;
+mod lifetime;
 mod operations;
+mod refresh;
 mod socketio;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
+use portcullis_auth::Claims;
 use portcullis_protocol::engine::Packet;
+
+use crate::tokens::Tokens;
+use lifetime::{RevocationList, RevocationListFull};
 
 pub use connection::Connection;
 pub(crate) use connection::{Ending, PollReady, SessionParams, Transport};
+pub(crate) use lifetime::{Lease, unix_now};
 pub use portcullis_hub::{
     Accept, Applied, BoxFuture, Candidates, ConnectRequest, ConnectionId, DisconnectReason, Filter,
     FilterSubject, Frame, Groups, Heartbeat, Hub, HubHandler, Operation, Outcome, Payload, Refusal,
-    Selection, TransportKind, is_valid_hub_name, odata,
+    Revocation, Selection, TransportKind, is_valid_hub_name, odata,
 };
+pub use refresh::REFRESH_EVENT;
 
 /// Per-hub settings.
 #[derive(Debug, Clone, Default)]
 pub struct HubSettings {
     /// Accept clients that bring no token.
     pub allow_anonymous: bool,
+    /// Close a connection this long after its token's `exp` unless the
+    /// client hands it a fresh token first (`None`: the token is checked at
+    /// the handshake only).
+    pub token_expiry: Option<Duration>,
 }
 
 /// A handle to one hub. Cheap to clone.
@@ -44,10 +57,12 @@ struct HubInner {
     members: RwLock<Members>,
     registry: Arc<Registry>,
     heartbeats: heartbeat::Heartbeats,
-    /// Polling sessions the client closed while no poll was there to take
-    /// its noop: kept out of the hub, for a poll that raced the close
-    /// (until the poll comes or `ping_timeout` passes; see [`LocalHub::end`]).
-    closed_by_client: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
+    /// Ended polling sessions that still owe their client a last poll (a
+    /// noop, or the close after the last frames): kept out of the hub until
+    /// that poll comes or `ping_timeout` passes (see [`LocalHub::end`]).
+    awaiting_last_poll: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
+    /// Tokens revoked for this hub.
+    revocations: Mutex<RevocationList>,
 }
 
 #[derive(Default)]
@@ -73,10 +88,27 @@ impl FilterSubject for Member {
     }
 }
 
-/// Gateway-wide counters shared by every hub.
-#[derive(Debug, Default)]
+/// What [`LocalHub::revoke`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Connections closed because they held a revoked token.
+    pub closed: usize,
+    /// Whether the revocation was recorded (false: the hub's list is full,
+    /// so handshakes with the token are not refused).
+    pub recorded: bool,
+}
+
+/// Gateway-wide state shared by every hub.
+#[derive(Default)]
 pub(crate) struct Registry {
     pub connections: std::sync::atomic::AtomicUsize,
+    /// Verifies the fresh tokens of in-band refreshes (none: refreshes are
+    /// refused).
+    pub tokens: Option<Arc<Tokens>>,
+    /// Most revocations one hub keeps.
+    pub max_revocations: usize,
+    /// How long a revocation is kept when the tokens' expiry is unknown.
+    pub revocation_ttl: Duration,
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
@@ -96,7 +128,8 @@ impl LocalHub {
             members: RwLock::new(Members::default()),
             registry,
             heartbeats: heartbeat::Heartbeats::default(),
-            closed_by_client: Mutex::default(),
+            awaiting_last_poll: Mutex::default(),
+            revocations: Mutex::default(),
         }))
     }
 
@@ -168,14 +201,19 @@ impl LocalHub {
             return;
         }
         if let Some(connection) = self.unregister(&connection.id) {
-            // A client that sends `1` over POST while its poll is on the way
-            // (two connections, no order between them) still gets the noop
-            // that ends that poll; any later request finds no session.
-            if ending == Ending::ByClient
+            // A polling session may owe its client a last poll: the noop
+            // that ends a poll racing the client's own close (`1` over POST
+            // and the poll travel on two connections, in no order), or,
+            // when the gateway closed it on purpose, its last frames and
+            // then the close packet in separate responses (see
+            // `Connection::poll_ready`). Any later request, and any request
+            // after a timeout or a protocol error, finds no session.
+            let owes_frames = reason.is_deliberate_close() && connection.has_queued_frames();
+            if (ending == Ending::ByClient || owes_frames)
                 && connection.transport() != Transport::WebSocket
                 && !connection.farewell_sent()
             {
-                self.closed_by_client()
+                self.awaiting_last_poll()
                     .insert(connection.id.clone(), connection.clone());
             }
             self.0.heartbeats.forget(connection);
@@ -186,29 +224,34 @@ impl LocalHub {
         }
     }
 
-    fn closed_by_client(
+    fn awaiting_last_poll(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Arc<Connection>>> {
         self.0
-            .closed_by_client
+            .awaiting_last_poll
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a session the client closed whose last poll has not come yet
-    /// (it is answered once, then the sid is unknown).
-    pub(crate) fn take_closed_by_client(&self, id: &str) -> Option<Arc<Connection>> {
-        self.closed_by_client().remove(id)
+    /// Takes an ended polling session whose last poll has not come yet.
+    pub(crate) fn take_awaiting_last_poll(&self, id: &str) -> Option<Arc<Connection>> {
+        self.awaiting_last_poll().remove(id)
     }
 
-    /// Whether a client-closed session is still kept for its last poll.
-    pub(crate) fn keeps_closed(&self, id: &str) -> bool {
-        self.closed_by_client().contains_key(id)
+    /// Keeps an ended polling session for one more poll.
+    pub(crate) fn await_last_poll(&self, connection: Arc<Connection>) {
+        self.awaiting_last_poll()
+            .insert(connection.id.clone(), connection);
     }
 
-    /// Drops a client-closed session whose last poll never came.
-    pub(crate) fn forget_closed(&self, id: &str) {
-        self.closed_by_client().remove(id);
+    /// Whether an ended session is still kept for its last poll.
+    pub(crate) fn keeps_for_last_poll(&self, id: &str) -> bool {
+        self.awaiting_last_poll().contains_key(id)
+    }
+
+    /// Drops an ended session whose last poll never came.
+    pub(crate) fn forget_last_poll(&self, id: &str) {
+        self.awaiting_last_poll().remove(id);
     }
 
     /// Removes a connection from the hub and its groups; returns it.
@@ -233,15 +276,22 @@ impl LocalHub {
     /// Delivers a client packet to the handler.
     /// A client's DISCONNECT of a namespace first leaves that namespace's
     /// groups, whoever serves the hub.
+    /// A token refresh (the reserved event, see `refresh.rs`) is answered
+    /// here and never reaches the handler.
     pub(crate) fn dispatch(&self, connection: &ConnectionId, packet: Packet) {
-        if let Packet::Message(text) = &packet
-            && text.starts_with('1')
-            && let Some(prefix) = socketio::left_by_client(text)
-        {
-            self.leave(
-                &Selection::connection(connection.as_str()),
-                &Groups::Prefixed(prefix),
-            );
+        if let Packet::Message(text) = &packet {
+            if text.starts_with('1')
+                && let Some(prefix) = socketio::left_by_client(text)
+            {
+                self.leave(
+                    &Selection::connection(connection.as_str()),
+                    &Groups::Prefixed(prefix),
+                );
+            }
+            if let Some(request) = refresh::parse(text) {
+                self.refresh(connection, &request);
+                return;
+            }
         }
         if let Some(handler) = self.handler() {
             handler.on_packet(self, connection, packet);
@@ -487,6 +537,140 @@ impl LocalHub {
     }
 }
 
+impl LocalHub {
+    /// Applies an in-band token refresh and acknowledges it.
+    fn refresh(&self, id: &ConnectionId, request: &refresh::RefreshRequest<'_>) {
+        let Some(connection) = self.connection(id.as_str()) else {
+            return;
+        };
+        let answer = match self.renew(&connection, request) {
+            Ok(expires_at) => {
+                tracing::info!(hub = %self.name(), "token refreshed");
+                refresh::RefreshAnswer::Refreshed { expires_at }
+            }
+            Err((code, message)) => {
+                tracing::info!(hub = %self.name(), code, %message, "token refresh refused");
+                refresh::RefreshAnswer::Refused { code, message }
+            }
+        };
+        if let Some(ack) = answer.ack_for(request) {
+            self.deliver(&connection, &Payload::packet(Packet::Message(ack)));
+        }
+    }
+
+    /// Checks a fresh token and gives the connection its lease; the new
+    /// `exp`, or a status and message saying why not.
+    fn renew(
+        &self,
+        connection: &Arc<Connection>,
+        request: &refresh::RefreshRequest<'_>,
+    ) -> Result<Option<u64>, (u16, String)> {
+        let token = request
+            .token
+            .as_ref()
+            .map_err(|why| (400, why.to_string()))?;
+        if connection.token_fingerprint.is_none() {
+            return Err((
+                403,
+                "this connection was opened without an access token: there is none to refresh"
+                    .into(),
+            ));
+        }
+        let tokens = self.0.registry.tokens.as_ref().ok_or((
+            503,
+            "this gateway does not verify tokens for live connections".to_string(),
+        ))?;
+        let claims = tokens
+            .verify(token, self.name())
+            .map_err(|e| (401, e.to_string()))?;
+        if claims.user_id() != connection.user_id() {
+            return Err((
+                403,
+                "the fresh token is for another user than this connection's".into(),
+            ));
+        }
+        if self.revokes(&claims) {
+            return Err((401, crate::gate::REVOKED.into()));
+        }
+        let mut lease = Lease::of(&claims, self.0.settings.token_expiry);
+        lease.refreshed_fingerprint = Some(tokens.fingerprint(token));
+        let expires_at = lease.expires_at;
+        connection.renew(lease);
+        // The deadline may have moved either way: the queue looks again.
+        self.0.heartbeats.pong(self, connection);
+        Ok(expires_at)
+    }
+
+    /// Whether a token with these claims is revoked for this hub.
+    pub(crate) fn revokes(&self, claims: &Claims) -> bool {
+        self.revocations().revokes(claims)
+    }
+
+    /// Whether a connection about to be registered holds a token revoked
+    /// while the application was deciding on it.
+    pub(crate) fn revokes_lease(&self, lease: &Lease, user: Option<&str>) -> bool {
+        self.revocations().revokes_lease(lease, user)
+    }
+
+    fn revocations(&self) -> std::sync::MutexGuard<'_, RevocationList> {
+        self.0.revocations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Revokes tokens: handshakes and refreshes with them are refused, and
+    /// every connection holding one is closed (a Socket.IO DISCONNECT for
+    /// each of its namespaces, so socket.io-client does not reconnect on
+    /// its own, then an Engine.IO close). The connections are closed even
+    /// if the list is full (and the revocation then not recorded).
+    pub fn revoke(&self, revocation: &Revocation) -> Revoked {
+        let registry = &self.0.registry;
+        let recorded = self.revocations().add(
+            revocation,
+            registry.revocation_ttl,
+            registry.max_revocations,
+        );
+        if let Err(RevocationListFull(max)) = recorded {
+            tracing::error!(hub = %self.name(), max, "revocation list full; raise --max-revocations");
+        }
+        let holders: Vec<Arc<Connection>> = read(&self.0.members)
+            .connections
+            .values()
+            .map(|m| &m.connection)
+            .filter(|c| c.lease().revoked_by(revocation, c.user_id()))
+            .cloned()
+            .collect();
+        for connection in &holders {
+            self.close_revoked(connection);
+        }
+        tracing::info!(hub = %self.name(), closed = holders.len(), "tokens revoked");
+        Revoked {
+            closed: holders.len(),
+            recorded: recorded.is_ok(),
+        }
+    }
+
+    fn close_revoked(&self, connection: &Arc<Connection>) {
+        let namespaces: Vec<String> = self
+            .groups_of(connection.id.as_str())
+            .iter()
+            .filter_map(|group| portcullis_tunnel::group_name::parse_group_name(group))
+            .filter(|(_, room)| room.is_none())
+            .map(|(namespace, _)| namespace)
+            .collect();
+        let disconnects = namespaces
+            .iter()
+            .map(|namespace| match namespace.as_str() {
+                "/" => Frame::text("41"),
+                namespace => Frame::text(format!("41{namespace},")),
+            })
+            .collect();
+        self.send(
+            &Selection::connection(connection.id.as_str()),
+            &Payload::from_frames(disconnects),
+        );
+        self.end(connection, Ending::ByServer, DisconnectReason::TokenRevoked);
+    }
+}
+
 impl Members {
     /// The group's name as already stored, or a new one for a new group.
     fn group_name(&self, group: &str) -> Arc<str> {
@@ -537,6 +721,24 @@ impl Hubs {
             default_settings,
             registry: Arc::default(),
         }
+    }
+
+    /// Hubs that verify in-band token refreshes with `tokens` and keep at
+    /// most `max_revocations` revocations each, for `revocation_ttl` when
+    /// the expiry of the tokens they cover is unknown.
+    pub(crate) fn with_token_checks(
+        mut self,
+        tokens: Arc<Tokens>,
+        max_revocations: usize,
+        revocation_ttl: Duration,
+    ) -> Self {
+        self.registry = Arc::new(Registry {
+            tokens: Some(tokens),
+            max_revocations,
+            revocation_ttl,
+            ..Registry::default()
+        });
+        self
     }
 
     /// The hub of this name if it exists (hub names are case-insensitive).

@@ -25,6 +25,7 @@ impl LocalHub {
             Operation::Close { who, reason } => Outcome::Count(self.close(&who, &reason)),
             Operation::Exists(who) => Outcome::Exists(self.exists(&who)),
             Operation::GroupsOf(id) => Outcome::Groups(self.groups_of(id.as_str())),
+            Operation::Revoke(revocation) => Outcome::Done(self.revoke(&revocation).recorded),
         }
     }
 }

@@ -13,7 +13,9 @@ use portcullis_tunnel::rest::{GroupsBody, RestCall};
 use tokio::sync::mpsc;
 
 use super::hub::TunnelHub;
-use crate::hub::{Connection, Filter, Frame, Groups, LocalHub, Payload, Selection, odata};
+use crate::hub::{
+    Connection, Filter, Frame, Groups, LocalHub, Payload, Revocation, Selection, odata,
+};
 
 /// The longest an `:invoke` stream stays open waiting for acknowledgements.
 pub(crate) const INVOKE_CAP: Duration = Duration::from_secs(60);
@@ -177,7 +179,49 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
         }
         RestCall::GroupExists { group, .. } => exists(hub.exists(&Selection::group(group))),
         RestCall::UserExists { user, .. } => exists(hub.exists(&Selection::user(user))),
+        RestCall::RevokeToken {
+            token_id,
+            expires_at,
+            ..
+        } => revoke(
+            hub,
+            Revocation::Token {
+                id: token_id,
+                expires_at,
+            },
+        ),
+        RestCall::RevokeUserTokens {
+            user_id,
+            issued_before,
+            ..
+        } => revoke(
+            hub,
+            Revocation::User {
+                user: user_id,
+                // `iat` has whole seconds: by default every token issued
+                // up to now, this second included, is revoked.
+                issued_before: issued_before
+                    .unwrap_or_else(|| crate::hub::unix_now().as_secs() + 1),
+            },
+        ),
     })
+}
+
+/// Revokes tokens: 200 with how many connections were closed, or 507 if
+/// the hub's revocation list is full (the holders are closed all the same).
+fn revoke(hub: &LocalHub, revocation: Revocation) -> RestOutcome {
+    let revoked = hub.revoke(&revocation);
+    if !revoked.recorded {
+        return error(
+            507,
+            format!(
+                "the hub's revocation list is full: {} connections were closed, but the tokens are not refused at the handshake; raise --max-revocations",
+                revoked.closed
+            ),
+        );
+    }
+    let body = serde_json::json!({ "closed": revoked.closed });
+    RestOutcome::Done(200, Bytes::from(body.to_string()))
 }
 
 fn exists(found: bool) -> RestOutcome {

@@ -294,6 +294,7 @@ impl Hub for Link {
         let unsupported = match &operation {
             Operation::Exists(_) => Outcome::Exists(false),
             Operation::GroupsOf(_) => Outcome::Groups(Vec::new()),
+            Operation::Revoke(_) => Outcome::Done(false),
             _ => Outcome::Count(0),
         };
         let Some(Routed {

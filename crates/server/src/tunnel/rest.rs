@@ -4,7 +4,7 @@
 //! [`Operation`] into the call the SDK would make for it.
 
 use bytes::Bytes;
-use portcullis_hub::{Filter, Groups, Operation, Outcome, Payload, Selection, odata};
+use portcullis_hub::{Filter, Groups, Operation, Outcome, Payload, Revocation, Selection, odata};
 use portcullis_protocol::engine::Packet as EioPacket;
 use portcullis_tunnel::rest::{GroupsBody, RestCall};
 
@@ -175,6 +175,8 @@ pub(crate) enum Answer {
     Accepted,
     /// `HEAD` checks: 200 is found, anything else (404, a lost call) is not.
     Found,
+    /// Revocations: done once the gateway answered 200.
+    Done,
 }
 
 impl Answer {
@@ -185,6 +187,7 @@ impl Answer {
                 Outcome::Count(usize::from(status.is_some_and(|s| (200..300).contains(&s))))
             }
             Answer::Found => Outcome::Exists(status == Some(200)),
+            Answer::Done => Outcome::Done(status == Some(200)),
         }
     }
 }
@@ -298,6 +301,28 @@ pub(crate) fn route(hub: &str, operation: Operation) -> Option<Routed> {
             }
         }
         Operation::GroupsOf(_) => return None,
+        Operation::Revoke(revocation) => {
+            let rest = match revocation {
+                Revocation::Token { id, expires_at } => RestCall::RevokeToken {
+                    hub: hub.to_owned(),
+                    token_id: id,
+                    expires_at,
+                },
+                Revocation::User {
+                    user,
+                    issued_before,
+                } => RestCall::RevokeUserTokens {
+                    hub: hub.to_owned(),
+                    user_id: user,
+                    issued_before: Some(issued_before),
+                },
+            };
+            Routed {
+                call: Call::new(&rest, None, None),
+                connection: None,
+                answer: Answer::Done,
+            }
+        }
     };
     Some(routed)
 }

@@ -13,7 +13,7 @@ use portcullis_auth::{AccessKeys, ClientTokenOptions, ConnectionString};
 use serde::Deserialize;
 
 use portcullis_gateway::hub::HubSettings;
-use portcullis_gateway::{GatewayConfig, Secret};
+use portcullis_gateway::{GatewayConfig, Secret, TlsConfig};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -174,6 +174,17 @@ pub struct ServeArgs {
     /// one /64); beyond, new ones are refused [default: 256].
     #[arg(long, env = "PORTCULLIS_MAX_PENDING_PER_ADDRESS")]
     pub max_pending_per_address: Option<usize>,
+    /// Serve HTTPS/WSS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Reloaded when the file changes and on SIGHUP.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Milliseconds between checks of the certificate and key files for a
+    /// change; 0: reload on SIGHUP only [default: 5000].
+    #[arg(long, env = "PORTCULLIS_TLS_RELOAD_INTERVAL_MS")]
+    pub tls_reload_interval_ms: Option<u64>,
     /// Close live connections whose token has expired (after a grace period
     /// in which the client can refresh it in band), on every hub; per hub
     /// with `[hubs.NAME] token_expiry` (default: off, the token is checked
@@ -272,6 +283,9 @@ struct FileConfig {
     idle_timeout_ms: Option<u64>,
     max_pending_connections: Option<usize>,
     max_pending_per_address: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_reload_interval_ms: Option<u64>,
     token_expiry: Option<bool>,
     token_expiry_grace_ms: Option<u64>,
     max_revocations: Option<usize>,
@@ -423,6 +437,20 @@ impl ServeArgs {
         config.echo_hubs = non_empty(self.echo_hubs)
             .or(file.echo_hubs)
             .unwrap_or_default();
+        config.tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => {
+                let mut tls = TlsConfig::new(cert, key);
+                if let Some(v) = self.tls_reload_interval_ms.or(file.tls_reload_interval_ms) {
+                    tls.reload_interval = ms(v);
+                }
+                Some(tls)
+            }
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+        };
         let grace = self
             .token_expiry_grace_ms
             .or(file.token_expiry_grace_ms)

@@ -5,6 +5,7 @@
 //! library. Nothing depends on this package.
 
 mod cli;
+mod reload;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -82,6 +83,13 @@ fn serve(config: ServeConfig) -> ExitCode {
     init_logging(config.log_format);
     let config = config.gateway;
     warn_about_weak_keys(&config.access_keys);
+    // Before printing the connection string: a bad certificate is a start-up
+    // error, not a gateway that refuses every handshake.
+    if let Some(tls) = &config.tls
+        && let Err(error) = tls.check()
+    {
+        return fail(&format!("cannot load the TLS certificate: {error}"));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
@@ -101,7 +109,8 @@ fn serve(config: ServeConfig) -> ExitCode {
         // The one line application servers need; printed to stdout so scripts
         // can read it.
         println!("{}", gateway.connection_string(local));
-        tracing::info!(%local, "portcullis listening");
+        tracing::info!(%local, tls = gateway.config().tls.is_some(), "portcullis listening");
+        reload::on_sighup(&gateway);
         let (drain, drain_now) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let signal = signals.next().await;

@@ -7,6 +7,7 @@
 //! Layers, outermost first:
 //! - [`server`]: configuration, routes, serving ([`Gateway`]).
 //! - [`listener`]: accepting connections, with the limits on slow clients.
+//! - [`tls`]: HTTPS/WSS on the listener, and certificate reloads.
 //! - `gate`: the token check of every handshake.
 //! - [`engine`]: the Engine.IO transports of the client endpoint.
 //! - [`hub`]: the local hub ([`hub::LocalHub`]): connections, groups,
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 mod secret;
 pub mod server;
+pub mod tls;
 mod tokens;
 mod tunnel;
 
@@ -41,3 +43,4 @@ pub use admission::AdmissionLimits;
 pub use metrics::MetricsConfig;
 pub use secret::Secret;
 pub use server::{Gateway, GatewayConfig};
+pub use tls::TlsConfig;

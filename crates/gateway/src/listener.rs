@@ -23,6 +23,11 @@
 //!   connection is closed to make room, so a flood of half-open connections
 //!   only ever evicts itself: a valid client's handshake is pre-gate for the
 //!   milliseconds it takes, while the flood's connections sit idle.
+//! - With TLS, the TLS handshake is part of the first request's head: the
+//!   connection is pre-gate and idle until its first request, so a client
+//!   that never finishes the handshake is closed by the header-read timeout
+//!   and counts against the pre-gate caps. Over the per-address cap it is
+//!   closed without the `503` (which it could not read).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -41,9 +46,11 @@ use axum::response::Response;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -87,11 +94,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const EVICTION_SCAN: usize = 64;
 
 /// Accepts connections until `shutdown` resolves, then lets every connection
-/// finish its requests (each is told to close when idle) and returns.
+/// finish its requests (each is told to close when idle) and returns. With
+/// `tls`, every connection is served over TLS.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = Arc::new(limits);
@@ -113,7 +122,9 @@ pub(crate) async fn serve(
         }
         let activity = Arc::new(Activity::new());
         let Some(ticket) = pending.admit(peer.ip(), &activity) else {
-            refuse(&stream);
+            if tls.is_none() {
+                refuse(&stream);
+            }
             continue;
         };
         activity.hold(ticket);
@@ -123,6 +134,7 @@ pub(crate) async fn serve(
             limits: limits.clone(),
             activity,
             closing: closing.clone(),
+            tls: tls.clone(),
         };
         tracker.spawn(connection.run(stream));
     }
@@ -214,12 +226,44 @@ struct Connection {
     limits: Arc<ConnectionLimits>,
     activity: Arc<Activity>,
     closing: CancellationToken,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Connection {
+    /// Serves the connection, over TLS if configured, then frees its
+    /// pre-gate place if it still holds one.
+    async fn run(self, stream: TcpStream) {
+        let activity = self.activity.clone();
+        match self.tls.clone() {
+            None => self.serve(stream).await,
+            Some(acceptor) => {
+                // Under the same deadline as a request head (the connection
+                // is idle and pre-gate): a silent or slow ClientHello, or a
+                // handshake never finished, is closed by it.
+                let handshake = tokio::select! {
+                    result = acceptor.accept(stream) => result
+                        .inspect_err(|error| tracing::trace!(%error, "TLS handshake failed"))
+                        .ok(),
+                    () = activity.expired(&self.limits) => {
+                        tracing::debug!("closing a connection that did not finish its TLS handshake in time");
+                        None
+                    }
+                    () = self.closing.cancelled() => None,
+                };
+                if let Some(stream) = handshake {
+                    self.serve(stream).await;
+                }
+            }
+        }
+        activity.release();
+    }
+
     /// Serves HTTP/1.1 (with upgrades) until the client closes, the
     /// connection upgrades, or it stays idle too long.
-    async fn run(self, stream: TcpStream) {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let service = GatedService {
             router: self.router,
             peer: ConnectInfo(self.peer),
@@ -253,7 +297,6 @@ impl Connection {
                 }
             }
         }
-        self.activity.release();
     }
 }
 

@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use http::StatusCode;
 use portcullis_auth::{AccessKeys, ClientTokenVerifier, ConnectionString, VerifierConfig};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::admin::{AdminConfig, Sessions};
 use crate::admission::{Admission, AdmissionLimits};
@@ -23,6 +25,7 @@ use crate::engine::{self, CorsPolicy};
 use crate::hub::{HubSettings, Hubs};
 use crate::listener::ConnectionLimits;
 use crate::metrics::{Metrics, MetricsConfig};
+use crate::tls::{self, CertificateStore, TlsConfig};
 use crate::tokens::Tokens;
 use crate::tunnel::{TunnelSettings, Tunnels};
 
@@ -112,6 +115,9 @@ pub struct GatewayConfig {
     pub metrics: MetricsConfig,
     /// The operator's page `/admin` (off unless enabled).
     pub admin: AdminConfig,
+    /// Serve HTTPS and WSS with this certificate instead of plain HTTP and
+    /// WS (default: plain).
+    pub tls: Option<TlsConfig>,
 }
 
 impl GatewayConfig {
@@ -152,6 +158,7 @@ impl GatewayConfig {
             drain_timeout: Duration::from_secs(30),
             metrics: MetricsConfig::default(),
             admin: AdminConfig::default(),
+            tls: None,
         }
     }
 }
@@ -172,6 +179,9 @@ pub(crate) struct GatewayState {
     pub drain: Drain,
     /// Login sessions of the operator's page, when it is enabled.
     pub admin_sessions: Option<Sessions>,
+    /// Bumped by [`Gateway::reload_tls`]; every certificate watcher (one per
+    /// `serve`) reloads when it changes.
+    pub tls_reload: watch::Sender<u64>,
 }
 
 impl GatewayState {
@@ -279,6 +289,7 @@ impl Gateway {
                 cors,
                 tunnels,
                 drain: Drain::default(),
+                tls_reload: watch::Sender::new(0),
             }),
         }
     }
@@ -299,7 +310,7 @@ impl Gateway {
     }
 
     /// The connection string application servers use: the public endpoint
-    /// when configured, else `http://<local_addr>`.
+    /// when configured, else `http://<local_addr>` (`https://` with TLS).
     pub fn connection_string(&self, local_addr: SocketAddr) -> ConnectionString {
         let endpoint = self
             .state
@@ -307,7 +318,12 @@ impl Gateway {
             .public_endpoint
             .clone()
             .unwrap_or_else(|| {
-                url::Url::parse(&format!("http://{local_addr}/"))
+                let scheme = if self.state.config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                url::Url::parse(&format!("{scheme}://{local_addr}/"))
                     .expect("a socket address is a valid host")
             });
         ConnectionString::new(endpoint, self.state.config.access_keys.primary())
@@ -357,6 +373,10 @@ impl Gateway {
     /// pre-gate caps), until `shutdown` resolves; then closes every client
     /// connection. The embedded mode's one call:
     /// `gateway.serve_app(my_routes.merge(gateway.router()), shutdown)`.
+    ///
+    /// With [`GatewayConfig::tls`] every connection is TLS (HTTPS and WSS);
+    /// a certificate or key that does not load is an error before anything
+    /// is accepted.
     pub async fn serve_app(
         self,
         app: Router,
@@ -364,6 +384,17 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let listener = TcpListener::bind(self.state.config.listen).await?;
         self.serve_router(listener, app, shutdown).await
+    }
+
+    /// Re-reads the TLS certificate and key now (the binary calls this on
+    /// SIGHUP), as the watcher does when the files change: new handshakes
+    /// get the new certificate, live connections are not touched, and a bad
+    /// file keeps the current certificate (the outcome is logged). Does
+    /// nothing without TLS or before serving.
+    pub fn reload_tls(&self) {
+        if self.state.config.tls.is_some() {
+            self.state.tls_reload.send_modify(|requests| *requests += 1);
+        }
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::drain`]):
@@ -391,6 +422,22 @@ impl Gateway {
         let metrics_server = self.serve_metrics_apart(stopping.clone()).await?;
         let state = self.state;
         let limits = state.config.connection_limits.clone();
+        // Loaded here, not in `new`: a bad file is an error of `serve`.
+        let (tls, _watcher) = match &state.config.tls {
+            Some(config) => {
+                let store = CertificateStore::load(config).map_err(std::io::Error::other)?;
+                let server_config =
+                    tls::server_config(store.clone()).map_err(std::io::Error::other)?;
+                let watcher = tokio::spawn(tls::watch(
+                    store,
+                    config.reload_interval,
+                    state.tls_reload.subscribe(),
+                ));
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+                (Some(acceptor), Some(AbortOnDropHandle::new(watcher)))
+            }
+            None => (None, None),
+        };
         // The listener keeps answering (`/ready` 503, handshakes 503) until
         // the drain is done.
         let drained = {
@@ -401,7 +448,7 @@ impl Gateway {
             }
         };
         let serving = async {
-            crate::listener::serve(listener, router, limits, drained).await;
+            crate::listener::serve(listener, router, limits, tls, drained).await;
             // The last close frames of upgraded WebSockets, which the
             // listener no longer tracks.
             let sockets = state.drain.sockets();
@@ -447,7 +494,8 @@ impl Gateway {
             .with_state(self.state.clone());
         let limits = self.state.config.connection_limits.clone();
         Ok(Some(tokio::spawn(async move {
-            crate::listener::serve(listener, router, limits, stopping.cancelled_owned()).await;
+            crate::listener::serve(listener, router, limits, None, stopping.cancelled_owned())
+                .await;
         })))
     }
 

@@ -153,5 +153,7 @@ pub use operators::{BroadcastOperator, Emitter, IntoRooms};
 pub use portcullis_auth::{AccessKeys, Claims, ConnectionString};
 #[cfg(feature = "embedded")]
 pub use portcullis_gateway::{Gateway, GatewayConfig};
+/// The rustls version [`TunnelOptions::tls_config`] takes.
+pub use rustls;
 pub use socket::{DisconnectReason, Handshake, Sid, SocketRef};
-pub use tunnel::{TunnelError, TunnelHandle, TunnelStats};
+pub use tunnel::{TunnelError, TunnelHandle, TunnelOptions, TunnelStats};

@@ -1,6 +1,8 @@
 //! Test support: runs the real `portcullis` binary on a free loopback port.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -76,6 +78,7 @@ impl TestGateway {
         let addr = if listen.ends_with(":0") {
             connection_string
                 .strip_prefix("Endpoint=http://")
+                .or_else(|| connection_string.strip_prefix("Endpoint=https://"))
                 .and_then(|rest| rest.split(';').next())
                 .unwrap_or_else(|| panic!("unexpected first line: {connection_string:?}"))
                 .to_owned()

@@ -75,6 +75,8 @@ pub(crate) struct Link {
     server_id: String,
     endpoint: Url,
     access_key: String,
+    /// The TLS configuration of `wss://` tunnels (`https` endpoints).
+    tls: Option<Arc<rustls::ClientConfig>>,
     pub(super) io: Weak<IoInner>,
     /// The group of every connection this process serves, so `:invoke`
     /// can leave them out (they get one packet each, see `operators`).
@@ -112,6 +114,7 @@ impl Link {
         server_id: String,
         endpoint: Url,
         access_key: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
         io: Weak<IoInner>,
     ) -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
         let (ops, queue) = mpsc::unbounded_channel();
@@ -121,6 +124,7 @@ impl Link {
             server_id,
             endpoint,
             access_key,
+            tls,
             io,
             local_group,
             ops,
@@ -441,8 +445,9 @@ async fn open(link: &Link) -> Result<Ws, TunnelError> {
         form_urlencoded::byte_serialize(link.token().as_bytes()).collect::<String>()
     );
     use tokio_tungstenite::tungstenite::Error;
+    let connector = link.tls.clone().map(tokio_tungstenite::Connector::Rustls);
     // No Nagle: tunnel frames are small and latency-bound.
-    match tokio_tungstenite::connect_async_with_config(url, None, true).await {
+    match tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await {
         Ok((ws, _)) => Ok(ws),
         Err(Error::Http(response)) => {
             let message = response
@@ -455,7 +460,10 @@ async fn open(link: &Link) -> Result<Ws, TunnelError> {
                 message,
             })
         }
-        Err(e) => Err(TunnelError::Connect(e.to_string())),
+        Err(e) => match super::tls::tls_failure(&e) {
+            Some(reason) => Err(TunnelError::Tls(reason)),
+            None => Err(TunnelError::Connect(e.to_string())),
+        },
     }
 }
 
@@ -552,7 +560,7 @@ mod tests {
 
     fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
         let endpoint = Url::parse("http://127.0.0.1:8080").unwrap();
-        Link::new("chat", "s".into(), endpoint, "k".into(), Weak::new())
+        Link::new("chat", "s".into(), endpoint, "k".into(), None, Weak::new())
     }
 
     #[test]

@@ -24,6 +24,7 @@
 mod events;
 mod link;
 mod rest;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +34,7 @@ use portcullis_hub::is_valid_hub_name;
 use tokio::sync::{oneshot, watch};
 
 pub(crate) use link::Link;
+pub use tls::TunnelOptions;
 
 use crate::backend::Backend;
 use crate::errors::AttachError;
@@ -48,11 +50,10 @@ pub enum TunnelError {
     /// The hub name is invalid, or the server is already attached.
     #[error(transparent)]
     Attach(#[from] AttachError),
-    /// `https` endpoints (`wss` tunnels) are not supported by this build.
-    #[error(
-        "the tunnel to {0} needs TLS, which this build does not support; use an http:// endpoint (e.g. behind a TLS-terminating proxy on the same host)"
-    )]
-    TlsUnsupported(String),
+    /// TLS failed: a bad CA in [`TunnelOptions`], or the gateway's
+    /// certificate is not trusted or not for its host name. Not retried.
+    #[error("TLS to the gateway failed: {0}")]
+    Tls(String),
     /// The gateway refused the tunnel (wrong access key, hub taken, …).
     #[error("the gateway refused the tunnel with status {status}: {message}")]
     Refused {
@@ -70,6 +71,7 @@ impl TunnelError {
     /// Whether retrying cannot help (a refusal other than 5xx).
     fn is_permanent(&self) -> bool {
         matches!(self, TunnelError::Refused { status, .. } if *status < 500)
+            || matches!(self, TunnelError::Tls(_))
     }
 }
 
@@ -189,23 +191,43 @@ impl SocketIo {
     /// lists this process's sockets only, and acknowledgements of broadcasts
     /// from sockets of other processes carry no socket id (see
     /// [`AckStream`](crate::AckStream)).
+    ///
+    /// An `https://` endpoint opens a `wss://` tunnel that trusts the public
+    /// web PKI; for a private CA use
+    /// [`connect_tunnel_with`](Self::connect_tunnel_with).
     pub async fn connect_tunnel(
         &self,
         connection_string: &str,
         hub: &str,
     ) -> Result<TunnelHandle, TunnelError> {
+        self.connect_tunnel_with(connection_string, hub, TunnelOptions::new())
+            .await
+    }
+
+    /// [`connect_tunnel`](Self::connect_tunnel) with options: the
+    /// certificates a `wss://` tunnel trusts. A certificate the gateway
+    /// presents that is not trusted is an error ([`TunnelError::Tls`]), not
+    /// retried.
+    pub async fn connect_tunnel_with(
+        &self,
+        connection_string: &str,
+        hub: &str,
+        options: TunnelOptions,
+    ) -> Result<TunnelHandle, TunnelError> {
         let cs: ConnectionString = connection_string.parse()?;
         if !is_valid_hub_name(hub) {
             return Err(AttachError::InvalidHubName(hub.to_owned()).into());
         }
-        if cs.endpoint.scheme() == "https" {
-            return Err(TunnelError::TlsUnsupported(cs.endpoint.to_string()));
-        }
+        let tls = match cs.endpoint.scheme() {
+            "https" => Some(options.client_config()?),
+            _ => None,
+        };
         let (link, queue) = Link::new(
             hub,
             server_id(),
             cs.endpoint,
             cs.access_key,
+            tls,
             Arc::downgrade(&self.0),
         );
         let backend = Backend::new(link.clone()).with_remote_acks(link.clone());
@@ -245,6 +267,7 @@ mod tests {
             "s".into(),
             cs.endpoint,
             cs.access_key,
+            None,
             std::sync::Weak::new(),
         );
         assert_eq!(

@@ -209,12 +209,14 @@ export class Gateway {
     lines.on("line", () => {});
 
     this.connectionString = line.trim();
-    const match = /^Endpoint=(http:\/\/[^;]+?):(\d+)\/?;.*AccessKey=([^;]*);/.exec(this.connectionString);
+    const match = /^Endpoint=(https?:\/\/[^;]+?):(\d+)\/?;.*AccessKey=([^;]*);/.exec(this.connectionString);
     if (!match) {
       throw new Error(`unexpected first stdout line from portcullis: ${JSON.stringify(line)}`);
     }
     this.port = Number(match[2]);
-    this.baseUrl = `http://127.0.0.1:${this.port}`;
+    // https when started with --tls-cert.
+    this.tls = match[1].startsWith("https:");
+    this.baseUrl = `${this.tls ? "https" : "http"}://127.0.0.1:${this.port}`;
     if (match[3] !== this.accessKey) {
       throw new Error(`connection string names access key ${match[3]}, expected ${this.accessKey}`);
     }
@@ -230,9 +232,9 @@ export class Gateway {
     return `${this.baseUrl}${this.path(hub)}`;
   }
 
-  /** The same endpoint as ws://. */
+  /** The same endpoint as ws:// (wss:// with TLS). */
   wsUrl(hub = "echo") {
-    return `ws://127.0.0.1:${this.port}${this.path(hub)}`;
+    return `${this.tls ? "wss" : "ws"}://127.0.0.1:${this.port}${this.path(hub)}`;
   }
 
   /**

@@ -56,6 +56,8 @@ export function sdkConnectionString(gateway) {
  * @param {"app"|"sdk"} [options.sio] which socket.io copy the app loads
  * @param {string} [options.connectionString] defaults to sdkConnectionString()
  * @param {object} [options.serverOptions] socket.io Server options
+ * @param {object} [options.env] extra environment of the app process
+ *   (e.g. NODE_EXTRA_CA_CERTS to trust a TLS gateway's CA)
  */
 export async function startSdkApp(t, gateway, options = {}) {
   const app = new SdkApp(gateway, options);
@@ -65,8 +67,9 @@ export async function startSdkApp(t, gateway, options = {}) {
 }
 
 export class SdkApp {
-  constructor(gateway, { hub = "sdk", name = "app", passport = false, sio = "app", connectionString, serverOptions } = {}) {
+  constructor(gateway, { hub = "sdk", name = "app", passport = false, sio = "app", connectionString, serverOptions, env = {} } = {}) {
     this.gateway = gateway;
+    this.env = env;
     this.hub = hub;
     this.name = name;
     this.config = {
@@ -87,7 +90,7 @@ export class SdkApp {
 
   async start() {
     const child = fork(MAIN, [], {
-      env: { ...process.env, SDK_APP_CONFIG: JSON.stringify(this.config) },
+      env: { ...process.env, ...this.env, SDK_APP_CONFIG: JSON.stringify(this.config) },
       serialization: "advanced",
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });

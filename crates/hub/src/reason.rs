@@ -56,20 +56,6 @@ impl std::fmt::Display for DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// Whether the gateway or the application closed the connection on
-    /// purpose (as opposed to a timeout, a broken protocol or a lost
-    /// transport): the frames queued before the close are still owed to the
-    /// client.
-    pub fn is_deliberate_close(&self) -> bool {
-        matches!(
-            self,
-            DisconnectReason::ServerClosed(_)
-                | DisconnectReason::Shutdown
-                | DisconnectReason::TokenExpired
-                | DisconnectReason::TokenRevoked
-        )
-    }
-
     /// The reason a [`Display`](std::fmt::Display) text names (an empty
     /// text is a closed transport), or `None` for a text this crate does not
     /// print.

@@ -65,8 +65,11 @@ fn render(hub: &LocalHub, ready: PollReady) -> String {
     let (frames, tail) = match ready {
         PollReady::Frames(frames) => (frames, None),
         PollReady::Noop => (Vec::new(), Some("6")),
-        PollReady::Ended(Ending::ByServer) => (Vec::new(), Some("1")),
-        PollReady::Ended(Ending::ByClient) => (Vec::new(), Some("6")),
+        PollReady::Ended(Ending::ByServer, frames) => (frames, Some("1")),
+        PollReady::Ended(Ending::ByClient, frames) => {
+            let tail = frames.is_empty().then_some("6");
+            (frames, tail)
+        }
     };
     frames.iter().for_each(|frame| frame.push_to(&mut body));
     count_sent(hub, TransportKind::Polling, &frames);

@@ -98,6 +98,9 @@ struct State {
     last_seen: Instant,
     /// The token the connection holds now.
     lease: Lease,
+    /// Set when a revocation ends the connection: a poll takes its last
+    /// frames (the DISCONNECTs) alone, and the close comes with the next.
+    last_frames_alone: bool,
 }
 
 /// Where a connection is in its heartbeat (when the gateway pings).
@@ -146,6 +149,7 @@ impl Connection {
                 ticket: None,
                 last_seen: now,
                 lease: Lease::default(),
+                last_frames_alone: false,
             }),
             wake: Notify::new(),
             closed: CancellationToken::new(),
@@ -238,6 +242,7 @@ impl Connection {
         state.end = Some(ending);
         state.ended_at = Some(Instant::now());
         state.reason = Some(reason.clone());
+        state.last_frames_alone = *reason == DisconnectReason::TokenRevoked;
         let ticket = state.ticket.take();
         drop(state);
         drop(ticket);
@@ -363,16 +368,17 @@ impl Connection {
     pub(crate) fn poll_ready(&self) -> Option<PollReady> {
         let mut state = self.lock();
         if let Some(ending) = state.end {
-            if !state.queue.is_empty() {
-                // As engine.io: the last frames go alone, the close (or
-                // noop) with the next poll. socket.io-client handles a
-                // packet a tick after reading it, so a DISCONNECT read in
-                // the same response as the close would come too late: the
-                // client would take "transport close" and reconnect.
+            if state.last_frames_alone && !state.queue.is_empty() {
+                // The last frames go alone, the close with the next poll:
+                // socket.io-client handles a packet a tick after reading
+                // it, so a DISCONNECT read in the same response as the
+                // close would come too late (the client would take
+                // "transport close" and reconnect).
                 return Some(PollReady::Frames(std::mem::take(&mut state.queue).into()));
             }
             state.farewell_sent = true;
-            return Some(PollReady::Ended(ending));
+            let frames = std::mem::take(&mut state.queue).into();
+            return Some(PollReady::Ended(ending, frames));
         }
         if matches!(state.transport, Transport::Upgrading | Transport::WebSocket) {
             return Some(PollReady::Noop);
@@ -454,6 +460,5 @@ pub(crate) enum PollReady {
     Frames(Vec<Frame>),
     /// An upgrade is under way or done: release the poll with a noop.
     Noop,
-    /// The session ended and its last frames went out.
-    Ended(Ending),
+    Ended(Ending, Vec<Frame>),
 }

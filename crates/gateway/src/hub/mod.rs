@@ -228,12 +228,13 @@ impl LocalHub {
             // and the poll travel on two connections, in no order); the
             // close packet `1` when a drain closed it between two polls, as
             // engine.io sends it (socket.io-client then sees "transport
-            // close" rather than an error); or, when the gateway closed it
-            // on purpose, its last frames and then the close packet in
-            // separate responses (see `Connection::poll_ready`). Any later
-            // request, and any request after a timeout or a protocol error,
-            // finds no session.
-            let owes_frames = reason.is_deliberate_close() && connection.has_queued_frames();
+            // close" rather than an error); or, when a revocation closed it,
+            // its DISCONNECTs and then the close packet in separate
+            // responses (see `Connection::poll_ready`). Any later request,
+            // and any request after a timeout, an error or another close,
+            // finds no session (400), as engine.io answers.
+            let owes_frames =
+                reason == DisconnectReason::TokenRevoked && connection.has_queued_frames();
             if (ending == Ending::ByClient || reason == DisconnectReason::Shutdown || owes_frames)
                 && connection.transport() != Transport::WebSocket
                 && !connection.farewell_sent()

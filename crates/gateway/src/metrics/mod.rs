@@ -175,7 +175,7 @@ impl Families {
         );
         registry.register(
             "token_events",
-            "Client token lifecycle events (expired, refreshed, revoked)",
+            "Client token lifecycle events (expired, refreshed, refresh_refused, revoked)",
             f.token_events.clone(),
         );
         families

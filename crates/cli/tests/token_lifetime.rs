@@ -479,3 +479,27 @@ async fn a_revoked_polling_session_gets_its_disconnect_before_the_close() {
     let third = reqwest::get(url(&sid)).await.unwrap();
     assert_eq!(third.status(), 400, "then the session is unknown");
 }
+
+/// A full revocation list answers 507 and says what to do; the holders of
+/// the token are closed all the same.
+#[tokio::test]
+async fn a_full_revocation_list_answers_507_and_still_closes_the_holders() {
+    let gateway = TestGateway::start(&["--echo-hub", HUB, "--max-revocations", "1"]);
+    let (status, _) = rest(&gateway, &format!("/api/hubs/{HUB}/tokens/first/:revoke")).await;
+    assert_eq!(status, 200);
+    let mut holder = connect(
+        &gateway,
+        &token(HUB, "ann", Duration::from_secs(600), "second"),
+    )
+    .await;
+    let (status, body) = rest(&gateway, &format!("/api/hubs/{HUB}/tokens/second/:revoke")).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-revocations"),
+        "{body}"
+    );
+    frames_until_closed(&mut holder).await;
+}

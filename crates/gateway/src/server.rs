@@ -171,7 +171,6 @@ const WEBSOCKET_READ_BUFFER: usize = 1024;
 pub(crate) struct GatewayState {
     pub config: GatewayConfig,
     pub hubs: Hubs,
-    pub verifier: ClientTokenVerifier,
     pub cors: CorsPolicy,
     pub tokens: Arc<Tokens>,
     pub tunnels: Tunnels,
@@ -236,7 +235,7 @@ impl Gateway {
             max_token_bytes: config.max_token_bytes,
             public_endpoint: config.public_endpoint.clone(),
         });
-        let tokens = Arc::new(Tokens::new(verifier.clone()));
+        let tokens = Arc::new(Tokens::new(verifier));
         let default_settings = HubSettings {
             allow_anonymous: config.allow_anonymous,
             token_expiry: config.token_expiry,
@@ -285,7 +284,6 @@ impl Gateway {
                 admission,
                 config,
                 hubs,
-                verifier,
                 cors,
                 tunnels,
                 drain: Drain::default(),

@@ -27,6 +27,11 @@ impl Tokens {
         self.verifier.verify(token, hub)
     }
 
+    /// The verifier itself, for the tunnel's and the REST API's tokens.
+    pub(crate) fn verifier(&self) -> &ClientTokenVerifier {
+        &self.verifier
+    }
+
     /// The keyed hash of a token.
     pub(crate) fn fingerprint(&self, token: &str) -> u64 {
         self.fingerprint_keys.hash_one(token)

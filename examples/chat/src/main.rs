@@ -117,7 +117,7 @@ async fn run(args: Args) -> Result<(), String> {
     chat::install(&io, users.clone());
 
     // The tunnel (if any) must live as long as the server.
-    let (router, gateway, _tunnel) = match args.gateway {
+    let (connection, gateway, _tunnel) = match args.gateway {
         None => {
             // Embedded: the gateway serves the clients from this process, on
             // the app's own port, and the app's tokens are signed with its key.
@@ -132,16 +132,7 @@ async fn run(args: Args) -> Result<(), String> {
             io.attach(&gateway, HUB).map_err(|e| e.to_string())?;
             let connection =
                 ConnectionString::new(public_url.clone(), gateway.config().access_keys.primary());
-            let app = web::router(web::Settings {
-                users,
-                io: io.clone(),
-                connection,
-                hub: HUB,
-                token_ttl,
-                socket_io_js,
-            })
-            .map_err(|e| e.to_string())?;
-            (app.merge(gateway.router()), Some(gateway), None)
+            (connection, Some(gateway), None)
         }
         Some(connection) => {
             // Over the tunnel: clients connect to that gateway (the endpoint
@@ -156,17 +147,21 @@ async fn run(args: Args) -> Result<(), String> {
                 "attached over the tunnel to hub {HUB:?} of {}",
                 connection.endpoint
             );
-            let app = web::router(web::Settings {
-                users,
-                io: io.clone(),
-                connection,
-                hub: HUB,
-                token_ttl,
-                socket_io_js,
-            })
-            .map_err(|e| e.to_string())?;
-            (app, None, Some(tunnel))
+            (connection, None, Some(tunnel))
         }
+    };
+    let app = web::router(web::Settings {
+        users,
+        io: io.clone(),
+        connection,
+        hub: HUB,
+        token_ttl,
+        socket_io_js,
+    })
+    .map_err(|e| e.to_string())?;
+    let router = match &gateway {
+        Some(gateway) => app.merge(gateway.router()),
+        None => app,
     };
 
     println!("Chat running at {public_url}");

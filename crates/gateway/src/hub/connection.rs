@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::delay_queue::Key;
 
 use super::lifetime::Lease;
-use super::{ConnectionId, DisconnectReason, Frame, Heartbeat, Payload};
+use super::{ConnectionId, DisconnectReason, Frame, Heartbeat, Payload, Revocation};
 use crate::admission::Ticket;
 
 /// Which transport currently carries the connection's outbound packets.
@@ -164,9 +164,12 @@ impl Connection {
         self
     }
 
-    /// The lease of the token the connection holds now.
-    pub(crate) fn lease(&self) -> Lease {
-        self.lock().lease.clone()
+    /// Whether the token the connection holds now is covered by
+    /// `revocation`.
+    pub(crate) fn holds_revoked(&self, revocation: &Revocation) -> bool {
+        self.lock()
+            .lease
+            .revoked_by(revocation, self.user_id.as_deref())
     }
 
     /// Replaces the lease after an in-band refresh.

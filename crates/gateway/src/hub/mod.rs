@@ -673,7 +673,7 @@ impl LocalHub {
             .connections
             .values()
             .map(|m| &m.connection)
-            .filter(|c| c.lease().revoked_by(revocation, c.user_id()))
+            .filter(|c| c.holds_revoked(revocation))
             .cloned()
             .collect();
         for connection in &holders {

@@ -135,7 +135,8 @@ fn attach_server(
             )
         })?;
     let claims = state
-        .verifier
+        .tokens
+        .verifier()
         .verify_tunnel(token, &hub)
         .map_err(|e| EngineError::unauthorized(e.to_string()))?;
     // The SDK signs with a `sub` per process, stable across reconnects.
@@ -347,7 +348,8 @@ async fn rest_over_http(
     // The token must be for this hub's API (as the hosted service checks the
     // request URL): a token for another hub, or a client token, is refused.
     state
-        .verifier
+        .tokens
+        .verifier()
         .verify_api(token, call.hub())
         .map_err(|e| EngineError::unauthorized(e.to_string()))?;
     let limit = usize::try_from(state.config.max_payload).unwrap_or(usize::MAX);

@@ -144,6 +144,14 @@ pub trait Hub: Send + Sync + 'static {
     /// awaited (see [`Applied`]); for one caller, operations take effect in
     /// the order they were applied.
     fn apply(&self, operation: Operation) -> Applied;
+
+    /// Applies an operation whose outcome the caller will not read. It
+    /// takes effect exactly as with [`apply`](Self::apply); a hub spread over
+    /// several nodes then asks no node for an answer (a broadcast costs one
+    /// message to the other nodes, not one more per node back).
+    fn apply_and_forget(&self, operation: Operation) {
+        drop(self.apply(operation));
+    }
 }
 
 /// Handles the client connections of one hub.

@@ -203,6 +203,28 @@ impl Outcome {
             Outcome::Done(done) => usize::from(*done),
         }
     }
+
+    /// Combines the outcomes of one operation applied to two parts of a hub
+    /// (two nodes): counts add up, a connection exists if it exists in
+    /// either, groups are united, and a revocation is done only if done in
+    /// both. Outcomes of different kinds (which one operation never gives)
+    /// keep `self`.
+    pub fn merge(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (Outcome::Count(a), Outcome::Count(b)) => Outcome::Count(a + b),
+            (Outcome::Exists(a), Outcome::Exists(b)) => Outcome::Exists(a || b),
+            (Outcome::Groups(mut a), Outcome::Groups(b)) => {
+                for group in b {
+                    if !a.contains(&group) {
+                        a.push(group);
+                    }
+                }
+                Outcome::Groups(a)
+            }
+            (Outcome::Done(a), Outcome::Done(b)) => Outcome::Done(a && b),
+            (mine, _) => mine,
+        }
+    }
 }
 
 /// An applied operation: done already (a hub in this process), or on its way
@@ -330,6 +352,27 @@ mod tests {
         );
         assert!(!user.covers(None, Some("alice"), Some(1)));
         assert!(!user.covers(None, None, Some(1)));
+    }
+
+    #[test]
+    fn outcomes_of_two_nodes_merge() {
+        assert_eq!(
+            Outcome::Count(2).merge(Outcome::Count(3)),
+            Outcome::Count(5)
+        );
+        assert_eq!(
+            Outcome::Exists(false).merge(Outcome::Exists(true)),
+            Outcome::Exists(true)
+        );
+        assert_eq!(
+            Outcome::Groups(vec!["a".into(), "b".into()])
+                .merge(Outcome::Groups(vec!["b".into(), "c".into()])),
+            Outcome::Groups(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            Outcome::Done(true).merge(Outcome::Done(false)),
+            Outcome::Done(false)
+        );
     }
 
     #[test]

@@ -220,6 +220,8 @@ pub struct ServeArgs {
     pub log_format: Option<LogFormat>,
     #[command(flatten)]
     pub ops: OpsArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster_args::ClusterArgs,
 }
 
 /// Metrics and the operator's page (issue #15); all off unless enabled.
@@ -301,6 +303,16 @@ struct FileConfig {
     admin_key: Option<Secret>,
     admin_session_ttl_ms: Option<u64>,
     admin_max_sessions: Option<usize>,
+    // The cluster (issue #13).
+    redis: Option<Vec<String>>,
+    redis_cluster: Option<bool>,
+    node_id: Option<String>,
+    cluster_advertise: Option<url::Url>,
+    cluster_prefix: Option<String>,
+    cluster_heartbeat_ms: Option<u64>,
+    cluster_dead_after_ms: Option<u64>,
+    cluster_request_timeout_ms: Option<u64>,
+    cluster_max_queue: Option<usize>,
     #[serde(default)]
     hubs: HashMap<String, FileHub>,
 }
@@ -481,6 +493,20 @@ impl ServeArgs {
             })
             .collect();
         self.ops.resolve(file_ops, &mut config);
+        let file_cluster = crate::cluster_args::FileCluster {
+            redis: file.redis.take(),
+            redis_cluster: file.redis_cluster,
+            node_id: file.node_id.take(),
+            cluster_advertise: file.cluster_advertise.take(),
+            cluster_prefix: file.cluster_prefix.take(),
+            cluster_heartbeat_ms: file.cluster_heartbeat_ms,
+            cluster_dead_after_ms: file.cluster_dead_after_ms,
+            cluster_request_timeout_ms: file.cluster_request_timeout_ms,
+            cluster_max_queue: file.cluster_max_queue,
+        };
+        config.cluster = self
+            .cluster
+            .resolve(file_cluster, config.listen, config.revocation_ttl)?;
         validate(&config)?;
         Ok(ServeConfig {
             gateway: config,

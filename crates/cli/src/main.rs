@@ -5,6 +5,7 @@
 //! library. Nothing depends on this package.
 
 mod cli;
+mod cluster_args;
 mod reload;
 
 use std::process::ExitCode;

@@ -52,7 +52,7 @@ impl HubHandler for EchoHandler {
 
     fn on_packet(&self, hub: &dyn Hub, connection: &ConnectionId, packet: Packet) {
         if matches!(packet, Packet::Message(_) | Packet::Binary(_)) {
-            hub.apply(Operation::Send {
+            hub.apply_and_forget(Operation::Send {
                 to: Selection::connection(connection.as_str()),
                 payload: Payload::packet(packet),
             });

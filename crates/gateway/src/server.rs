@@ -118,6 +118,10 @@ pub struct GatewayConfig {
     /// Serve HTTPS and WSS with this certificate instead of plain HTTP and
     /// WS (default: plain).
     pub tls: Option<TlsConfig>,
+    // -- Cluster (issue #13) --
+    /// Join a cluster of gateway nodes over Redis (default: alone). Its
+    /// `node.advertise` may have port 0: it is then the bound port.
+    pub cluster: Option<portcullis_cluster::ClusterConfig>,
 }
 
 impl GatewayConfig {
@@ -159,6 +163,7 @@ impl GatewayConfig {
             metrics: MetricsConfig::default(),
             admin: AdminConfig::default(),
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -247,6 +252,9 @@ impl Gateway {
                 config.max_revocations,
                 config.revocation_ttl,
             );
+        if let Some(cluster) = &config.cluster {
+            hubs.set_node(cluster.node.id.clone());
+        }
         for name in &config.echo_hubs {
             hubs.get_or_create(name)
                 .attach(Arc::new(EchoHandler::new(&config)));
@@ -417,6 +425,7 @@ impl Gateway {
         // `/metrics` on its own address, when configured, keeps answering
         // through the drain and stops with the gateway.
         let stopping = tokio_util::sync::CancellationToken::new();
+        let cluster = self.join_cluster(listener.local_addr()?).await?;
         let metrics_server = self.serve_metrics_apart(stopping.clone()).await?;
         let state = self.state;
         let limits = state.config.connection_limits.clone();
@@ -468,10 +477,36 @@ impl Gateway {
             }
         }
         stopping.cancel();
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
+        }
         if let Some(server) = metrics_server {
             let _ = server.await;
         }
         Ok(())
+    }
+
+    /// Joins the configured cluster before anything is served (a node that
+    /// cannot reach Redis at start does not start), advertising the bound
+    /// port when the configured one is 0.
+    async fn join_cluster(
+        &self,
+        local_addr: SocketAddr,
+    ) -> std::io::Result<Option<portcullis_cluster::Cluster>> {
+        let Some(mut config) = self.state.config.cluster.clone() else {
+            return Ok(None);
+        };
+        if let Some(cluster) = self.state.hubs.cluster() {
+            return Ok(Some(cluster.clone()));
+        }
+        if config.node.advertise.port() == Some(0) {
+            let _ = config.node.advertise.set_port(Some(local_addr.port()));
+        }
+        let cluster = portcullis_cluster::Cluster::join(config, self.state.hubs.for_cluster())
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot join the cluster: {e}")))?;
+        self.state.hubs.set_cluster(cluster.clone());
+        Ok(Some(cluster))
     }
 
     /// With `metrics.listen`, serves `/metrics` alone on that address (with
@@ -522,13 +557,27 @@ async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
 }
 
 async fn health(State(state): State<Arc<GatewayState>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut health = serde_json::json!({
         "status": "ok",
         "ready": !state.drain.is_draining(),
         "version": env!("CARGO_PKG_VERSION"),
         "connections": state.hubs.connection_count(),
         "hubs": state.hubs.len(),
-    }))
+    });
+    if let Some(cluster) = state.hubs.cluster() {
+        let counters = cluster.counters();
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        health["node"] = cluster.node_id().as_str().into();
+        health["nodes"] = cluster.members().len().into();
+        health["cluster"] = serde_json::json!({
+            "published": read(&counters.published),
+            "undelivered": read(&counters.undelivered),
+            "received": read(&counters.received),
+            "dropped_inbound": read(&counters.dropped_inbound),
+            "missing_answers": read(&counters.missing_answers),
+        });
+    }
+    Json(health)
 }
 
 async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {

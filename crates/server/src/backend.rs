@@ -78,7 +78,7 @@ impl Backend {
 
     /// Sends a payload to every connection matching `filter`.
     pub fn broadcast(&self, filter: Filter, payload: Payload) {
-        self.hub.apply(Operation::Send {
+        self.hub.apply_and_forget(Operation::Send {
             to: Selection::matching(filter),
             payload,
         });
@@ -86,19 +86,19 @@ impl Backend {
 
     pub fn join(&self, connection: &ConnId, groups: Vec<String>) {
         let who = Selection::connection(connection.as_str());
-        self.hub.apply(Operation::Join { who, groups });
+        self.hub.apply_and_forget(Operation::Join { who, groups });
     }
 
     pub fn leave(&self, connection: &ConnId, groups: Vec<String>) {
         let who = Selection::connection(connection.as_str());
         let groups = Groups::Named(groups);
-        self.hub.apply(Operation::Leave { who, groups });
+        self.hub.apply_and_forget(Operation::Leave { who, groups });
     }
 
     pub fn close(&self, connection: &ConnId, reason: &str) {
         let who = Selection::connection(connection.as_str());
         let reason = reason.to_owned();
-        self.hub.apply(Operation::Close { who, reason });
+        self.hub.apply_and_forget(Operation::Close { who, reason });
     }
 
     /// Revokes tokens at the gateway; resolves once it is in effect there.

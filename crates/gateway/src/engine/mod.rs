@@ -3,6 +3,7 @@
 
 mod cors;
 mod error;
+mod forward;
 mod inbound;
 mod polling;
 mod query;
@@ -22,7 +23,7 @@ pub use error::{EngineError, ErrorCode};
 use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, ConnectionId, DisconnectReason, Ending, Lease, LocalHub,
+    Accept, ConnectRequest, Connection, DisconnectReason, Ending, Lease, LocalHub,
     SessionParams, Transport, TransportKind,
 };
 use crate::metrics::RefusalReason;
@@ -76,7 +77,16 @@ async fn route(
             count_handshake(state, hub, transport, &outcome);
             outcome
         }
-        Some(sid) => existing_session(state, hub, sid, &query, upgrade, request).await,
+        Some(sid) => match forward::owned_elsewhere(state, sid) {
+            Some(cluster) => forward::to_owner(state, cluster, sid, upgrade, request).await,
+            None => {
+                if state.hubs.cluster().is_some() {
+                    // Refuses a forward whose MAC is wrong.
+                    forward::forwarded(state, request.headers())?;
+                }
+                existing_session(state, hub, sid, &query, upgrade, request).await
+            }
+        },
     }
 }
 
@@ -148,13 +158,18 @@ async fn handshake(
         .get(hub_name)
         .filter(|hub| hub.handler().is_some())
         .ok_or_else(|| no_application(hub_name))?;
+    if let Some(cluster) = state.hubs.cluster() {
+        // Subscribed before the first connection of the hub is registered,
+        // so no operation of another node for it is missed.
+        cluster.watch_hub(hub.name()).await;
+    }
     let ticket = state.admission.admit(Applicant {
         user: admitted.claims.user_id().map(Arc::from),
         address: client_address(&request),
     })?;
 
     let connect = ConnectRequest {
-        connection_id: ConnectionId::generate(),
+        connection_id: state.hubs.new_connection_id(),
         hub: hub_name.to_owned(),
         claims: admitted.claims,
         query: query::all_pairs(raw_query),

@@ -7,6 +7,7 @@
 //! (handler interface, operations, filters, payloads) lives in the
 //! `portcullis-hub` crate and is re-exported here.
 
+mod cluster;
 mod connection;
 mod heartbeat;
 mod lifetime;
@@ -112,6 +113,10 @@ pub(crate) struct Registry {
     /// How long a revocation is kept when the tokens' expiry is unknown.
     pub revocation_ttl: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This node's id in a cluster: written into every connection id.
+    pub node: std::sync::OnceLock<portcullis_cluster::NodeId>,
+    /// The cluster, once joined: operations then reach every node.
+    pub cluster: std::sync::OnceLock<portcullis_cluster::Cluster>,
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
@@ -746,8 +751,8 @@ pub(crate) fn all_of(map: &HubMap) -> Vec<LocalHub> {
     read(map).values().cloned().collect()
 }
 
-/// Every hub of the gateway, by lowercase name.
-#[derive(Default)]
+/// Every hub of the gateway, by lowercase name. Clones share the hubs.
+#[derive(Default, Clone)]
 pub struct Hubs {
     hubs: Arc<HubMap>,
     settings: HashMap<String, HubSettings>,
@@ -801,6 +806,8 @@ impl Hubs {
             tokens: Some(tokens),
             max_revocations,
             revocation_ttl,
+            node: Default::default(),
+            cluster: Default::default(),
         });
         self
     }

@@ -9,14 +9,20 @@ impl Hub for LocalHub {
         LocalHub::name(self)
     }
 
-    /// Every operation completes before this returns: the outcome is ready.
+    /// Alone, every operation completes before this returns: the outcome is
+    /// ready. In a cluster it is applied here at once and sent to the other
+    /// nodes; the outcome then waits for theirs (see `cluster.rs`).
     fn apply(&self, operation: Operation) -> Applied {
-        Applied::ready(self.apply_now(operation))
+        self.apply_everywhere(operation, true)
+    }
+
+    fn apply_and_forget(&self, operation: Operation) {
+        drop(self.apply_everywhere(operation, false));
     }
 }
 
 impl LocalHub {
-    /// Applies an operation and gives its outcome.
+    /// Applies an operation to this node's connections and gives its outcome.
     pub fn apply_now(&self, operation: Operation) -> Outcome {
         match operation {
             Operation::Send { to, payload } => Outcome::Count(self.send(&to, &payload)),

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use super::hub::TunnelHub;
 use crate::hub::{
-    Connection, Filter, Frame, Groups, LocalHub, Payload, Revocation, Selection, odata,
+    Connection, Filter, Frame, Groups, Hub, LocalHub, Operation, Payload, Revocation, Selection,
+    odata,
 };
 
 /// The longest an `:invoke` stream stays open waiting for acknowledgements.
@@ -74,71 +75,74 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
     Ok(match call {
         RestCall::SendToConnection { connection_id, .. } => {
             let payload = parse_payload(body)?;
-            hub.send(&Selection::connection(connection_id), &payload);
-            done(202)
+            send(hub, Selection::connection(connection_id), payload)
         }
         RestCall::SendToAll { filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            hub.send(&Selection::matching(filter), &payload);
-            done(202)
+            send(hub, Selection::matching(filter), payload)
         }
         RestCall::SendToGroup { group, filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            hub.send(&Selection::group(group).and(filter), &payload);
-            done(202)
+            send(hub, Selection::group(group).and(filter), payload)
         }
         RestCall::SendToUser {
             user_id, filter, ..
         } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            hub.send(&Selection::user(user_id).and(filter), &payload);
-            done(202)
+            send(hub, Selection::user(user_id).and(filter), payload)
         }
         RestCall::AddToGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            hub.join(&Selection::matching(filter), &request.groups);
+            join(hub, Selection::matching(filter), request.groups);
             done(200)
         }
         RestCall::RemoveFromGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            hub.leave(&Selection::matching(filter), &Groups::Named(request.groups));
+            leave(hub, Selection::matching(filter), Groups::Named(request.groups));
             done(200)
         }
         RestCall::AddConnectionToGroup {
             group,
             connection_id,
             ..
-        } => match hub.join(&Selection::connection(connection_id), &[group]) {
-            0 => error(404, "no such connection"),
-            _ => done(200),
-        },
+        } => {
+            let joined = hub.apply(Operation::Join {
+                who: Selection::connection(connection_id),
+                groups: vec![group],
+            });
+            match joined.await.count() {
+                0 => error(404, "no such connection"),
+                _ => done(200),
+            }
+        }
         RestCall::RemoveConnectionFromGroup {
             group,
             connection_id,
             ..
         } => {
-            hub.leave(
-                &Selection::connection(connection_id),
-                &Groups::Named(vec![group]),
+            leave(
+                hub,
+                Selection::connection(connection_id),
+                Groups::Named(vec![group]),
             );
             done(200)
         }
         RestCall::RemoveConnectionFromAllGroups { connection_id, .. } => {
-            hub.leave(&Selection::connection(connection_id), &Groups::All);
+            leave(hub, Selection::connection(connection_id), Groups::All);
             done(200)
         }
         RestCall::AddUserToGroup { user_id, group, .. } => {
-            hub.join(&Selection::user(user_id), &[group]);
+            join(hub, Selection::user(user_id), vec![group]);
             done(200)
         }
         RestCall::RemoveUserFromGroup { user_id, group, .. } => {
-            hub.leave(&Selection::user(user_id), &Groups::Named(vec![group]));
+            leave(hub, Selection::user(user_id), Groups::Named(vec![group]));
             done(200)
         }
         RestCall::RemoveUserFromAllGroups { user_id, .. } => {
-            hub.leave(&Selection::user(user_id), &Groups::All);
+            leave(hub, Selection::user(user_id), Groups::All);
             done(200)
         }
         RestCall::Invoke { filter, .. } => {
@@ -156,7 +160,10 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             reason,
             ..
         } => {
-            hub.close_connection(&connection_id, reason.as_deref().unwrap_or(""));
+            hub.apply_and_forget(Operation::Close {
+                who: Selection::connection(connection_id),
+                reason: reason.unwrap_or_default(),
+            });
             done(204)
         }
         RestCall::CloseAll {
@@ -175,42 +182,65 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             ..
         } => close_where(hub, Selection::user(user_id), &excluded, reason),
         RestCall::ConnectionExists { connection_id, .. } => {
-            exists(hub.connection(&connection_id).is_some())
+            exists(hub, Selection::connection(connection_id)).await
         }
-        RestCall::GroupExists { group, .. } => exists(hub.exists(&Selection::group(group))),
-        RestCall::UserExists { user, .. } => exists(hub.exists(&Selection::user(user))),
+        RestCall::GroupExists { group, .. } => exists(hub, Selection::group(group)).await,
+        RestCall::UserExists { user, .. } => exists(hub, Selection::user(user)).await,
         RestCall::RevokeToken {
             token_id,
             expires_at,
             ..
-        } => revoke(
-            hub,
-            Revocation::Token {
-                id: token_id,
-                expires_at,
-            },
-        ),
+        } => {
+            revoke(
+                hub,
+                Revocation::Token {
+                    id: token_id,
+                    expires_at,
+                },
+            )
+            .await
+        }
         RestCall::RevokeUserTokens {
             user_id,
             issued_before,
             ..
-        } => revoke(
-            hub,
-            Revocation::User {
-                user: user_id,
-                // `iat` has whole seconds: by default every token issued
-                // up to now, this second included, is revoked.
-                issued_before: issued_before
-                    .unwrap_or_else(|| crate::hub::unix_now().as_secs() + 1),
-            },
-        ),
+        } => {
+            revoke(
+                hub,
+                Revocation::User {
+                    user: user_id,
+                    // `iat` has whole seconds: by default every token issued
+                    // up to now, this second included, is revoked.
+                    issued_before: issued_before
+                        .unwrap_or_else(|| crate::hub::unix_now().as_secs() + 1),
+                },
+            )
+            .await
+        }
     })
 }
 
-/// Revokes tokens: 200 with how many connections were closed, or 507 if
-/// the hub's revocation list is full (the holders are closed all the same).
-fn revoke(hub: &LocalHub, revocation: Revocation) -> RestOutcome {
-    let revoked = hub.revoke(&revocation);
+/// Sends a payload; 202 once it is in the local recipients' queues and
+/// on its way to the other nodes (in order with this caller's other
+/// operations).
+fn send(hub: &LocalHub, to: Selection, payload: Payload) -> RestOutcome {
+    hub.apply_and_forget(Operation::Send { to, payload });
+    done(202)
+}
+
+fn join(hub: &LocalHub, who: Selection, groups: Vec<String>) {
+    hub.apply_and_forget(Operation::Join { who, groups });
+}
+
+fn leave(hub: &LocalHub, who: Selection, groups: Groups) {
+    hub.apply_and_forget(Operation::Leave { who, groups });
+}
+
+/// Revokes tokens on every node: 200 with how many connections were
+/// closed, or 507 if a revocation list is full (the holders are closed all
+/// the same).
+async fn revoke(hub: &LocalHub, revocation: Revocation) -> RestOutcome {
+    let revoked = revoke_everywhere(hub, revocation).await;
     if !revoked.recorded {
         return error(
             507,
@@ -224,7 +254,26 @@ fn revoke(hub: &LocalHub, revocation: Revocation) -> RestOutcome {
     RestOutcome::Done(200, Bytes::from(body.to_string()))
 }
 
-fn exists(found: bool) -> RestOutcome {
+/// What a revocation did here and on the other nodes.
+async fn revoke_everywhere(hub: &LocalHub, revocation: Revocation) -> crate::hub::Revoked {
+    if hub.cluster_member() {
+        // Recorded and applied on every node; the count of closed holders
+        // is this node's (the others close theirs as they receive it).
+        let here = hub.revoke(&revocation);
+        let recorded = hub
+            .spread_revocation(revocation)
+            .await
+            .unwrap_or(true);
+        return crate::hub::Revoked {
+            closed: here.closed,
+            recorded: here.recorded && recorded,
+        };
+    }
+    hub.revoke(&revocation)
+}
+
+async fn exists(hub: &LocalHub, who: Selection) -> RestOutcome {
+    let found = hub.apply(Operation::Exists(who)).await.count() > 0;
     done(if found { 200 } else { 404 })
 }
 
@@ -234,7 +283,10 @@ fn close_where(
     excluded: &[String],
     reason: Option<String>,
 ) -> RestOutcome {
-    hub.close(&who.excluding(excluded), &reason.unwrap_or_default());
+    hub.apply_and_forget(Operation::Close {
+        who: who.excluding(excluded),
+        reason: reason.unwrap_or_default(),
+    });
     done(204)
 }
 

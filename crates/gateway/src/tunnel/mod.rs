@@ -4,6 +4,7 @@
 
 mod client;
 mod hub;
+mod rebalance;
 mod rest;
 mod socket;
 
@@ -160,6 +161,13 @@ fn attach_server(
         _ => upgrade,
     };
     let socket_id = state.tunnels.socket_ids.fetch_add(1, Ordering::Relaxed);
+    // A tunnel opened without `target` is the server's first to this
+    // cluster: it is told to attach to every other node as well. One with a
+    // target came from such a message and is told nothing more.
+    let rebalance = match query_param(query, "target") {
+        None => state.hubs.cluster().cloned(),
+        Some(_) => None,
+    };
     let sockets = state.drain.sockets().clone();
     let limits = TunnelLimits {
         max_frame: state.config.max_tunnel_frame,
@@ -170,7 +178,7 @@ fn attach_server(
         .max_message_size(limits.max_frame)
         .max_frame_size(limits.max_frame)
         .on_upgrade(move |ws| {
-            sockets.track_future(serve_tunnel(ws, tunnel, server, socket_id, limits))
+            sockets.track_future(serve_tunnel(ws, tunnel, server, socket_id, limits, rebalance))
         }))
 }
 
@@ -188,6 +196,7 @@ async fn serve_tunnel(
     server: Arc<str>,
     socket_id: u64,
     limits: TunnelLimits,
+    rebalance: Option<portcullis_cluster::Cluster>,
 ) {
     let (sink, mut stream) = ws.split();
     let socket = TunnelSocket::spawn(socket_id, sink, limits.keepalive, limits.queue);
@@ -198,6 +207,12 @@ async fn serve_tunnel(
     });
     tunnel.add_socket(&server, socket.clone());
     tracing::info!(hub = %tunnel.hub.name(), %server, "application server attached");
+    let _rebalancer = rebalance.map(|cluster| {
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(rebalance::to_every_node(
+            cluster,
+            socket.clone(),
+        )))
+    });
     loop {
         let message = tokio::select! {
             _ = socket.closed.cancelled() => break,

@@ -1,7 +1,7 @@
 //! The one wire format between nodes: MessagePack envelopes on Redis
 //! channels.
 
-use portcullis_hub::{Operation, Outcome};
+use portcullis_hub::{Filter, Operation, Outcome, Payload};
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
@@ -27,6 +27,20 @@ pub(crate) enum Body {
     },
     /// The answer to request `request`.
     Reply { request: u64, outcome: Outcome },
+    /// Send this event to your connections of `hub` matching `filter`, with
+    /// an ack id of yours, and stream their acknowledgements back.
+    Invoke {
+        hub: String,
+        filter: Filter,
+        payload: Payload,
+        request: u64,
+        /// How long the origin waits for acknowledgements, in milliseconds.
+        deadline_ms: u64,
+    },
+    /// One acknowledgement of invocation `request` (a Socket.IO ACK packet).
+    InvokeAck { request: u64, answer: String },
+    /// No more acknowledgements of invocation `request` from this node.
+    InvokeEnd { request: u64 },
 }
 
 impl Envelope {

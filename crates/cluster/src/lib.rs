@@ -23,6 +23,7 @@
 
 mod envelope;
 mod gather;
+mod invocations;
 mod link;
 mod node;
 mod registry;
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_hub::{Operation, Outcome, Revocation};
+use portcullis_hub::{Filter, Operation, Outcome, Payload, Revocation};
 use redis::{Cmd, RedisError};
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,7 @@ pub use registry::Members;
 
 use envelope::{Body, Envelope};
 use gather::Gathering;
+use invocations::Invocations;
 use link::{Push, RedisLink};
 use registry::Keys;
 
@@ -136,6 +138,20 @@ pub trait LocalHubs: Send + Sync + 'static {
     /// Applies `operation` to this node's connections of `hub`, and gives
     /// the outcome here.
     fn apply(&self, hub: &str, operation: Operation) -> Outcome;
+
+    /// Sends `payload` (a Socket.IO EVENT without ack id) to this node's
+    /// connections of `hub` matching `filter`, each with an ack id of this
+    /// node's, and streams their acknowledgements (Socket.IO ACK packets);
+    /// the stream ends when all have answered or gone, or at the node's
+    /// deadline. `None` when nothing here can take acknowledgements.
+    fn invoke(
+        &self,
+        _hub: &str,
+        _filter: Filter,
+        _payload: Payload,
+    ) -> Option<mpsc::UnboundedReceiver<String>> {
+        None
+    }
 }
 
 /// Failure to join the cluster.
@@ -173,11 +189,20 @@ pub struct Counters {
     pub missing_answers: AtomicU64,
 }
 
+/// What the receiver count of a publish announces.
+#[derive(Debug, Clone, Copy)]
+enum Awaiting {
+    Nothing,
+    /// How many answers request `id` gets.
+    Outcome(u64),
+    /// How many nodes stream acknowledgements of invocation `id`.
+    Invocation(u64),
+}
+
 /// One message waiting to be published.
 struct Outbound {
     cmd: Cmd,
-    /// The request whose answers the publish's receiver count announces.
-    request: Option<u64>,
+    awaiting: Awaiting,
     /// Whether this node is among the receivers (it never answers itself).
     self_receives: bool,
 }
@@ -193,6 +218,7 @@ struct Shared {
     link: RedisLink,
     outbound: mpsc::Sender<Outbound>,
     gathering: Gathering,
+    invocations: Invocations,
     members: watch::Sender<Arc<Members>>,
     hubs: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
     counters: Arc<Counters>,
@@ -227,6 +253,7 @@ impl Cluster {
         let keys = Keys::new(&config.prefix);
         let cluster = Cluster(Arc::new(Shared {
             gathering: Gathering::new(config.max_requests),
+            invocations: Invocations::new(config.max_requests, config.max_inbound),
             keys,
             link,
             outbound,
@@ -354,9 +381,13 @@ impl Cluster {
             },
         };
         let cmd = shared.link.publish(&channel, &envelope.encode());
+        let awaiting = match &request {
+            Some((id, _)) => Awaiting::Outcome(*id),
+            None => Awaiting::Nothing,
+        };
         let queued = self.enqueue(Outbound {
             cmd,
-            request: request.as_ref().map(|(id, _)| *id),
+            awaiting,
             self_receives,
         });
         async move {
@@ -449,7 +480,7 @@ impl Cluster {
         cmd.arg(&self.0.keys.revocations).arg(until_ms).arg(member);
         self.enqueue(Outbound {
             cmd,
-            request: None,
+            awaiting: Awaiting::Nothing,
             self_receives: false,
         });
     }
@@ -542,16 +573,23 @@ impl Cluster {
                 match result {
                     Ok(receivers) => {
                         shared.counters.published.fetch_add(1, Ordering::Relaxed);
-                        if let Some(id) = outbound.request {
-                            let receivers = usize::try_from(receivers).unwrap_or(0);
-                            let others = receivers.saturating_sub(usize::from(outbound.self_receives));
-                            shared.gathering.expect(id, others);
+                        let receivers = usize::try_from(receivers).unwrap_or(0);
+                        let others =
+                            receivers.saturating_sub(usize::from(outbound.self_receives));
+                        match outbound.awaiting {
+                            Awaiting::Nothing => {}
+                            Awaiting::Outcome(id) => shared.gathering.expect(id, others),
+                            Awaiting::Invocation(id) => shared.invocations.expect(id, others),
                         }
                     }
                     Err(_) => {
                         failed += 1;
-                        if let Some(id) = outbound.request {
-                            shared.gathering.abandon(id);
+                        match outbound.awaiting {
+                            Awaiting::Nothing => {}
+                            Awaiting::Outcome(id) => {
+                                shared.gathering.abandon(id);
+                            }
+                            Awaiting::Invocation(id) => shared.invocations.close(id),
                         }
                     }
                 }
@@ -623,24 +661,113 @@ impl Cluster {
                     }
                 }
                 Body::Reply { request, outcome } => shared.gathering.answer(request, outcome),
+                Body::Invoke {
+                    hub,
+                    filter,
+                    payload,
+                    request,
+                    deadline_ms,
+                } => {
+                    let answers = local.invoke(&hub, filter, payload);
+                    let node = self.clone();
+                    let origin = envelope.from.clone();
+                    let deadline = Duration::from_millis(deadline_ms);
+                    shared
+                        .tasks
+                        .spawn(node.stream_answers(origin, request, answers, deadline));
+                }
+                Body::InvokeAck { request, answer } => shared.invocations.answer(request, answer),
+                Body::InvokeEnd { request } => shared.invocations.end(request),
             }
         }
     }
 
-    fn answer(&self, to: &NodeId, request: u64, outcome: Outcome) {
+    /// Sends `payload` (an EVENT without ack id) to the matching connections
+    /// of `hub` on the other nodes; their acknowledgements (Socket.IO ACK
+    /// packets) arrive on the receiver, which closes when every node that
+    /// received the invocation has finished, or after `deadline`. `None`
+    /// when too many invocations are open.
+    pub fn invoke(
+        &self,
+        hub: &str,
+        filter: Filter,
+        payload: Payload,
+        deadline: Duration,
+    ) -> Option<mpsc::UnboundedReceiver<String>> {
+        let (id, answers) = self.0.invocations.open()?;
         let envelope = Envelope {
             from: self.node_id().clone(),
-            body: Body::Reply { request, outcome },
+            body: Body::Invoke {
+                hub: hub.to_owned(),
+                filter,
+                payload,
+                request: id,
+                deadline_ms: deadline.as_millis() as u64,
+            },
+        };
+        let cmd = self.0.link.publish(&self.hub_channel(hub), &envelope.encode());
+        let queued = self.enqueue(Outbound {
+            cmd,
+            awaiting: Awaiting::Invocation(id),
+            self_receives: self.watches(hub),
+        });
+        if !queued {
+            self.0.invocations.close(id);
+            return Some(answers);
+        }
+        let shared = self.0.clone();
+        self.0.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(deadline) => shared.invocations.close(id),
+                () = shared.stop.cancelled() => {}
+            }
+        });
+        Some(answers)
+    }
+
+    /// Streams this node's acknowledgements of invocation `request` back to
+    /// `origin`, then its end.
+    async fn stream_answers(
+        self,
+        origin: NodeId,
+        request: u64,
+        answers: Option<mpsc::UnboundedReceiver<String>>,
+        deadline: Duration,
+    ) {
+        if let Some(mut answers) = answers {
+            let deadline = tokio::time::sleep(deadline);
+            tokio::pin!(deadline);
+            loop {
+                let answer = tokio::select! {
+                    () = self.0.stop.cancelled() => return,
+                    () = &mut deadline => return,
+                    answer = answers.recv() => answer,
+                };
+                let Some(answer) = answer else { break };
+                self.send_to(&origin, Body::InvokeAck { request, answer });
+            }
+        }
+        self.send_to(&origin, Body::InvokeEnd { request });
+    }
+
+    fn send_to(&self, node: &NodeId, body: Body) {
+        let envelope = Envelope {
+            from: self.node_id().clone(),
+            body,
         };
         let cmd = self
             .0
             .link
-            .publish(&self.node_channel(to), &envelope.encode());
+            .publish(&self.node_channel(node), &envelope.encode());
         self.enqueue(Outbound {
             cmd,
-            request: None,
+            awaiting: Awaiting::Nothing,
             self_receives: false,
         });
+    }
+
+    fn answer(&self, to: &NodeId, request: u64, outcome: Outcome) {
+        self.send_to(to, Body::Reply { request, outcome });
     }
 }
 

@@ -32,6 +32,7 @@ mod gate;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+mod peer;
 mod secret;
 pub mod server;
 pub mod tls;

@@ -502,7 +502,8 @@ impl Gateway {
         if config.node.advertise.port() == Some(0) {
             let _ = config.node.advertise.set_port(Some(local_addr.port()));
         }
-        let cluster = portcullis_cluster::Cluster::join(config, self.state.hubs.for_cluster())
+        let peer = Arc::new(crate::peer::Peer(Arc::downgrade(&self.state)));
+        let cluster = portcullis_cluster::Cluster::join(config, peer)
             .await
             .map_err(|e| std::io::Error::other(format!("cannot join the cluster: {e}")))?;
         self.state.hubs.set_cluster(cluster.clone());

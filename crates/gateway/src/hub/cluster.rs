@@ -10,9 +10,7 @@
 //! Operations other nodes send are applied with [`LocalHub::apply_now`],
 //! never spread again.
 
-use std::sync::Arc;
-
-use portcullis_cluster::{Cluster, Destination, LocalHubs, NodeId, owner_of};
+use portcullis_cluster::{Cluster, Destination, NodeId, owner_of};
 
 use super::{Filter, Hubs, LocalHub, Operation, Outcome, Selection};
 use crate::hub::{Applied, ConnectionId};
@@ -43,14 +41,8 @@ impl Hubs {
         }
     }
 
-    /// What `hubs` gives the cluster to apply other nodes' operations.
-    pub(crate) fn for_cluster(&self) -> Arc<dyn LocalHubs> {
-        Arc::new(self.clone())
-    }
-}
-
-impl LocalHubs for Hubs {
-    fn apply(&self, hub: &str, operation: Operation) -> Outcome {
+    /// Applies an operation another node sent to this node's connections.
+    pub(crate) fn apply_from_peer(&self, hub: &str, operation: Operation) -> Outcome {
         match (&operation, self.get(hub)) {
             // A revocation must hold at this node's next handshake even if
             // the hub has no connection here yet.
@@ -150,6 +142,18 @@ impl LocalHub {
 }
 
 impl LocalHub {
+    /// Sends an invocation to the matching connections of the other nodes;
+    /// their acknowledgements arrive on the receiver (`None` alone).
+    pub(crate) fn invoke_elsewhere(
+        &self,
+        filter: Filter,
+        payload: super::Payload,
+        deadline: std::time::Duration,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.cluster()?
+            .invoke(self.name(), filter, payload, deadline)
+    }
+
     /// Whether this hub's node belongs to a cluster.
     pub(crate) fn cluster_member(&self) -> bool {
         self.cluster().is_some()

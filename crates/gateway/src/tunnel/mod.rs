@@ -6,6 +6,7 @@ mod client;
 mod hub;
 mod rebalance;
 mod rest;
+pub(crate) use rest::invoke_here;
 mod socket;
 
 use std::collections::HashMap;

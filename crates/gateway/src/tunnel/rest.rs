@@ -153,7 +153,10 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
                 ));
             };
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            RestOutcome::Stream(invoke(tunnel, &hub.select(None, &filter), &payload)?)
+            let (local, expected) = invoke_here(tunnel, &hub.select(None, &filter), &payload)?;
+            // The other nodes' connections answer through the cluster.
+            let remote = hub.invoke_elsewhere(filter, payload, INVOKE_CAP);
+            RestOutcome::Stream(stream_lines(local, expected, remote))
         }
         RestCall::CloseConnection {
             connection_id,
@@ -290,13 +293,14 @@ fn close_where(
     done(204)
 }
 
-/// Starts an `:invoke`: the event goes to every target with an ack id of the
-/// gateway's choosing; each acknowledgement becomes one NDJSON line.
-fn invoke(
+/// Starts an `:invoke` on this node's connections: the event goes to every
+/// target with an ack id of the gateway's choosing; their acknowledgements
+/// arrive on the receiver, of which `expected` are awaited.
+pub(crate) fn invoke_here(
     tunnel: &Arc<TunnelHub>,
     targets: &[Arc<Connection>],
     payload: &Payload,
-) -> Result<mpsc::Receiver<Bytes>, RestOutcome> {
+) -> Result<(mpsc::UnboundedReceiver<String>, usize), RestOutcome> {
     let (first, attachments) = payload
         .frames()
         .split_first()
@@ -316,7 +320,7 @@ fn invoke(
             "an invoke payload must be an EVENT or BINARY_EVENT",
         ));
     }
-    let (acks, mut answers) = mpsc::unbounded_channel::<String>();
+    let (acks, answers) = mpsc::unbounded_channel::<String>();
     let mut expected = 0usize;
     for connection in targets {
         let Some(client) = tunnel.client(connection.id().as_str()) else {
@@ -339,25 +343,55 @@ fn invoke(
     // Only the clients hold senders now: the channel closes when every one
     // has answered or gone.
     drop(acks);
+    Ok((answers, expected))
+}
+
+/// The NDJSON lines of an `:invoke`: this node's `expected` answers and the
+/// other nodes' (whose stream ends when they have all finished), until
+/// both are done or [`INVOKE_CAP`].
+fn stream_lines(
+    mut local: mpsc::UnboundedReceiver<String>,
+    expected: usize,
+    remote: Option<mpsc::UnboundedReceiver<String>>,
+) -> mpsc::Receiver<Bytes> {
     let (lines, stream) = mpsc::channel(64);
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(INVOKE_CAP);
         tokio::pin!(deadline);
         let mut answered = 0;
-        while answered < expected {
+        let mut local_done = expected == 0;
+        let mut remote = remote;
+        while !local_done || remote.is_some() {
             tokio::select! {
-                answer = answers.recv() => match answer {
+                answer = local.recv(), if !local_done => match answer {
                     Some(payload) => {
                         answered += 1;
+                        local_done = answered >= expected;
                         if lines.send(invoke_line(&payload)).await.is_err() {
                             return;
                         }
                     }
-                    None => return,
+                    None => local_done = true,
+                },
+                answer = recv_some(&mut remote) => match answer {
+                    Some(payload) => {
+                        if lines.send(invoke_line(&payload)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => remote = None,
                 },
                 _ = &mut deadline => return,
             }
         }
     });
-    Ok(stream)
+    stream
+}
+
+/// The next item of an optional stream (pending forever without one).
+async fn recv_some(stream: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match stream {
+        Some(stream) => stream.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -119,24 +119,127 @@ fn reference_app() -> SocketIo {
     io
 }
 
-/// A gateway on loopback with the reference application attached.
+fn token_for(addr: SocketAddr) -> String {
+    mint_client_token(
+        KEY,
+        &format!("http://{addr}/clients/socketio/hubs/{HUB}"),
+        &ClientTokenOptions {
+            user_id: Some("conformance".into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// Waits until every node sees the three.
+async fn wait_for_nodes(addrs: &[SocketAddr]) {
+    for _ in 0..200 {
+        let mut all = true;
+        for addr in addrs {
+            let health: Value = reqwest::get(format!("http://{addr}/health"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            all &= health["nodes"].as_u64() == Some(addrs.len() as u64);
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the nodes never saw one another");
+}
+
+/// A gateway on loopback with the reference application attached; or, in
+/// the cluster mode, three gateway nodes sharing the hub through Redis,
+/// each with the application embedded, and every request of the suite sent
+/// to the next node in turn (no sticky sessions: the nodes forward polls
+/// and relay upgrades to the session's owner).
 struct App {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    next: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
     token: String,
-    _io: SocketIo,
+    _io: Vec<SocketIo>,
     _tunnel: Option<TunnelHandle>,
-    _shutdown: oneshot::Sender<()>,
+    _shutdown: Vec<oneshot::Sender<()>>,
 }
 
 #[derive(Clone, Copy)]
 enum Mode {
     Embedded,
     Tunnel,
+    Cluster,
+}
+
+/// Redis for the cluster mode (`scripts/redis ensure` starts one).
+fn redis_url() -> String {
+    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 impl App {
     async fn start(mode: Mode) -> App {
+        if let Mode::Cluster = mode {
+            return Self::start_cluster().await;
+        }
+        Self::start_one(mode).await
+    }
+
+    async fn start_cluster() -> App {
+        let prefix = format!("conformance-{}", portcullis_cluster::NodeId::generate());
+        let mut addrs = Vec::new();
+        let mut apps = Vec::new();
+        let mut shutdowns = Vec::new();
+        for n in 0..3 {
+            let io = reference_app();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
+            let mut config = GatewayConfig::new(addr, keys);
+            let redis = portcullis_cluster::RedisConfig {
+                urls: vec![redis_url()],
+                cluster: false,
+                connect_timeout: Duration::from_secs(2),
+                response_timeout: Duration::from_secs(2),
+            };
+            let node = portcullis_cluster::NodeInfo {
+                id: portcullis_cluster::NodeId::parse(&format!("n{n}")).unwrap(),
+                advertise: url::Url::parse(&format!("http://{addr}/")).unwrap(),
+            };
+            let mut cluster = portcullis_cluster::ClusterConfig::new(redis, node);
+            cluster.prefix = prefix.clone();
+            cluster.heartbeat = Duration::from_millis(100);
+            config.cluster = Some(cluster);
+            let gateway = Gateway::new(config);
+            io.attach(&gateway, HUB).expect("attach");
+            let (shutdown, rx) = oneshot::channel::<()>();
+            tokio::spawn(gateway.serve(listener, async move {
+                rx.await.ok();
+            }));
+            addrs.push(addr);
+            apps.push(io);
+            shutdowns.push(shutdown);
+        }
+        wait_for_nodes(&addrs).await;
+        App {
+            token: token_for(addrs[0]),
+            addrs,
+            next: Default::default(),
+            http: reqwest::Client::new(),
+            _io: apps,
+            _tunnel: None,
+            _shutdown: shutdowns,
+        }
+    }
+
+    /// The address of the next request (always the same one alone).
+    fn addr(&self) -> SocketAddr {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.addrs[n % self.addrs.len()]
+    }
+
+    async fn start_one(mode: Mode) -> App {
         let io = reference_app();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -151,35 +254,29 @@ impl App {
             rx.await.ok();
         }));
         let tunnel = match mode {
-            Mode::Embedded => None,
+            Mode::Embedded | Mode::Cluster => None,
             Mode::Tunnel => Some(
                 within("the tunnel", io.connect_tunnel(&connection_string, HUB))
                     .await
                     .expect("tunnel"),
             ),
         };
-        let token = mint_client_token(
-            KEY,
-            &format!("http://{addr}/clients/socketio/hubs/{HUB}"),
-            &ClientTokenOptions {
-                user_id: Some("conformance".into()),
-                ..Default::default()
-            },
-        );
         App {
-            addr,
+            token: token_for(addr),
+            addrs: vec![addr],
+            next: Default::default(),
             http: reqwest::Client::new(),
-            token,
-            _io: io,
+            _io: vec![io],
             _tunnel: tunnel,
-            _shutdown: shutdown,
+            _shutdown: vec![shutdown],
         }
     }
 
     fn url(&self, query: &str) -> String {
         format!(
             "http://{}/clients/socketio/hubs/{HUB}/?{query}&access_token={}",
-            self.addr, self.token
+            self.addr(),
+            self.token
         )
     }
 
@@ -190,7 +287,8 @@ impl App {
     fn ws_url(&self, query: &str) -> String {
         format!(
             "ws://{}/clients/socketio/hubs/{HUB}/?{query}&access_token={}",
-            self.addr, self.token
+            self.addr(),
+            self.token
         )
     }
 
@@ -452,6 +550,12 @@ macro_rules! cases {
             $(#[tokio::test]
             async fn $name() {
                 super::$name(super::App::start(super::Mode::Tunnel).await).await
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::App::start(super::Mode::Cluster).await).await
             })*
         }
     };

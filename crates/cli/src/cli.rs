@@ -504,9 +504,9 @@ impl ServeArgs {
             cluster_request_timeout_ms: file.cluster_request_timeout_ms,
             cluster_max_queue: file.cluster_max_queue,
         };
-        config.cluster = self
-            .cluster
-            .resolve(file_cluster, config.listen, config.revocation_ttl)?;
+        config.cluster =
+            self.cluster
+                .resolve(file_cluster, config.listen, config.revocation_ttl)?;
         validate(&config)?;
         Ok(ServeConfig {
             gateway: config,

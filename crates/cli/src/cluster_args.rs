@@ -14,7 +14,12 @@ pub struct ClusterArgs {
     /// Join a cluster of gateway nodes over Redis at this URL
     /// (`redis://[:password@]host:port`); several comma-separated URLs with
     /// --redis-cluster.
-    #[arg(long, env = "PORTCULLIS_REDIS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_REDIS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub redis: Vec<String>,
     /// The --redis URLs are nodes of a Redis Cluster: use sharded pub/sub.
     #[arg(long, env = "PORTCULLIS_REDIS_CLUSTER")]
@@ -79,7 +84,9 @@ impl ClusterArgs {
         }
         let cluster = self.redis_cluster || file.redis_cluster.unwrap_or(false);
         if urls.len() > 1 && !cluster {
-            return Err("several --redis URLs are the nodes of a Redis Cluster: add --redis-cluster".into());
+            return Err(
+                "several --redis URLs are the nodes of a Redis Cluster: add --redis-cluster".into(),
+            );
         }
         let id = match self.node_id.or(file.node_id) {
             Some(id) => NodeId::parse(&id).map_err(|e| format!("--node-id: {e}"))?,
@@ -96,7 +103,9 @@ impl ClusterArgs {
             None => url::Url::parse(&format!("http://{listen}/")).map_err(|e| e.to_string())?,
         };
         if !matches!(advertise.scheme(), "http" | "https") || advertise.host().is_none() {
-            return Err("--cluster-advertise must be an http:// or https:// URL with a host".into());
+            return Err(
+                "--cluster-advertise must be an http:// or https:// URL with a host".into(),
+            );
         }
         let redis = RedisConfig {
             urls,

@@ -18,6 +18,10 @@ const HUB: &str = "echo";
 
 /// A node of a cluster on `redis` (several URLs: a Redis Cluster).
 fn node(redis: &str, id: &str) -> TestGateway {
+    node_with(redis, id, &[])
+}
+
+fn node_with(redis: &str, id: &str, extra: &[&str]) -> TestGateway {
     let mut args = vec![
         "--echo-hub",
         HUB,
@@ -33,6 +37,7 @@ fn node(redis: &str, id: &str) -> TestGateway {
     if redis.contains(',') {
         args.push("--redis-cluster");
     }
+    args.extend_from_slice(extra);
     TestGateway::start(&args)
 }
 
@@ -83,7 +88,10 @@ async fn rest(node: &TestGateway, method: reqwest::Method, path: &str, body: &st
     reqwest::Client::new()
         .request(
             method,
-            format!("{}/api/hubs/{HUB}{path}?api-version=2023-07-01", node.http()),
+            format!(
+                "{}/api/hubs/{HUB}{path}?api-version=2023-07-01",
+                node.http()
+            ),
         )
         .bearer_auth(operator_token(node))
         .header("content-type", "text/plain")
@@ -203,7 +211,11 @@ async fn a_polling_session_is_served_whichever_node_gets_its_requests() {
     assert_eq!(posted.text().await.unwrap(), "ok");
     let polled = reqwest::get(session_url(&c, &query)).await.unwrap();
     assert_eq!(polled.status(), 200);
-    assert_eq!(polled.text().await.unwrap(), "40", "the echo of the CONNECT");
+    assert_eq!(
+        polled.text().await.unwrap(),
+        "40",
+        "the echo of the CONNECT"
+    );
     http.post(session_url(&c, &query))
         .body("42[\"hi\"]")
         .send()
@@ -222,7 +234,10 @@ async fn a_polling_session_is_served_whichever_node_gets_its_requests() {
     socket.send(Message::text("2probe")).await.unwrap();
     assert_eq!(next_text(&mut socket).await.as_deref(), Some("3probe"));
     socket.send(Message::text("5")).await.unwrap();
-    socket.send(Message::text("42[\"upgraded\"]")).await.unwrap();
+    socket
+        .send(Message::text("42[\"upgraded\"]"))
+        .await
+        .unwrap();
     assert_eq!(
         next_text(&mut socket).await.as_deref(),
         Some("42[\"upgraded\"]")
@@ -277,36 +292,58 @@ async fn rest_calls_on_one_node_reach_the_clients_of_the_others() {
     use reqwest::Method;
 
     assert_eq!(rest(&a, Method::POST, "/:send", "42[\"all\"]").await, 202);
-    assert_eq!(alice.next_within(SOON).await.as_deref(), Some("42[\"all\"]"));
+    assert_eq!(
+        alice.next_within(SOON).await.as_deref(),
+        Some("42[\"all\"]")
+    );
     assert_eq!(bob.next_within(SOON).await.as_deref(), Some("42[\"all\"]"));
 
-    assert_eq!(rest(&a, Method::POST, "/users/bob/:send", "42[\"bob\"]").await, 202);
+    assert_eq!(
+        rest(&a, Method::POST, "/users/bob/:send", "42[\"bob\"]").await,
+        202
+    );
     assert_eq!(bob.next_within(SOON).await.as_deref(), Some("42[\"bob\"]"));
     assert_eq!(alice.next_within(NOTHING).await, None);
 
     let path = format!("/connections/{}/:send", alice.sid);
     assert_eq!(rest(&a, Method::POST, &path, "42[\"one\"]").await, 202);
-    assert_eq!(alice.next_within(SOON).await.as_deref(), Some("42[\"one\"]"));
+    assert_eq!(
+        alice.next_within(SOON).await.as_deref(),
+        Some("42[\"one\"]")
+    );
 
     // Groups: one connection added through a node that does not hold it.
     let path = format!("/groups/g/connections/{}", alice.sid);
     assert_eq!(rest(&a, Method::PUT, &path, "").await, 200);
     let path = "/groups/g/connections/c.unknown".to_string();
-    assert_eq!(rest(&a, Method::PUT, &path, "").await, 404, "no such connection");
+    assert_eq!(
+        rest(&a, Method::PUT, &path, "").await,
+        404,
+        "no such connection"
+    );
     assert_eq!(rest(&c, Method::HEAD, "/groups/g", "").await, 200);
     assert_eq!(rest(&c, Method::HEAD, "/groups/none", "").await, 404);
-    assert_eq!(rest(&a, Method::POST, "/groups/g/:send", "42[\"g\"]").await, 202);
+    assert_eq!(
+        rest(&a, Method::POST, "/groups/g/:send", "42[\"g\"]").await,
+        202
+    );
     assert_eq!(alice.next_within(SOON).await.as_deref(), Some("42[\"g\"]"));
     assert_eq!(bob.next_within(NOTHING).await, None);
 
     // Add by filter, send with a filter.
     let body = r#"{"groups":["f"],"filter":"userId eq 'bob'"}"#;
     assert_eq!(rest(&a, Method::POST, "/:addToGroups", body).await, 200);
-    assert_eq!(rest(&b, Method::POST, "/groups/f/:send", "42[\"f\"]").await, 202);
+    assert_eq!(
+        rest(&b, Method::POST, "/groups/f/:send", "42[\"f\"]").await,
+        202
+    );
     assert_eq!(bob.next_within(SOON).await.as_deref(), Some("42[\"f\"]"));
     assert_eq!(alice.next_within(NOTHING).await, None);
     let body = r#"{"groups":["f"],"filter":"userId eq 'bob'"}"#;
-    assert_eq!(rest(&a, Method::POST, "/:removeFromGroups", body).await, 200);
+    assert_eq!(
+        rest(&a, Method::POST, "/:removeFromGroups", body).await,
+        200
+    );
     assert_eq!(rest(&b, Method::HEAD, "/groups/f", "").await, 404);
 
     // Existence of users and connections held elsewhere.
@@ -316,12 +353,18 @@ async fn rest_calls_on_one_node_reach_the_clients_of_the_others() {
     assert_eq!(rest(&b, Method::HEAD, &path, "").await, 200);
 
     // Close by user, through a third node.
-    assert_eq!(rest(&a, Method::POST, "/users/bob/:closeConnections", "").await, 204);
+    assert_eq!(
+        rest(&a, Method::POST, "/users/bob/:closeConnections", "").await,
+        204
+    );
     assert_eq!(bob.next_within(SOON).await, None, "bob's socket closes");
     assert_eq!(rest(&a, Method::HEAD, "/users/bob", "").await, 404);
     assert_eq!(alice.next_within(NOTHING).await, None, "alice stays");
     // Revoking a user's tokens on one node refuses them on every node.
-    assert_eq!(rest(&c, Method::POST, "/users/alice/tokens/:revoke", "").await, 200);
+    assert_eq!(
+        rest(&c, Method::POST, "/users/alice/tokens/:revoke", "").await,
+        200
+    );
     assert_eq!(alice.next_within(SOON).await.as_deref(), Some("41"));
     let url = format!(
         "{}/clients/socketio/hubs/{HUB}/?EIO=4&transport=polling&access_token={}",
@@ -379,13 +422,19 @@ async fn a_killed_node_loses_its_clients_only() {
     b.wait_exit(Duration::from_secs(5));
     assert_eq!(on_b.next_within(SOON).await, None, "b's client is cut off");
     let after = broadcast_rounds(&a, &mut [&mut on_c], 50, Duration::from_millis(10)).await;
-    eprintln!("killed node: c's client received {}/50 broadcasts from a", after[0]);
+    eprintln!(
+        "killed node: c's client received {}/50 broadcasts from a",
+        after[0]
+    );
     assert_eq!(after, vec![50], "c's client loses nothing");
     wait_members(&[&a, &c], 2).await;
     // b's client reconnects to another node (here: c) and is served.
     let mut moved = Client::connect(&c, "u1").await;
     moved.send("42[\"back\"]").await;
-    assert_eq!(moved.next_within(SOON).await.as_deref(), Some("42[\"back\"]"));
+    assert_eq!(
+        moved.next_within(SOON).await.as_deref(),
+        Some("42[\"back\"]")
+    );
 }
 
 #[tokio::test]
@@ -410,8 +459,15 @@ async fn a_paused_node_neither_stops_the_others_nor_loses_their_messages() {
     assert_eq!(during, vec![100]);
     // Operations that ask every node do not hang on the paused one.
     let asked = Instant::now();
-    assert_eq!(rest(&a, reqwest::Method::HEAD, "/users/nobody", "").await, 404);
-    assert!(asked.elapsed() < Duration::from_secs(4), "{:?}", asked.elapsed());
+    assert_eq!(
+        rest(&a, reqwest::Method::HEAD, "/users/nobody", "").await,
+        404
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
     b.signal(libc::SIGCONT);
     wait_members(&[&a, &b, &c], 3).await;
     // b resumes: what Redis kept for it while it was stopped arrives.
@@ -437,9 +493,15 @@ async fn a_redis_restart_is_survived_and_cross_node_delivery_resumes() {
     redis.kill();
     // Each node keeps serving its own clients.
     on_b.send("42[\"alone\"]").await;
-    assert_eq!(on_b.next_within(SOON).await.as_deref(), Some("42[\"alone\"]"));
+    assert_eq!(
+        on_b.next_within(SOON).await.as_deref(),
+        Some("42[\"alone\"]")
+    );
     let during = broadcast_rounds(&a, &mut [&mut on_a, &mut on_b], 10, Duration::ZERO).await;
-    eprintln!("redis down: a's client {}/10, b's {}/10", during[0], during[1]);
+    eprintln!(
+        "redis down: a's client {}/10, b's {}/10",
+        during[0], during[1]
+    );
     assert_eq!(during[0], 10, "local delivery goes on");
     let lost = health(&a).await["cluster"]["undelivered"].as_u64().unwrap();
     assert!(lost > 0, "what could not be published is counted");
@@ -448,7 +510,13 @@ async fn a_redis_restart_is_survived_and_cross_node_delivery_resumes() {
     let restarted = Instant::now();
     let mut resumed = None;
     for round in 0..100 {
-        rest(&a, reqwest::Method::POST, "/:send", &format!("42[\"p\",{round}]")).await;
+        rest(
+            &a,
+            reqwest::Method::POST,
+            "/:send",
+            &format!("42[\"p\",{round}]"),
+        )
+        .await;
         if let Some(text) = on_b.next_within(Duration::from_millis(100)).await
             && text.starts_with("42[\"p\"")
         {
@@ -477,7 +545,13 @@ async fn a_broadcast_costs_one_redis_publish_whatever_the_audience() {
     }
     let publishes = redis.calls_of("publish");
     for round in 0..10 {
-        rest(&a, reqwest::Method::POST, "/:send", &format!("42[\"x\",{round}]")).await;
+        rest(
+            &a,
+            reqwest::Method::POST,
+            "/:send",
+            &format!("42[\"x\",{round}]"),
+        )
+        .await;
     }
     for client in &mut clients {
         let mut got = 0;
@@ -515,4 +589,28 @@ async fn sharded_pub_sub_on_a_redis_cluster() {
         redis.shard_channels(shard).contains(&channel),
         "{channel} on {shard}"
     );
+}
+
+#[tokio::test]
+async fn the_cluster_figures_are_in_the_metrics() {
+    let redis = RedisServer::start();
+    let a = node_with(&redis.url(), "a", &["--metrics"]);
+    let b = node(&redis.url(), "b");
+    wait_members(&[&a, &b], 2).await;
+    let _on_b = Client::connect(&b, "u").await;
+    rest(&a, reqwest::Method::POST, "/:send", "42[\"m\"]").await;
+    let text = reqwest::get(format!("{}/metrics", a.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("portcullis_cluster_nodes 2"), "{text}");
+    let published = text
+        .lines()
+        .find(|l| l.starts_with("portcullis_cluster_messages_total{event=\"published\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("published count");
+    assert!(published >= 1, "{text}");
 }

@@ -94,7 +94,12 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_without_panicking() {
-        for bytes in [&b""[..], b"\xff\xff", b"\x92\xa1a\x81\xa5Apply\x90", b"hello"] {
+        for bytes in [
+            &b""[..],
+            b"\xff\xff",
+            b"\x92\xa1a\x81\xa5Apply\x90",
+            b"hello",
+        ] {
             assert_eq!(Envelope::decode(bytes), None);
         }
     }

@@ -22,7 +22,8 @@ struct Waiting {
 
 impl Waiting {
     fn complete(&self) -> bool {
-        self.expected.is_some_and(|expected| self.received >= expected)
+        self.expected
+            .is_some_and(|expected| self.received >= expected)
     }
 }
 

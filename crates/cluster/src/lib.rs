@@ -266,7 +266,10 @@ impl Cluster {
             config,
         }));
         let shared = &cluster.0;
-        shared.link.subscribe(&cluster.node_channel(&shared.config.node.id)).await?;
+        shared
+            .link
+            .subscribe(&cluster.node_channel(&shared.config.node.id))
+            .await?;
         shared.link.subscribe(&cluster.control_channel()).await?;
         cluster.load_revocations(local.as_ref()).await?;
         let members = registry::beat(
@@ -574,8 +577,7 @@ impl Cluster {
                     Ok(receivers) => {
                         shared.counters.published.fetch_add(1, Ordering::Relaxed);
                         let receivers = usize::try_from(receivers).unwrap_or(0);
-                        let others =
-                            receivers.saturating_sub(usize::from(outbound.self_receives));
+                        let others = receivers.saturating_sub(usize::from(outbound.self_receives));
                         match outbound.awaiting {
                             Awaiting::Nothing => {}
                             Awaiting::Outcome(id) => shared.gathering.expect(id, others),
@@ -705,7 +707,10 @@ impl Cluster {
                 deadline_ms: deadline.as_millis() as u64,
             },
         };
-        let cmd = self.0.link.publish(&self.hub_channel(hub), &envelope.encode());
+        let cmd = self
+            .0
+            .link
+            .publish(&self.hub_channel(hub), &envelope.encode());
         let queued = self.enqueue(Outbound {
             cmd,
             awaiting: Awaiting::Invocation(id),

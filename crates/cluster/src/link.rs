@@ -67,7 +67,10 @@ impl RedisLink {
             Ok(RedisLink::Cluster(client.get_async_connection().await?))
         } else {
             let info: redis::ConnectionInfo = config.urls[0].as_str().parse()?;
-            let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
             let client = redis::Client::open(info.set_redis_settings(settings))?;
             let manager_config = redis::aio::ConnectionManagerConfig::new()
                 .set_push_sender(sink)

@@ -21,7 +21,10 @@ pub struct Members {
 impl Members {
     /// A node's entry, if it is alive.
     pub fn get(&self, id: &str) -> Option<&NodeInfo> {
-        self.nodes.iter().find(|(k, _)| k.as_str() == id).map(|(_, v)| v)
+        self.nodes
+            .iter()
+            .find(|(k, _)| k.as_str() == id)
+            .map(|(_, v)| v)
     }
 
     /// How many nodes are alive.
@@ -74,10 +77,20 @@ pub(crate) async fn beat(
 ) -> RedisResult<Members> {
     let now = redis_now_ms(link).await?;
     let info = serde_json::to_string(me).expect("node info encodes");
-    link.query::<()>(redis::cmd("ZADD").arg(&keys.nodes).arg(now).arg(me.id.as_str()))
-        .await?;
-    link.query::<()>(redis::cmd("HSET").arg(&keys.info).arg(me.id.as_str()).arg(info))
-        .await?;
+    link.query::<()>(
+        redis::cmd("ZADD")
+            .arg(&keys.nodes)
+            .arg(now)
+            .arg(me.id.as_str()),
+    )
+    .await?;
+    link.query::<()>(
+        redis::cmd("HSET")
+            .arg(&keys.info)
+            .arg(me.id.as_str())
+            .arg(info),
+    )
+    .await?;
     let horizon = now.saturating_sub(dead_after.as_millis() as u64);
     let dead: Vec<String> = link
         .query(

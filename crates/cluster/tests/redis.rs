@@ -26,7 +26,10 @@ impl LocalHubs for Recorded {
             Operation::Revoke(_) => Outcome::Done(true),
             _ => Outcome::Count(self.count),
         };
-        self.applied.lock().unwrap().push((hub.to_owned(), operation));
+        self.applied
+            .lock()
+            .unwrap()
+            .push((hub.to_owned(), operation));
         outcome
     }
 }
@@ -84,7 +87,10 @@ async fn nodes_see_each_other_and_the_dead_are_removed() {
     let prefix = prefix();
     let (a, _) = join(&prefix, "a", 0).await;
     let (b, _) = join(&prefix, "b", 0).await;
-    until("both nodes", || a.members().len() == 2 && b.members().len() == 2).await;
+    until("both nodes", || {
+        a.members().len() == 2 && b.members().len() == 2
+    })
+    .await;
     assert_eq!(
         a.members().get("b").unwrap().advertise.as_str(),
         "http://b.invalid/"
@@ -132,7 +138,10 @@ async fn a_broadcast_is_one_publish_and_every_node_answers() {
     for node in [&a, &b, &c] {
         node.watch_hub("chat").await;
     }
-    let before = a.counters().published.load(std::sync::atomic::Ordering::Relaxed);
+    let before = a
+        .counters()
+        .published
+        .load(std::sync::atomic::Ordering::Relaxed);
     let outcome = a
         .spread(
             "chat",
@@ -143,7 +152,12 @@ async fn a_broadcast_is_one_publish_and_every_node_answers() {
         .await;
     assert_eq!(outcome, Some(Outcome::Exists(true)));
     let outcome = a
-        .spread("chat", Operation::Exists(Selection::all()), Destination::Hub, true)
+        .spread(
+            "chat",
+            Operation::Exists(Selection::all()),
+            Destination::Hub,
+            true,
+        )
         .await;
     assert_eq!(outcome, Some(Outcome::Exists(true)));
     let count = a
@@ -158,7 +172,10 @@ async fn a_broadcast_is_one_publish_and_every_node_answers() {
         )
         .await;
     assert_eq!(count, Some(Outcome::Count(5)), "b's 2 and c's 3");
-    let after = a.counters().published.load(std::sync::atomic::Ordering::Relaxed);
+    let after = a
+        .counters()
+        .published
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(after - before, 3, "one publish per operation");
     assert_eq!(b_local.applied.lock().unwrap().len(), 3);
     assert_eq!(c_local.applied.lock().unwrap().len(), 3);
@@ -177,7 +194,10 @@ async fn unobserved_operations_arrive_in_order_and_ask_no_answer() {
         };
         drop(a.spread("h", operation, Destination::Hub, false));
     }
-    until("200 operations", || b_local.applied.lock().unwrap().len() == 200).await;
+    until("200 operations", || {
+        b_local.applied.lock().unwrap().len() == 200
+    })
+    .await;
     let order: Vec<String> = b_local
         .applied
         .lock()
@@ -193,9 +213,14 @@ async fn unobserved_operations_arrive_in_order_and_ask_no_answer() {
         .collect();
     assert_eq!(order, expected);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(a_local.applied.lock().unwrap().is_empty(), "a never hears itself");
+    assert!(
+        a_local.applied.lock().unwrap().is_empty(),
+        "a never hears itself"
+    );
     assert_eq!(
-        b.counters().published.load(std::sync::atomic::Ordering::Relaxed),
+        b.counters()
+            .published
+            .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "b answered nothing"
     );
@@ -223,7 +248,12 @@ async fn directed_operations_reach_the_owner_only() {
     // A dead owner: nobody receives, the answer is immediate.
     let started = std::time::Instant::now();
     let outcome = a
-        .spread("h", Operation::GroupsOf("zz.q".into()), Destination::Node("zz"), true)
+        .spread(
+            "h",
+            Operation::GroupsOf("zz.q".into()),
+            Destination::Node("zz"),
+            true,
+        )
         .await;
     assert_eq!(outcome, None);
     assert!(started.elapsed() < Duration::from_millis(1000));
@@ -249,7 +279,10 @@ async fn revocations_reach_every_node_and_later_joiners() {
     assert_eq!(done, Some(Outcome::Done(true)));
     assert_eq!(
         b_local.applied.lock().unwrap()[0],
-        ("never-seen-hub".into(), Operation::Revoke(revocation.clone()))
+        (
+            "never-seen-hub".into(),
+            Operation::Revoke(revocation.clone())
+        )
     );
     let (_c, c_local) = join(&prefix, "c", 0).await;
     assert_eq!(

@@ -507,6 +507,8 @@ impl Gateway {
             .await
             .map_err(|e| std::io::Error::other(format!("cannot join the cluster: {e}")))?;
         self.state.hubs.set_cluster(cluster.clone());
+        self.metrics()
+            .register_collector(Box::new(crate::metrics::ClusterFigures(cluster.clone())));
         Ok(Some(cluster))
     }
 

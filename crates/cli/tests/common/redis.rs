@@ -196,7 +196,9 @@ impl RedisCluster {
         let nodes = cli(self.ports[0], &["cluster", "nodes"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(address) = fields.get(1) else { continue };
+            let Some(address) = fields.get(1) else {
+                continue;
+            };
             let port: u16 = address
                 .split('@')
                 .next()

@@ -158,7 +158,11 @@ async fn forward_http(
         EngineError::unknown_sid()
     })?;
     let (mut parts, body) = answer.into_parts();
-    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
         parts.headers.remove(name);
     }
     parts.headers.remove("keep-alive");
@@ -173,11 +177,20 @@ async fn relay_websocket(
     me: &str,
     mac: &str,
 ) -> Result<Response, EngineError> {
-    let scheme = if target.scheme() == "https" { "wss" } else { "ws" };
+    let scheme = if target.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
     let _ = target.set_scheme(scheme);
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(target.as_str())
         .map_err(|_| EngineError::bad_request("the request cannot be forwarded"))?;
-    for name in [header::AUTHORIZATION, header::COOKIE, header::ORIGIN, header::USER_AGENT] {
+    for name in [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::ORIGIN,
+        header::USER_AGENT,
+    ] {
         if let Some(value) = headers.get(&name) {
             request.headers_mut().insert(name, value.clone());
         }
@@ -192,7 +205,10 @@ async fn relay_websocket(
             // The owner's own refusal (an unknown session, a bad token)
             // goes back to the client as it is.
             let (parts, body) = refused.into_parts();
-            return Ok(Response::from_parts(parts, Body::from(body.unwrap_or_default())));
+            return Ok(Response::from_parts(
+                parts,
+                Body::from(body.unwrap_or_default()),
+            ));
         }
         Err(error) => {
             tracing::warn!(%error, "relaying a WebSocket to the owner node failed");

@@ -23,8 +23,8 @@ pub use error::{EngineError, ErrorCode};
 use crate::admission::{Applicant, Ticket};
 use crate::gate;
 use crate::hub::{
-    Accept, ConnectRequest, Connection, DisconnectReason, Ending, Lease, LocalHub,
-    SessionParams, Transport, TransportKind,
+    Accept, ConnectRequest, Connection, DisconnectReason, Ending, Lease, LocalHub, SessionParams,
+    Transport, TransportKind,
 };
 use crate::metrics::RefusalReason;
 use crate::server::GatewayState;

@@ -14,6 +14,8 @@
 //! transport are counted at scrape time from the hubs themselves (exact,
 //! and free between scrapes).
 
+mod cluster;
+pub(crate) use cluster::ClusterFigures;
 mod endpoint;
 mod handles;
 mod labels;

@@ -179,7 +179,9 @@ fn attach_server(
         .max_message_size(limits.max_frame)
         .max_frame_size(limits.max_frame)
         .on_upgrade(move |ws| {
-            sockets.track_future(serve_tunnel(ws, tunnel, server, socket_id, limits, rebalance))
+            sockets.track_future(serve_tunnel(
+                ws, tunnel, server, socket_id, limits, rebalance,
+            ))
         }))
 }
 

@@ -100,7 +100,11 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
         RestCall::RemoveFromGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            leave(hub, Selection::matching(filter), Groups::Named(request.groups));
+            leave(
+                hub,
+                Selection::matching(filter),
+                Groups::Named(request.groups),
+            );
             done(200)
         }
         RestCall::AddConnectionToGroup {
@@ -263,10 +267,7 @@ async fn revoke_everywhere(hub: &LocalHub, revocation: Revocation) -> crate::hub
         // Recorded and applied on every node; the count of closed holders
         // is this node's (the others close theirs as they receive it).
         let here = hub.revoke(&revocation);
-        let recorded = hub
-            .spread_revocation(revocation)
-            .await
-            .unwrap_or(true);
+        let recorded = hub.spread_revocation(revocation).await.unwrap_or(true);
         return crate::hub::Revoked {
             closed: here.closed,
             recorded: here.recorded && recorded,

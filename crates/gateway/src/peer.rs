@@ -29,9 +29,15 @@ impl LocalHubs for Peer {
         payload: Payload,
     ) -> Option<mpsc::UnboundedReceiver<String>> {
         let state = self.0.upgrade()?;
-        let tunnel = state.tunnels.get(hub)?;
-        let targets = tunnel.hub.select(None, &filter);
-        let (answers, _) = crate::tunnel::invoke_here(&tunnel, &targets, &payload).ok()?;
-        Some(answers)
+        // Served over tunnels: the tunnel's client state takes the acks.
+        if let Some(tunnel) = state.tunnels.get(hub) {
+            let targets = tunnel.hub.select(None, &filter);
+            let (answers, _) = crate::tunnel::invoke_here(&tunnel, &targets, &payload).ok()?;
+            return Some(answers);
+        }
+        // Served in this process (embedded): the hub takes them.
+        let local = state.hubs.get(hub)?;
+        let targets = local.select(None, &filter);
+        local.invoke_here(&targets, &payload)
     }
 }

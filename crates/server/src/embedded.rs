@@ -12,10 +12,11 @@ use portcullis_hub::{
 };
 use portcullis_protocol::engine::Packet as EioPacket;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, RemoteAcks};
 use crate::conn::Conn;
 use crate::errors::AttachError;
 use crate::io::{IoInner, SocketIo};
+use crate::packet::AckResponse;
 use crate::session;
 use crate::socket::DisconnectReason;
 
@@ -33,9 +34,47 @@ impl SocketIo {
 
     /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
     pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
-        self.0.set_backend(Backend::new(Arc::new(hub.clone())))?;
+        let backend =
+            Backend::new(Arc::new(hub.clone())).with_remote_acks(Arc::new(OtherNodes(hub.clone())));
+        self.0.set_backend(backend)?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
+    }
+}
+
+/// How long the other nodes of a cluster are given to acknowledge a
+/// broadcast (the broadcast's own timeout ends it sooner).
+const REMOTE_ACK_CAP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Broadcasts with acknowledgements reach the sockets of the other nodes
+/// of the gateway's cluster (processes sharing the hub through Redis); the
+/// gateway gives them ack ids there and streams their answers back. Alone,
+/// there are none.
+struct OtherNodes(LocalHub);
+
+impl RemoteAcks for OtherNodes {
+    fn invoke(
+        &self,
+        filter: &portcullis_hub::Filter,
+        payload: portcullis_hub::Payload,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<AckResponse> {
+        let (acks, receiver) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(mut answers) = self
+            .0
+            .invoke_elsewhere(filter.clone(), payload, REMOTE_ACK_CAP)
+        {
+            tokio::spawn(async move {
+                while let Some(answer) = answers.recv().await {
+                    let Some(ack) = crate::tunnel::ack_of(&answer) else {
+                        continue;
+                    };
+                    if acks.send(ack).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        receiver
     }
 }
 

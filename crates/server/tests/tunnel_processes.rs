@@ -8,18 +8,14 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::raw::Raw;
 use common::{DEADLINE, HUB, KEY, install};
-use futures_util::{SinkExt, StreamExt};
-use portcullis_auth::{AccessKeys, ClientTokenOptions, mint_client_token};
+use portcullis_auth::AccessKeys;
 use portcullis_gateway::{Gateway, GatewayConfig};
 use portcullis_server::extract::AckSender;
 use portcullis_server::{SocketIo, SocketRef, TunnelHandle};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Gw {
     addr: SocketAddr,
@@ -51,127 +47,6 @@ async fn tunnel(io: &SocketIo, gw: &Gw) -> TunnelHandle {
         .expect("the tunnel opens")
 }
 
-/// A raw Socket.IO client on WebSocket, connected to `/`.
-struct Raw {
-    ws: Ws,
-    sid: String,
-    /// Packets read while looking for another one, in order.
-    backlog: std::collections::VecDeque<String>,
-}
-
-impl Raw {
-    async fn connect(gw: &Gw, user: &str) -> Raw {
-        let token = mint_client_token(
-            KEY,
-            &format!("http://{}/clients/socketio/hubs/{HUB}", gw.addr),
-            &ClientTokenOptions {
-                user_id: Some(user.into()),
-                ..Default::default()
-            },
-        );
-        let url = format!(
-            "ws://{}/clients/socketio/hubs/{HUB}/?EIO=4&transport=websocket&access_token={token}",
-            gw.addr
-        );
-        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connects in time")
-            .expect("connects");
-        let mut raw = Raw {
-            ws,
-            sid: String::new(),
-            backlog: Default::default(),
-        };
-        assert!(raw.next_raw().await.starts_with('0'), "open packet");
-        raw.send("40").await;
-        let connect = raw.next().await;
-        let answer: Value =
-            serde_json::from_str(connect.strip_prefix('0').expect("40{sid}")).unwrap();
-        raw.sid = answer["sid"].as_str().unwrap().to_owned();
-        raw
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("send");
-    }
-
-    /// The next text frame, pings included.
-    async fn next_raw(&mut self) -> String {
-        loop {
-            let frame = tokio::time::timeout(DEADLINE, self.ws.next())
-                .await
-                .expect("a frame in time")
-                .expect("socket open")
-                .expect("a frame");
-            if let Message::Text(text) = frame {
-                return text.as_str().to_owned();
-            }
-        }
-    }
-
-    /// The next Socket.IO packet; pings are answered.
-    async fn next(&mut self) -> String {
-        if let Some(packet) = self.backlog.pop_front() {
-            return packet;
-        }
-        self.read().await
-    }
-
-    async fn read(&mut self) -> String {
-        loop {
-            let text = self.next_raw().await;
-            if text == "2" {
-                self.send("3").await;
-                continue;
-            }
-            return text.strip_prefix('4').expect("a message").to_owned();
-        }
-    }
-
-    /// The next EVENT named `name`: its ack id and arguments.
-    async fn event(&mut self, name: &str) -> (Option<u64>, Vec<Value>) {
-        let mut skipped = Vec::new();
-        let found = loop {
-            let packet = self.next().await;
-            let Some(rest) = packet.strip_prefix('2') else {
-                skipped.push(packet);
-                continue;
-            };
-            let start = rest.find('[').expect("an array");
-            let id = rest[..start].parse().ok();
-            let mut args: Vec<Value> = serde_json::from_str(&rest[start..]).unwrap();
-            if args.first() == Some(&json!(name)) {
-                args.remove(0);
-                break (id, args);
-            }
-            skipped.push(packet);
-        };
-        for packet in skipped.into_iter().rev() {
-            self.backlog.push_front(packet);
-        }
-        found
-    }
-
-    /// The ACK with id `id`.
-    async fn ack(&mut self, id: u64) -> Vec<Value> {
-        let prefix = format!("3{id}");
-        let mut skipped = Vec::new();
-        let found = loop {
-            let packet = self.next().await;
-            if let Some(rest) = packet.strip_prefix(&prefix)
-                && rest.starts_with('[')
-            {
-                break serde_json::from_str(rest).unwrap();
-            }
-            skipped.push(packet);
-        };
-        for packet in skipped.into_iter().rev() {
-            self.backlog.push_front(packet);
-        }
-        found
-    }
-}
-
 #[tokio::test]
 async fn two_processes_share_one_hub() {
     let gw = gateway().await;
@@ -196,7 +71,7 @@ async fn two_processes_share_one_hub() {
     // New clients are spread over the two processes.
     let mut clients = Vec::new();
     for user in ["u1", "u2", "u3", "u4"] {
-        let mut raw = Raw::connect(&gw, user).await;
+        let mut raw = Raw::connect(gw.addr, user).await;
         raw.event("welcome").await;
         clients.push(raw);
     }
@@ -281,7 +156,7 @@ async fn heartbeats_stay_in_the_gateway() {
         });
     });
     let tunnel = tunnel(&io, &gw).await;
-    let mut client = Raw::connect(&gw, "idle").await;
+    let mut client = Raw::connect(gw.addr, "idle").await;
     // A first heartbeat: by now the connect's calls are done.
     assert_eq!(client.next_raw().await, "2");
     client.send("3").await;

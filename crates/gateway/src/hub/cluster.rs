@@ -142,9 +142,12 @@ impl LocalHub {
 }
 
 impl LocalHub {
-    /// Sends an invocation to the matching connections of the other nodes;
-    /// their acknowledgements arrive on the receiver (`None` alone).
-    pub(crate) fn invoke_elsewhere(
+    /// Sends an invocation (a Socket.IO EVENT without ack id) to the
+    /// matching connections of the other nodes of the cluster; their
+    /// acknowledgements (Engine.IO payload text of one ACK packet and its
+    /// attachments) arrive on the receiver, which closes when every node
+    /// has finished or after `deadline`. `None` outside a cluster.
+    pub fn invoke_elsewhere(
         &self,
         filter: Filter,
         payload: super::Payload,

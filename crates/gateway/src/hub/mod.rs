@@ -10,6 +10,7 @@
 mod cluster;
 mod connection;
 mod heartbeat;
+mod invoke;
 mod lifetime;
 mod operations;
 mod refresh;
@@ -66,6 +67,8 @@ struct HubInner {
     awaiting_last_poll: Mutex<HashMap<ConnectionId, Arc<Connection>>>,
     /// Tokens revoked for this hub.
     revocations: Mutex<RevocationList>,
+    /// Acknowledgements owed to other nodes' invocations.
+    invocations: invoke::Invocations,
 }
 
 #[derive(Default)]
@@ -139,6 +142,7 @@ impl LocalHub {
             heartbeats: heartbeat::Heartbeats::default(),
             awaiting_last_poll: Mutex::default(),
             revocations: Mutex::default(),
+            invocations: Default::default(),
         }))
     }
 
@@ -289,6 +293,7 @@ impl LocalHub {
     fn unregister(&self, id: &ConnectionId) -> Option<Arc<Connection>> {
         let mut members = write(&self.0.members);
         let member = members.connections.remove(id)?;
+        self.0.invocations.forget(id);
         for group in &member.groups {
             if let Some(set) = members.groups.get_mut(group) {
                 set.remove(id);
@@ -310,6 +315,9 @@ impl LocalHub {
     /// A token refresh (the reserved event, see `refresh.rs`) is answered
     /// here and never reaches the handler.
     pub(crate) fn dispatch(&self, connection: &ConnectionId, packet: Packet) {
+        if self.take_invocation_answer(connection, &packet) {
+            return;
+        }
         if let Packet::Message(text) = &packet {
             if text.starts_with('1')
                 && let Some(prefix) = socketio::left_by_client(text)

@@ -340,7 +340,7 @@ impl RemoteAcks for Link {
 
 /// The acknowledgement inside an `:invoke` line: an Engine.IO payload
 /// holding one ACK / BINARY_ACK packet and its attachments.
-fn ack_of(payload: &str) -> Option<AckResponse> {
+pub(crate) fn ack_of(payload: &str) -> Option<AckResponse> {
     let mut decoder = Decoder::default();
     let mut packet = None;
     for record in decode_payload(payload).ok()? {

@@ -23,6 +23,7 @@
 
 mod events;
 mod link;
+pub(crate) use link::ack_of;
 mod rest;
 mod tls;
 

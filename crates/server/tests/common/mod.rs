@@ -2,6 +2,8 @@
 //! and helpers to observe what the application saw.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

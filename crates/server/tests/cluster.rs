@@ -1,0 +1,153 @@
+//! Embedded applications on several processes sharing one hub through
+//! Redis: two gateway nodes in cluster mode, each with its own `SocketIo`
+//! attached embedded (as two processes would be), the same scenario as the
+//! tunnel's two processes: broadcasts, rooms, and `emit_with_ack` whose
+//! acknowledgements come from the sockets of both nodes.
+//!
+//! Needs Redis at `PORTCULLIS_TEST_REDIS` (default `redis://127.0.0.1:6379`;
+//! `scripts/redis ensure` starts one). Each run has its own key prefix.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::raw::Raw;
+use common::{KEY, install};
+use portcullis_auth::AccessKeys;
+use portcullis_cluster::{ClusterConfig, NodeId, NodeInfo, RedisConfig};
+use portcullis_gateway::{Gateway, GatewayConfig};
+use portcullis_server::SocketIo;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+struct Node {
+    addr: SocketAddr,
+    io: SocketIo,
+    _shutdown: oneshot::Sender<()>,
+}
+
+async fn node(prefix: &str, id: &str) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
+    let mut config = GatewayConfig::new(addr, keys);
+    let redis = RedisConfig {
+        urls: vec![
+            std::env::var("PORTCULLIS_TEST_REDIS")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ],
+        cluster: false,
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(2),
+    };
+    let info = NodeInfo {
+        id: NodeId::parse(id).unwrap(),
+        advertise: url::Url::parse(&format!("http://{addr}/")).unwrap(),
+    };
+    let mut cluster = ClusterConfig::new(redis, info);
+    cluster.prefix = prefix.to_owned();
+    cluster.heartbeat = Duration::from_millis(100);
+    config.cluster = Some(cluster);
+    let gateway = Gateway::new(config);
+    let io = SocketIo::builder()
+        .ack_timeout(Duration::from_secs(2))
+        .build();
+    let (observations, _) = mpsc::unbounded_channel();
+    install(&io, observations);
+    io.attach(&gateway, common::HUB).expect("attach");
+    let (shutdown, rx) = oneshot::channel::<()>();
+    tokio::spawn(gateway.serve(listener, async move {
+        rx.await.ok();
+    }));
+    Node {
+        addr,
+        io,
+        _shutdown: shutdown,
+    }
+}
+
+async fn wait_for(nodes: &[&Node]) {
+    for _ in 0..200 {
+        let mut all = true;
+        for node in nodes {
+            let health: Value = reqwest::get(format!("http://{}/health", node.addr))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            all &= health["nodes"].as_u64() == Some(nodes.len() as u64);
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the nodes never saw each other");
+}
+
+#[tokio::test]
+async fn embedded_processes_share_one_hub_through_redis() {
+    let prefix = format!("server-cluster-{}", NodeId::generate());
+    let (a, b) = (node(&prefix, "a").await, node(&prefix, "b").await);
+    wait_for(&[&a, &b]).await;
+    let mut a1 = Raw::connect(a.addr, "u1").await;
+    let mut a2 = Raw::connect(a.addr, "u2").await;
+    let mut b1 = Raw::connect(b.addr, "u3").await;
+    let mut b2 = Raw::connect(b.addr, "u4").await;
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        client.event("welcome").await;
+    }
+    assert!(a.io.get_socket(&a1.sid).is_some() && b.io.get_socket(&b1.sid).is_some());
+    assert!(
+        a.io.get_socket(&b1.sid).is_none(),
+        "each socket lives in one process"
+    );
+
+    // A broadcast from process A reaches the clients of process B.
+    a1.send(r#"421["sync-all","t1"]"#).await;
+    assert_eq!(a1.ack(1).await, [json!(true)]);
+    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(client.event("sync").await.1, [json!("t1")]);
+    }
+
+    // Rooms are the gateway's groups, shared: B's socket joins, A's socket
+    // sends to the room.
+    b1.send(r#"422["join",["r"]]"#).await;
+    assert_eq!(b1.ack(2).await, [json!(["r"])]);
+    a1.send(r#"423["to",{"rooms":["r"],"event":"hey"}]"#).await;
+    assert_eq!(a1.ack(3).await, [json!(true)]);
+    assert_eq!(b1.event("hey").await.1, [json!(a1.sid)]);
+
+    // emit_with_ack from process A: its own sockets get one packet each;
+    // B's get the event through the cluster with a gateway-chosen ack id,
+    // and their answers come back. b1 stays silent.
+    a1.send(r#"424["poll"]"#).await;
+    let (id, args) = a1.event("vote").await;
+    assert_eq!(args, [json!("lunch?")]);
+    a1.send(&format!(r#"43{}["from a1"]"#, id.expect("an ack id")))
+        .await;
+    let (a2_id, _) = a2.event("vote").await;
+    a2.send(&format!(r#"43{}["from a2"]"#, a2_id.expect("an ack id")))
+        .await;
+    let (b1_id, _) = b1.event("vote").await;
+    assert!(
+        b1_id.expect("an ack id") >= 2_000_000_000,
+        "a gateway-chosen ack id"
+    );
+    let (b2_id, _) = b2.event("vote").await;
+    b2.send(&format!(r#"43{}["from b2"]"#, b2_id.expect("an ack id")))
+        .await;
+    let results = a1.ack(4).await;
+    let mut got = results[0].as_array().expect("results").clone();
+    let mut expected = vec![
+        json!({"sid": a1.sid, "ok": "from a1"}),
+        json!({"sid": a2.sid, "ok": "from a2"}),
+        json!({"sid": "", "ok": "from b2"}),
+    ];
+    let key = |v: &Value| v.to_string();
+    got.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(got, expected, "b1 (remote, silent) yields nothing");
+}

@@ -92,6 +92,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever arrives on a channel, decoding never panics.
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = Envelope::decode(&bytes);
+        }
+
+        /// Bytes that start like a real envelope and then go wrong.
+        #[test]
+        fn damaged_envelopes_never_panic(cut in 0usize..200, flip in 0usize..200, bit in 0u8..8) {
+            let mut bytes = Envelope {
+                from: NodeId::parse("n").unwrap(),
+                body: Body::Apply {
+                    hub: "h".into(),
+                    operation: Operation::Exists(Selection::group("g")),
+                    reply: Some(1),
+                },
+            }
+            .encode();
+            let at = flip % bytes.len().max(1);
+            if let Some(byte) = bytes.get_mut(at) {
+                *byte ^= 1 << bit;
+            }
+            bytes.truncate(cut);
+            let _ = Envelope::decode(&bytes);
+        }
+    }
+
     #[test]
     fn garbage_is_refused_without_panicking() {
         for bytes in [

@@ -9,7 +9,9 @@
 //! - [`listener`]: accepting connections, with the limits on slow clients.
 //! - [`tls`]: HTTPS/WSS on the listener, and certificate reloads.
 //! - `gate`: the token check of every handshake.
-//! - [`engine`]: the Engine.IO transports of the client endpoint.
+//! - [`engine`]: the Engine.IO transports of the client endpoint; in a
+//!   cluster, requests for another node's sessions are forwarded (polling)
+//!   or relayed (WebSocket) to that node first.
 //! - [`hub`]: the local hub ([`hub::LocalHub`]): connections, groups,
 //!   heartbeats, and the contract's operations applied to them; the
 //!   contract itself ([`hub::HubHandler`], [`hub::Operation`]) is the

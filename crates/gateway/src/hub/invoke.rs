@@ -181,3 +181,112 @@ fn take_attachment(entry: &mut Owed, bytes: &[u8]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+
+    use portcullis_hub::{
+        Accept, BoxFuture, ConnectRequest, DisconnectReason, Heartbeat, Hub, HubHandler, Refusal,
+    };
+
+    use super::*;
+    use crate::hub::{Ending, HubSettings, SessionParams, Transport};
+
+    /// Records what reaches the handler.
+    #[derive(Default, Clone)]
+    struct Seen(Arc<StdMutex<Vec<String>>>);
+
+    impl HubHandler for Seen {
+        fn connect(
+            &self,
+            _: &dyn Hub,
+            _: ConnectRequest,
+        ) -> BoxFuture<'static, Result<Accept, Refusal>> {
+            Box::pin(async { Err(Refusal::new(http::StatusCode::FORBIDDEN, "unused")) })
+        }
+        fn on_packet(&self, _: &dyn Hub, _: &ConnectionId, packet: Packet) {
+            if let Packet::Message(text) = packet {
+                self.0.lock().unwrap().push(text);
+            }
+        }
+        fn on_disconnected(&self, _: &dyn Hub, _: &ConnectionId, _: &DisconnectReason) {}
+    }
+
+    fn hub() -> (LocalHub, Arc<Connection>, Seen) {
+        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
+        let seen = Seen::default();
+        hub.attach(Arc::new(seen.clone()));
+        let params = SessionParams {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            heartbeat: Heartbeat::Gateway,
+            max_queued_frames: 64,
+            write_timeout: Duration::from_secs(10),
+        };
+        let connection = Arc::new(Connection::new(
+            ConnectionId::generate(),
+            None,
+            None,
+            params,
+            Transport::WebSocket,
+        ));
+        hub.register(connection.clone());
+        (hub, connection, seen)
+    }
+
+    #[tokio::test]
+    async fn answers_are_taken_before_the_handler() {
+        let (hub, connection, seen) = hub();
+        let (tx, mut answers) = mpsc::unbounded_channel();
+        let id = hub.owe(&connection.id, tx).unwrap();
+        assert!(id >= FIRST_ACK);
+        hub.dispatch(&connection.id, Packet::Message(format!("3{id}[\"yes\"]")));
+        assert_eq!(answers.recv().await, Some(format!("43{id}[\"yes\"]")));
+        assert_eq!(answers.recv().await, None, "every answer given");
+        // The application's own acks still reach it.
+        hub.dispatch(&connection.id, Packet::Message("37[\"mine\"]".into()));
+        hub.dispatch(&connection.id, Packet::Message(format!("3{id}[\"again\"]")));
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec!["37[\"mine\"]".to_owned(), format!("3{id}[\"again\"]")]
+        );
+    }
+
+    #[tokio::test]
+    async fn binary_answers_keep_their_attachments() {
+        let (hub, connection, seen) = hub();
+        let (tx, mut answers) = mpsc::unbounded_channel();
+        let id = hub.owe(&connection.id, tx).unwrap();
+        let head = format!("61-{id}[{{\"_placeholder\":true,\"num\":0}}]");
+        hub.dispatch(&connection.id, Packet::Message(head.clone()));
+        hub.dispatch(
+            &connection.id,
+            Packet::Binary(bytes::Bytes::from_static(&[1, 2, 3])),
+        );
+        assert_eq!(answers.recv().await, Some(format!("4{head}\u{1e}bAQID")));
+        assert!(seen.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_owes_nothing() {
+        let (hub, connection, _) = hub();
+        let (tx, mut answers) = mpsc::unbounded_channel();
+        hub.owe(&connection.id, tx).unwrap();
+        hub.end(&connection, Ending::ByServer, DisconnectReason::PingTimeout);
+        assert_eq!(answers.recv().await, None);
+        assert!(hub.0.invocations.none_owed());
+    }
+
+    #[tokio::test]
+    async fn one_connection_owes_a_bounded_number() {
+        let (hub, connection, _) = hub();
+        let (tx, _answers) = mpsc::unbounded_channel();
+        for _ in 0..MAX_PER_CONNECTION {
+            assert!(hub.owe(&connection.id, tx.clone()).is_some());
+        }
+        assert!(hub.owe(&connection.id, tx).is_none());
+    }
+}

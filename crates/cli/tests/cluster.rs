@@ -599,18 +599,27 @@ async fn the_cluster_figures_are_in_the_metrics() {
     wait_members(&[&a, &b], 2).await;
     let _on_b = Client::connect(&b, "u").await;
     rest(&a, reqwest::Method::POST, "/:send", "42[\"m\"]").await;
-    let text = reqwest::get(format!("{}/metrics", a.http()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The publish completes in the background: read until it is counted.
+    let mut text = String::new();
+    let mut published = 0;
+    for _ in 0..100 {
+        text = reqwest::get(format!("{}/metrics", a.http()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        published = text
+            .lines()
+            .find(|l| l.starts_with("portcullis_cluster_messages_total{event=\"published\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("published count");
+        if published >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(text.contains("portcullis_cluster_nodes 2"), "{text}");
-    let published = text
-        .lines()
-        .find(|l| l.starts_with("portcullis_cluster_messages_total{event=\"published\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("published count");
     assert!(published >= 1, "{text}");
 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use portcullis_hub::{Filter, Operation, Outcome, Payload, Revocation};
 use redis::{Cmd, RedisError};
-use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -201,8 +201,12 @@ enum Awaiting {
 
 /// One message waiting to be published.
 struct Outbound {
+    /// The channel or key it goes to (its slot on a Redis Cluster).
+    route: String,
     cmd: Cmd,
     awaiting: Awaiting,
+    /// Told whether Redis took the message.
+    published: Option<oneshot::Sender<bool>>,
     /// Whether this node is among the receivers (it never answers itself).
     self_receives: bool,
 }
@@ -365,6 +369,33 @@ impl Cluster {
         destination: Destination<'_>,
         observe: bool,
     ) -> impl Future<Output = Option<Outcome>> + Send + 'static {
+        self.spread_with(hub, operation, destination, observe, None)
+    }
+
+    /// Sends `operation` like [`spread`](Self::spread), asking no answer;
+    /// resolves once Redis has taken the message (true), or could not
+    /// (false). Every node then receives it before anything this node
+    /// publishes later: a caller that waits for this before its next
+    /// operation, through whichever node, keeps its operations in order.
+    pub fn spread_published(
+        &self,
+        hub: &str,
+        operation: Operation,
+        destination: Destination<'_>,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let (published, taken) = oneshot::channel();
+        drop(self.spread_with(hub, operation, destination, false, Some(published)));
+        async move { taken.await.unwrap_or(false) }
+    }
+
+    fn spread_with(
+        &self,
+        hub: &str,
+        operation: Operation,
+        destination: Destination<'_>,
+        observe: bool,
+        published: Option<oneshot::Sender<bool>>,
+    ) -> impl Future<Output = Option<Outcome>> + Send + 'static {
         let shared = self.0.clone();
         let request = observe.then(|| shared.gathering.open()).flatten();
         let (channel, self_receives) = match destination {
@@ -389,8 +420,10 @@ impl Cluster {
             None => Awaiting::Nothing,
         };
         let queued = self.enqueue(Outbound {
+            route: channel,
             cmd,
             awaiting,
+            published,
             self_receives,
         });
         async move {
@@ -482,8 +515,10 @@ impl Cluster {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(&self.0.keys.revocations).arg(until_ms).arg(member);
         self.enqueue(Outbound {
+            route: self.0.keys.revocations.clone(),
             cmd,
             awaiting: Awaiting::Nothing,
+            published: None,
             self_receives: false,
         });
     }
@@ -569,12 +604,18 @@ impl Cluster {
                 () = shared.stop.cancelled() => return,
                 received = queue.recv_many(&mut batch, BATCH) => if received == 0 { return },
             }
-            let cmds: Vec<Cmd> = batch.iter().map(|o| o.cmd.clone()).collect();
+            let cmds: Vec<(String, Cmd)> = batch
+                .iter()
+                .map(|o| (o.route.clone(), o.cmd.clone()))
+                .collect();
             let results = shared.link.run_in_order(&cmds).await;
             let mut failed = 0u64;
             for (outbound, result) in batch.drain(..).zip(results) {
+                if let Some(published) = outbound.published {
+                    let _ = published.send(result.is_some());
+                }
                 match result {
-                    Ok(receivers) => {
+                    Some(receivers) => {
                         shared.counters.published.fetch_add(1, Ordering::Relaxed);
                         let receivers = usize::try_from(receivers).unwrap_or(0);
                         let others = receivers.saturating_sub(usize::from(outbound.self_receives));
@@ -584,7 +625,7 @@ impl Cluster {
                             Awaiting::Invocation(id) => shared.invocations.expect(id, others),
                         }
                     }
-                    Err(_) => {
+                    None => {
                         failed += 1;
                         match outbound.awaiting {
                             Awaiting::Nothing => {}
@@ -707,13 +748,13 @@ impl Cluster {
                 deadline_ms: deadline.as_millis() as u64,
             },
         };
-        let cmd = self
-            .0
-            .link
-            .publish(&self.hub_channel(hub), &envelope.encode());
+        let channel = self.hub_channel(hub);
+        let cmd = self.0.link.publish(&channel, &envelope.encode());
         let queued = self.enqueue(Outbound {
+            route: channel,
             cmd,
             awaiting: Awaiting::Invocation(id),
+            published: None,
             self_receives: self.watches(hub),
         });
         if !queued {
@@ -760,13 +801,13 @@ impl Cluster {
             from: self.node_id().clone(),
             body,
         };
-        let cmd = self
-            .0
-            .link
-            .publish(&self.node_channel(node), &envelope.encode());
+        let channel = self.node_channel(node);
+        let cmd = self.0.link.publish(&channel, &envelope.encode());
         self.enqueue(Outbound {
+            route: channel,
             cmd,
             awaiting: Awaiting::Nothing,
+            published: None,
             self_receives: false,
         });
     }

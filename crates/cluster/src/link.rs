@@ -113,10 +113,52 @@ impl RedisLink {
         }
     }
 
-    /// Runs commands in the order given: each is handed to the connection
-    /// before the next, so they reach Redis (each shard, on a cluster) in
-    /// that order. Their replies come back in the same order.
-    pub(crate) async fn run_in_order(&self, cmds: &[Cmd]) -> Vec<RedisResult<i64>> {
-        futures_util::future::join_all(cmds.iter().map(|cmd| self.query::<i64>(cmd))).await
+    /// Runs commands so that each node of Redis receives them in the order
+    /// given, and gives each one's integer reply (`None`: it failed).
+    ///
+    /// A standalone server gets them as one pipeline. A cluster gets one
+    /// pipeline per routing key (a channel or key: one slot), in order
+    /// within it, the pipelines concurrently: ordering only holds per
+    /// channel there anyway, as each channel lives on its own shard.
+    pub(crate) async fn run_in_order(&self, cmds: &[(String, Cmd)]) -> Vec<Option<i64>> {
+        match self.clone() {
+            RedisLink::Standalone(mut connection) => {
+                let mut pipe = redis::pipe();
+                for (_, cmd) in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                match pipe.query_async::<Vec<i64>>(&mut connection).await {
+                    Ok(replies) => replies.into_iter().map(Some).collect(),
+                    Err(_) => vec![None; cmds.len()],
+                }
+            }
+            RedisLink::Cluster(connection) => {
+                let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+                for (index, (route, _)) in cmds.iter().enumerate() {
+                    match groups.iter_mut().find(|(r, _)| *r == route.as_str()) {
+                        Some((_, indices)) => indices.push(index),
+                        None => groups.push((route, vec![index])),
+                    }
+                }
+                let runs = groups.iter().map(|(_, indices)| {
+                    let mut pipe = redis::pipe();
+                    for index in indices {
+                        pipe.add_command(cmds[*index].1.clone());
+                    }
+                    let mut connection = connection.clone();
+                    async move { pipe.query_async::<Vec<i64>>(&mut connection).await.ok() }
+                });
+                let replies = futures_util::future::join_all(runs).await;
+                let mut results = vec![None; cmds.len()];
+                for ((_, indices), replies) in groups.iter().zip(replies) {
+                    if let Some(replies) = replies {
+                        for (index, reply) in indices.iter().zip(replies) {
+                            results[*index] = Some(reply);
+                        }
+                    }
+                }
+                results
+            }
+        }
     }
 }

@@ -157,6 +157,39 @@ impl LocalHub {
             .invoke(self.name(), filter, payload, deadline)
     }
 
+    /// Applies an operation everywhere, resolving once its place in the
+    /// order is fixed: applied here, taken by Redis for the other nodes (so
+    /// they receive it before anything published later), or applied by the
+    /// one connection's owner node. A caller that waits for this before its
+    /// next operation, through whichever node that goes, keeps them in
+    /// order (the official SDK spreads its calls over its tunnels). The
+    /// outcome is this node's, or the owner's.
+    pub(crate) fn apply_in_order(&self, operation: Operation) -> Applied {
+        let Some(cluster) = self.cluster() else {
+            return Applied::ready(self.apply_now(operation));
+        };
+        match reach(cluster, &operation) {
+            Reach::Here => Applied::ready(self.apply_now(operation)),
+            Reach::Owner(node) => {
+                let fallback = neutral(&operation);
+                let owner = cluster.spread(self.name(), operation, Destination::Node(&node), true);
+                Applied::pending(async move { owner.await.unwrap_or(fallback) })
+            }
+            reach @ (Reach::Hub | Reach::Everyone) => {
+                let here = self.apply_now(operation.clone());
+                let destination = match reach {
+                    Reach::Everyone => Destination::Everyone,
+                    _ => Destination::Hub,
+                };
+                let taken = cluster.spread_published(self.name(), operation, destination);
+                Applied::pending(async move {
+                    taken.await;
+                    here
+                })
+            }
+        }
+    }
+
     /// Whether this hub's node belongs to a cluster.
     pub(crate) fn cluster_member(&self) -> bool {
         self.cluster().is_some()

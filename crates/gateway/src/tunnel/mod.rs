@@ -268,13 +268,39 @@ async fn handle_request(tunnel: &Arc<TunnelHub>, socket: &Arc<TunnelSocket>, req
             return;
         }
     };
-    let operation = rest_operation(&call);
     let body = request.content.clone().unwrap_or_default();
     let target = Target {
-        hub: &tunnel.hub,
-        tunnel: Some(tunnel),
+        hub: tunnel.hub.clone(),
+        tunnel: Some(tunnel.clone()),
     };
-    match rest::execute(target, call, &body).await {
+    let operation = rest_operation(&call);
+    // The first poll applies the call here and queues it for the other
+    // nodes, in this tunnel's order; only its answer may wait (for Redis,
+    // or the owner node), and it waits in its own task so the next call of
+    // the tunnel goes on.
+    let mut running = Box::pin(rest::execute(target, call, body));
+    match futures_util::poll!(running.as_mut()) {
+        std::task::Poll::Ready(outcome) => answer(tunnel, socket, request, operation, outcome),
+        std::task::Poll::Pending => {
+            let (tunnel, socket) = (tunnel.clone(), socket.clone());
+            tokio::spawn(async move {
+                let outcome = running.await;
+                answer(&tunnel, &socket, request, operation, outcome);
+            });
+        }
+    }
+}
+
+/// Sends a REST call's answer back on its tunnel.
+fn answer(
+    tunnel: &Arc<TunnelHub>,
+    socket: &Arc<TunnelSocket>,
+    request: HttpRequest,
+    operation: &'static str,
+    outcome: RestOutcome,
+) {
+    let metrics = tunnel.hub.metrics_registry();
+    match outcome {
         RestOutcome::Done(status, body) => {
             metrics.rest_request(operation, status);
             let mut response = HttpResponse::reply_to(&request, status);
@@ -382,11 +408,8 @@ async fn rest_over_http(
         })?;
     let hub = state.hubs.get_or_create(call.hub());
     let tunnel = state.tunnels.get(call.hub());
-    let target = Target {
-        hub: &hub,
-        tunnel: tunnel.as_ref(),
-    };
-    Ok(match rest::execute(target, call, &body).await {
+    let target = Target { hub, tunnel };
+    Ok(match rest::execute(target, call, body).await {
         RestOutcome::Done(status, body) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response = (status, body.clone()).into_response();

@@ -57,44 +57,45 @@ fn parse_payload(body: &[u8]) -> Result<Payload, RestOutcome> {
 /// The hub a REST call works on, and its tunnel handler when application
 /// servers are attached over tunnels (needed for the Socket.IO bookkeeping
 /// of client disconnects and for `:invoke`).
-#[derive(Clone, Copy)]
-pub(crate) struct Target<'a> {
-    pub hub: &'a LocalHub,
-    pub tunnel: Option<&'a Arc<TunnelHub>>,
+pub(crate) struct Target {
+    pub hub: LocalHub,
+    pub tunnel: Option<Arc<TunnelHub>>,
 }
 
-/// Executes `call` on `target` with request `body`.
-pub(crate) async fn execute(target: Target<'_>, call: RestCall, body: &[u8]) -> RestOutcome {
-    match run(target, call, body).await {
+/// Executes `call` on `target` with request `body`. Everything but waiting
+/// for other nodes happens when the future is first polled, so callers that
+/// poll calls in order apply them in order (see `tunnel::handle_request`).
+pub(crate) async fn execute(target: Target, call: RestCall, body: Bytes) -> RestOutcome {
+    match run(&target, call, &body).await {
         Ok(outcome) | Err(outcome) => outcome,
     }
 }
 
-async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutcome, RestOutcome> {
-    let hub = target.hub;
+async fn run(target: &Target, call: RestCall, body: &[u8]) -> Result<RestOutcome, RestOutcome> {
+    let hub = &target.hub;
     Ok(match call {
         RestCall::SendToConnection { connection_id, .. } => {
             let payload = parse_payload(body)?;
-            send(hub, Selection::connection(connection_id), payload)
+            send(hub, Selection::connection(connection_id), payload).await
         }
         RestCall::SendToAll { filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            send(hub, Selection::matching(filter), payload)
+            send(hub, Selection::matching(filter), payload).await
         }
         RestCall::SendToGroup { group, filter, .. } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            send(hub, Selection::group(group).and(filter), payload)
+            send(hub, Selection::group(group).and(filter), payload).await
         }
         RestCall::SendToUser {
             user_id, filter, ..
         } => {
             let (filter, payload) = (parse_filter(filter.as_deref())?, parse_payload(body)?);
-            send(hub, Selection::user(user_id).and(filter), payload)
+            send(hub, Selection::user(user_id).and(filter), payload).await
         }
         RestCall::AddToGroups { .. } => {
             let request = GroupsBody::from_json(body).map_err(|e| error(400, e.to_string()))?;
             let filter = parse_filter(request.effective_filter())?;
-            join(hub, Selection::matching(filter), request.groups);
+            join(hub, Selection::matching(filter), request.groups).await;
             done(200)
         }
         RestCall::RemoveFromGroups { .. } => {
@@ -104,7 +105,8 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
                 hub,
                 Selection::matching(filter),
                 Groups::Named(request.groups),
-            );
+            )
+            .await;
             done(200)
         }
         RestCall::AddConnectionToGroup {
@@ -112,7 +114,7 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             connection_id,
             ..
         } => {
-            let joined = hub.apply(Operation::Join {
+            let joined = hub.apply_in_order(Operation::Join {
                 who: Selection::connection(connection_id),
                 groups: vec![group],
             });
@@ -130,27 +132,28 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
                 hub,
                 Selection::connection(connection_id),
                 Groups::Named(vec![group]),
-            );
+            )
+            .await;
             done(200)
         }
         RestCall::RemoveConnectionFromAllGroups { connection_id, .. } => {
-            leave(hub, Selection::connection(connection_id), Groups::All);
+            leave(hub, Selection::connection(connection_id), Groups::All).await;
             done(200)
         }
         RestCall::AddUserToGroup { user_id, group, .. } => {
-            join(hub, Selection::user(user_id), vec![group]);
+            join(hub, Selection::user(user_id), vec![group]).await;
             done(200)
         }
         RestCall::RemoveUserFromGroup { user_id, group, .. } => {
-            leave(hub, Selection::user(user_id), Groups::Named(vec![group]));
+            leave(hub, Selection::user(user_id), Groups::Named(vec![group])).await;
             done(200)
         }
         RestCall::RemoveUserFromAllGroups { user_id, .. } => {
-            leave(hub, Selection::user(user_id), Groups::All);
+            leave(hub, Selection::user(user_id), Groups::All).await;
             done(200)
         }
         RestCall::Invoke { filter, .. } => {
-            let Some(tunnel) = target.tunnel else {
+            let Some(tunnel) = target.tunnel.as_ref() else {
                 return Err(error(
                     404,
                     "invoke needs an application server attached over the tunnel",
@@ -167,27 +170,28 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
             reason,
             ..
         } => {
-            hub.apply_and_forget(Operation::Close {
+            hub.apply_in_order(Operation::Close {
                 who: Selection::connection(connection_id),
                 reason: reason.unwrap_or_default(),
-            });
+            })
+            .await;
             done(204)
         }
         RestCall::CloseAll {
             excluded, reason, ..
-        } => close_where(hub, Selection::all(), &excluded, reason),
+        } => close_where(hub, Selection::all(), &excluded, reason).await,
         RestCall::CloseGroup {
             group,
             excluded,
             reason,
             ..
-        } => close_where(hub, Selection::group(group), &excluded, reason),
+        } => close_where(hub, Selection::group(group), &excluded, reason).await,
         RestCall::CloseUser {
             user_id,
             excluded,
             reason,
             ..
-        } => close_where(hub, Selection::user(user_id), &excluded, reason),
+        } => close_where(hub, Selection::user(user_id), &excluded, reason).await,
         RestCall::ConnectionExists { connection_id, .. } => {
             exists(hub, Selection::connection(connection_id)).await
         }
@@ -227,20 +231,21 @@ async fn run(target: Target<'_>, call: RestCall, body: &[u8]) -> Result<RestOutc
     })
 }
 
-/// Sends a payload; 202 once it is in the local recipients' queues and
-/// on its way to the other nodes (in order with this caller's other
-/// operations).
-fn send(hub: &LocalHub, to: Selection, payload: Payload) -> RestOutcome {
-    hub.apply_and_forget(Operation::Send { to, payload });
+/// Sends a payload; 202 once it is in this node's recipients' queues and
+/// its place in the order is fixed for the other nodes (see
+/// [`LocalHub::apply_in_order`]): the SDK may send its next call through
+/// another node's tunnel.
+async fn send(hub: &LocalHub, to: Selection, payload: Payload) -> RestOutcome {
+    hub.apply_in_order(Operation::Send { to, payload }).await;
     done(202)
 }
 
-fn join(hub: &LocalHub, who: Selection, groups: Vec<String>) {
-    hub.apply_and_forget(Operation::Join { who, groups });
+async fn join(hub: &LocalHub, who: Selection, groups: Vec<String>) {
+    hub.apply_in_order(Operation::Join { who, groups }).await;
 }
 
-fn leave(hub: &LocalHub, who: Selection, groups: Groups) {
-    hub.apply_and_forget(Operation::Leave { who, groups });
+async fn leave(hub: &LocalHub, who: Selection, groups: Groups) {
+    hub.apply_in_order(Operation::Leave { who, groups }).await;
 }
 
 /// Revokes tokens on every node: 200 with how many connections were
@@ -281,16 +286,17 @@ async fn exists(hub: &LocalHub, who: Selection) -> RestOutcome {
     done(if found { 200 } else { 404 })
 }
 
-fn close_where(
+async fn close_where(
     hub: &LocalHub,
     who: Selection,
     excluded: &[String],
     reason: Option<String>,
 ) -> RestOutcome {
-    hub.apply_and_forget(Operation::Close {
+    hub.apply_in_order(Operation::Close {
         who: who.excluding(excluded),
         reason: reason.unwrap_or_default(),
-    });
+    })
+    .await;
     done(204)
 }
 

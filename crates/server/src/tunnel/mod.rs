@@ -107,6 +107,15 @@ impl TunnelHandle {
         self.link.tunnel_url()
     }
 
+    /// The ids of the other cluster nodes this server has an additional
+    /// tunnel to right now: a gateway node that is one of several sends a
+    /// `ConnectionRebalance` per other node, and the server then serves
+    /// that node's clients over a WebSocket of its own (as the official SDK
+    /// does). Empty with a single gateway. Sorted.
+    pub fn targets(&self) -> Vec<String> {
+        self.link.open_targets()
+    }
+
     /// Traffic counters since the tunnel was first opened.
     pub fn stats(&self) -> TunnelStats {
         let stats = &self.link.stats;
@@ -117,7 +126,7 @@ impl TunnelHandle {
         }
     }
 
-    /// Closes the tunnel for good.
+    /// Closes the tunnel (and those to other cluster nodes) for good.
     pub fn close(self) {
         drop(self);
     }

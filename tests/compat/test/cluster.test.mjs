@@ -1,0 +1,205 @@
+// Cluster mode end to end: three real gateway nodes sharing a real Redis,
+// behind a real HAProxy balancing every request round-robin with no
+// affinity, an application server attached by the official SDK through the
+// load balancer (its tunnel lands on one node; that node's rebalances make
+// the SDK open a tunnel to each other node), and real socket.io-client
+// clients through the load balancer on every transport. Plus the REST API
+// of one node reaching the clients of the others.
+//
+// Skipped, with the reason, when HAProxy or Redis is missing here; CI
+// installs both (scripts/install-deps, scripts/redis ensure).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { randomUUID } from "node:crypto";
+
+import { waitUntil, withTimeout } from "./support/gateway.mjs";
+import { clusterUnavailable, startCluster } from "./support/cluster.mjs";
+import { connectClient, connected, emitAck, negotiateWith, startSdkApp } from "./support/sdk-app.mjs";
+
+const require = createRequire(import.meta.url);
+const { WebPubSubServiceClient } = require("@azure/web-pubsub");
+
+const HUB = "cluster";
+const CLIENTS = 6;
+
+/** Skips `t` (and returns true) when the cluster cannot run here. */
+async function skipped(t) {
+  const reason = await clusterUnavailable();
+  if (reason) t.skip(reason);
+  return reason !== null;
+}
+
+/** Three nodes, HAProxy, and the SDK app attached through HAProxy. */
+async function setup(t) {
+  const cluster = await startCluster(t, { nodes: 3 });
+  const app = await startSdkApp(t, cluster.gatewayLike, {
+    hub: HUB,
+    connectionString: cluster.connectionString(),
+  });
+  await servedEverywhere(t, cluster, app);
+  return { cluster, app };
+}
+
+/**
+ * Waits until a client connected straight to each node reaches the app: the
+ * app's own tunnel reaches one node, so the others serve its clients only
+ * once the SDK followed their rebalances.
+ */
+async function servedEverywhere(t, cluster, app) {
+  const negotiated = await negotiateWith(app, { query: { username: "probe" } });
+  for (const node of cluster.nodes) {
+    await waitUntil(
+      async () => {
+        const socket = await connectClient(t, app, {
+          negotiated: { ...negotiated, endpoint: node.url },
+          transports: ["websocket"],
+          timeout: 2_000,
+        });
+        try {
+          await connected(socket, 2_000);
+          return true;
+        } catch {
+          return false;
+        } finally {
+          socket.disconnect();
+        }
+      },
+      {
+        timeout: 20_000,
+        interval: 200,
+        message: `a client of node ${node.index} (${node.url}) to reach the app through the SDK's rebalanced tunnel\n${cluster.logs()}\napp output:\n${app.output}`,
+      },
+    );
+  }
+}
+
+/** `count` clients through the load balancer, connected and seen by the app. */
+async function clientsThroughLb(t, app, count, options) {
+  const sockets = [];
+  for (let i = 0; i < count; i++) {
+    sockets.push(await connectClient(t, app, { username: `user${i}`, ...options }));
+  }
+  await Promise.all(sockets.map((s) => connected(s)));
+  await Promise.all(sockets.map((s) => app.waitFor("connection", { id: s.id }, 10_000)));
+  return sockets;
+}
+
+/**
+ * The scenario of each transport: the clients join a room (all but the
+ * last), receive the app's room broadcast (the last does not), events
+ * round-trip with acks, and the app reaches each client directly.
+ */
+async function scenario(t, transports, { upgrade = false } = {}) {
+  if (await skipped(t)) return;
+  const { cluster, app } = await setup(t);
+  const options = transports ? { transports } : {};
+  const sockets = await clientsThroughLb(t, app, CLIENTS, options);
+  const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
+
+  if (upgrade) {
+    await waitUntil(() => sockets.every((s) => s.io.engine.transport.name === "websocket"), {
+      timeout: 10_000,
+      message: `every client upgraded to websocket (have ${sockets.map((s) => s.io.engine.transport.name).join(",")})${diagnose()}`,
+    });
+  }
+  for (const s of sockets) {
+    const expected = transports?.length === 1 ? transports[0] : "websocket";
+    assert.equal(s.io.engine.transport.name, expected, `client ${s.id} transport`);
+  }
+
+  // Join a room (the app's handler acks with the socket's rooms).
+  const members = sockets.slice(0, -1);
+  const outsider = sockets.at(-1);
+  for (const s of members) {
+    const rooms = await withTimeout(emitAck(s, "join", "blue"), 10_000, `join of ${s.id}${diagnose()}`);
+    assert.ok(rooms.includes("blue"), `rooms of ${s.id}: ${JSON.stringify(rooms)}`);
+  }
+
+  // A room broadcast from the app reaches the members on every node, then a
+  // broadcast to all (sent after it) reaches everyone: the outsider, which
+  // has it, never had the room's.
+  const news = randomUUID();
+  await app.command("emit", { target: { to: "blue" }, event: "news", args: [news] });
+  await app.command("emit", { target: {}, event: "marker", args: [news] });
+  for (const s of sockets) {
+    await withTimeout(s.inbox.waitFor("marker", 1, 10_000), 10_000, `marker at ${s.id}${diagnose()}`);
+  }
+  for (const s of members) {
+    await withTimeout(s.inbox.waitFor("news", 1, 10_000), 10_000, `room news at ${s.id}${diagnose()}`);
+    assert.deepEqual(s.inbox.of("news"), [[news]], `room news at ${s.id}`);
+  }
+  assert.deepEqual(outsider.inbox.of("news"), [], "the client outside the room got no room news");
+
+  // Events round-trip (client → app → ack), several per client: with
+  // polling each request may land on another node.
+  for (const s of sockets) {
+    for (let i = 0; i < 5; i++) {
+      const answer = await withTimeout(emitAck(s, "echo", `${s.id}:${i}`), 10_000, `echo ${i} of ${s.id}${diagnose()}`);
+      assert.equal(answer, `${s.id}:${i}`);
+    }
+  }
+  // The app reaches each client directly.
+  for (const s of sockets) {
+    await app.command("emit", { target: { socket: s.id }, event: "direct", args: [s.id] });
+  }
+  for (const s of sockets) {
+    await withTimeout(s.inbox.waitFor("direct", 1, 10_000), 10_000, `direct emit to ${s.id}${diagnose()}`);
+    assert.deepEqual(s.inbox.of("direct"), [[s.id]]);
+  }
+}
+
+test("cluster: polling only, through the load balancer", async (t) => {
+  await scenario(t, ["polling"]);
+});
+
+test("cluster: WebSocket only, through the load balancer", async (t) => {
+  await scenario(t, ["websocket"]);
+});
+
+test("cluster: polling then upgrade, through the load balancer", async (t) => {
+  await scenario(t, undefined, { upgrade: true });
+});
+
+test("cluster: the REST API of node 1 reaches the clients of nodes 2 and 3", async (t) => {
+  if (await skipped(t)) return;
+  const { cluster, app } = await setup(t);
+  const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
+  const negotiated = await negotiateWith(app, { query: { username: "direct" } });
+  const [, node2, node3] = cluster.nodes;
+  const on2 = await connectClient(t, app, { negotiated: { ...negotiated, endpoint: node2.url }, transports: ["websocket"] });
+  const on3 = await connectClient(t, app, { negotiated: { ...negotiated, endpoint: node3.url }, transports: ["websocket"] });
+  await Promise.all([connected(on2), connected(on3)]);
+  const id2 = on2.io.engine.id;
+  const id3 = on3.io.engine.id;
+
+  const service = new WebPubSubServiceClient(cluster.connectionString(0), HUB, { allowInsecureConnection: true });
+  const within = (promise, what) => withTimeout(promise, 10_000, `${what}${diagnose()}`);
+
+  // To everyone.
+  await within(service.sendToAll('42["rest","all"]', { contentType: "text/plain" }), "sendToAll");
+  await within(on2.inbox.waitFor("rest", 1, 10_000), "sendToAll at node 2");
+  await within(on3.inbox.waitFor("rest", 1, 10_000), "sendToAll at node 3");
+
+  // To one connection of another node, and whether it exists.
+  assert.equal(await within(service.connectionExists(id3), "connectionExists"), true, "node 1 knows a connection of node 3");
+  await within(service.sendToConnection(id3, '42["rest","only3"]', { contentType: "text/plain" }), "sendToConnection");
+  await within(on3.inbox.waitFor("rest", 2, 10_000), "sendToConnection at node 3");
+  assert.deepEqual(on3.inbox.of("rest"), [["all"], ["only3"]]);
+
+  // A group with a member on node 2 only.
+  const group = service.group("ops");
+  await within(group.addConnection(id2), "addConnection");
+  await within(group.sendToAll('42["rest","group"]', { contentType: "text/plain" }), "group sendToAll");
+  await within(service.sendToAll('42["rest","marker"]', { contentType: "text/plain" }), "marker");
+  await within(on2.inbox.waitFor("rest", 3, 10_000), "group send and marker at node 2");
+  await within(on3.inbox.waitFor("rest", 3, 10_000), "marker at node 3");
+  assert.deepEqual(on2.inbox.of("rest"), [["all"], ["group"], ["marker"]]);
+  assert.deepEqual(on3.inbox.of("rest"), [["all"], ["only3"], ["marker"]], "no group send outside the group");
+
+  // Closing a connection of node 3 from node 1.
+  await within(service.closeConnection(id3, { reason: "bye" }), "closeConnection");
+  await waitUntil(() => !on3.connected, { timeout: 10_000, message: `the client of node 3 closed${diagnose()}` });
+  assert.equal(on2.connected, true);
+});

@@ -6,6 +6,9 @@
 // clients through the load balancer on every transport. Plus the REST API
 // of one node reaching the clients of the others.
 //
+// And, apart from any application server: the gateway's built-in echo hub
+// through the load balancer, which needs the nodes' forwarding only.
+//
 // Skipped, with the reason, when HAProxy or Redis is missing here; CI
 // installs both (scripts/install-deps, scripts/redis ensure).
 
@@ -13,8 +16,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { randomUUID } from "node:crypto";
+import { Socket } from "engine.io-client";
 
-import { waitUntil, withTimeout } from "./support/gateway.mjs";
+import { nextEvent, waitUntil, withTimeout } from "./support/gateway.mjs";
 import { clusterUnavailable, startCluster } from "./support/cluster.mjs";
 import { connectClient, connected, emitAck, negotiateWith, startSdkApp } from "./support/sdk-app.mjs";
 
@@ -202,4 +206,54 @@ test("cluster: the REST API of node 1 reaches the clients of nodes 2 and 3", asy
   await within(service.closeConnection(id3, { reason: "bye" }), "closeConnection");
   await waitUntil(() => !on3.connected, { timeout: 10_000, message: `the client of node 3 closed${diagnose()}` });
   assert.equal(on2.connected, true);
+});
+
+test("cluster: the echo hub through the load balancer on every transport, and a REST broadcast from node 1", async (t) => {
+  if (await skipped(t)) return;
+  const cluster = await startCluster(t, { nodes: 3, echoHubs: ["echo"] });
+  const diagnose = () => `\n${cluster.logs()}`;
+  const [node1] = cluster.nodes;
+  const sockets = [];
+  for (const transports of [["polling"], ["websocket"], ["polling", "websocket"]]) {
+    const socket = new Socket(cluster.lbUrl, {
+      path: node1.path("echo"),
+      query: { access_token: node1.token({ hub: "echo", user: `echo-${transports.join("-")}` }) },
+      transports,
+    });
+    socket.label = transports.join("+");
+    socket.messages = [];
+    socket.on("message", (data) => socket.messages.push(String(data)));
+    t.after(() => socket.close());
+    await withTimeout(nextEvent(socket, "open", 10_000), 10_000, `open of ${socket.label}${diagnose()}`);
+    sockets.push(socket);
+  }
+  const upgraded = sockets[2];
+  await waitUntil(() => upgraded.transport.name === "websocket", {
+    timeout: 10_000,
+    message: `the upgrade through the load balancer${diagnose()}`,
+  });
+  // Echoes, in order, over requests that land on every node in turn.
+  for (const socket of sockets) {
+    const sent = Array.from({ length: 12 }, (_, i) => `${socket.label}:${i}`);
+    for (const text of sent) {
+      socket.send(text);
+      // One at a time on polling: each send is its own POST.
+      if (socket.transport.name === "polling") await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await waitUntil(() => socket.messages.length >= sent.length, {
+      timeout: 10_000,
+      message: `${sent.length} echoes on ${socket.label} (have ${JSON.stringify(socket.messages)})${diagnose()}`,
+    });
+    assert.deepEqual(socket.messages, sent, `echoes on ${socket.label}`);
+  }
+  // The REST API of node 1 reaches every session, wherever it lives (the
+  // body is an Engine.IO payload: "4…" is a message).
+  const service = new WebPubSubServiceClient(cluster.connectionString(0), "echo", { allowInsecureConnection: true });
+  await withTimeout(service.sendToAll("4from-node-1", { contentType: "text/plain" }), 10_000, `sendToAll${diagnose()}`);
+  for (const socket of sockets) {
+    await waitUntil(() => socket.messages.includes("from-node-1"), {
+      timeout: 10_000,
+      message: `the REST broadcast at ${socket.label}${diagnose()}`,
+    });
+  }
 });

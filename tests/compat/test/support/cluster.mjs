@@ -318,8 +318,10 @@ ${servers}
 
   /** The tail of every node's log (and HAProxy's), for failure messages. */
   logs(tail = 6_000) {
+    // eslint-disable-next-line no-control-regex
+    const plain = (text) => text.replace(/\x1b\[[0-9;]*m/g, "");
     return this.nodes
-      .map((n) => `--- node ${n.index} ${n.url ?? ""} id=${n.id ?? "?"} (full log: ${n.logFile}) ---\n${(n.stderr ?? "").slice(-tail)}`)
+      .map((n) => `--- node ${n.index} ${n.url ?? ""} id=${n.id ?? "?"} (full log: ${n.logFile}) ---\n${plain(n.stderr ?? "").slice(-tail)}`)
       .join("\n");
   }
 

@@ -98,6 +98,7 @@ async function clientsThroughLb(t, app, count, options) {
 async function scenario(t, transports, { upgrade = false } = {}) {
   if (await skipped(t)) return;
   const { cluster, app } = await setup(t);
+  const before = await cluster.lbRequests();
   const options = transports ? { transports } : {};
   const sockets = await clientsThroughLb(t, app, CLIENTS, options);
   const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
@@ -152,6 +153,18 @@ async function scenario(t, transports, { upgrade = false } = {}) {
     await withTimeout(s.inbox.waitFor("direct", 1, 10_000), 10_000, `direct emit to ${s.id}${diagnose()}`);
     assert.deepEqual(s.inbox.of("direct"), [[s.id]]);
   }
+  // The clients' requests were spread over every node (round-robin, no
+  // affinity): with polling, many requests of each session went to nodes
+  // that do not hold it.
+  const after = await cluster.lbRequests();
+  const spread = after.map((n, i) => n - before[i]);
+  // A WebSocket is one request; an upgrade some four; polling, dozens.
+  const least = transports === undefined ? 3 : transports[0] === "websocket" ? 1 : 10;
+  t.diagnostic(`requests per node through the load balancer: ${spread.join(", ")}`);
+  assert.ok(
+    spread.every((n) => n >= least),
+    `requests per node through the load balancer: ${spread.join(", ")} (expected at least ${least} each)`,
+  );
 }
 
 test("cluster: polling only, through the load balancer", async (t) => {

@@ -229,6 +229,7 @@ export class Cluster {
     const binary = haproxyBinary();
     if (!binary) throw new Error("haproxy is not installed");
     const port = await freePort("127.0.0.1");
+    const statsPort = await freePort("127.0.0.1");
     const servers = this.nodes
       .map((n) => `  server node${n.index} ${n.host}:${n.port} check inter 500ms fall 2 rise 1`)
       .join("\n");
@@ -259,6 +260,12 @@ backend nodes
   option httpchk GET /ready
   http-check expect status 200
 ${servers}
+
+# Requests per node (lbRequests), to show they really are spread.
+listen stats
+  bind 127.0.0.1:${statsPort}
+  stats enable
+  stats uri /stats
 `;
     this.haproxyConfig = join(this.dir, "haproxy.cfg");
     writeFileSync(this.haproxyConfig, config);
@@ -280,6 +287,7 @@ ${servers}
 
     this.lbPort = port;
     this.lbUrl = `http://127.0.0.1:${port}`;
+    this.statsUrl = `http://127.0.0.1:${statsPort}/stats;csv`;
     // Up when successive requests have reached every node.
     const seen = new Set();
     await waitUntil(
@@ -293,6 +301,23 @@ ${servers}
       },
       { timeout: LB_TIMEOUT_MS, interval: 50, message: `haproxy on ${this.lbUrl} to reach all ${this.size} nodes (reached: ${[...seen].join(", ")})` },
     );
+  }
+
+  /**
+   * How many HTTP requests (WebSocket handshakes included) HAProxy has sent
+   * to each node: an array in node order.
+   */
+  async lbRequests() {
+    const csv = await (await fetch(this.statsUrl)).text();
+    const [header, ...rows] = csv.trim().split("\n");
+    const columns = header.replace(/^# /, "").split(",");
+    const [px, sv, req] = ["pxname", "svname", "req_tot"].map((c) => columns.indexOf(c));
+    const counts = new Map();
+    for (const row of rows) {
+      const cells = row.split(",");
+      if (cells[px] === "nodes") counts.set(cells[sv], Number(cells[req]) || 0);
+    }
+    return this.nodes.map((n) => counts.get(`node${n.index}`) ?? 0);
   }
 
   /** The connection string of node `i` (0-based), or of the load balancer. */

@@ -5,6 +5,9 @@
 //! client of B reaches its handlers, and what the server answers (over its
 //! tunnel to A) reaches that client through the cluster.
 //!
+//! Nodes that join later are announced on the first tunnel too; a node that
+//! dies leaves the server's open tunnels.
+//!
 //! Needs the `portcullis` binary (`$PORTCULLIS_BIN`, or the one built next
 //! to this test) and a Redis (`$REDIS_URL`, default `redis://127.0.0.1:6379`,
 //! as `scripts/redis ensure` starts); without either the test says so on
@@ -22,7 +25,7 @@ use common::{DEADLINE, HUB, KEY};
 use futures_util::{SinkExt, StreamExt};
 use portcullis_auth::{ClientTokenOptions, mint_client_token};
 use portcullis_server::extract::{AckSender, Data};
-use portcullis_server::{SocketIo, SocketRef};
+use portcullis_server::{SocketIo, SocketRef, TunnelHandle};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -201,20 +204,64 @@ async fn message(ws: &mut Ws) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_server_attached_to_one_node_serves_the_clients_of_another() {
+/// The binary and a fresh key prefix, or `None` (said on stderr) when the
+/// test cannot run here.
+async fn prerequisites() -> Option<(PathBuf, String)> {
     let url = redis_url();
     if !redis_answers(&url).await {
         eprintln!("SKIPPED: no Redis answers at {url} (scripts/redis ensure starts one)");
-        return;
+        return None;
     }
     let Some(binary) = binary() else {
         eprintln!(
             "SKIPPED: no portcullis binary (cargo build -p portcullis-cli, or set PORTCULLIS_BIN)"
         );
-        return;
+        return None;
     };
     let prefix = format!("portcullis-test-{:016x}", rand::random::<u64>());
+    Some((binary, prefix))
+}
+
+/// The test application: reports connections and `hello` events, acks them.
+fn app(io: &SocketIo, tx: mpsc::UnboundedSender<Value>) {
+    io.ns("/", move |socket: SocketRef| {
+        let tx = tx.clone();
+        async move {
+            tx.send(json!({"kind": "connected", "user": socket.user_id()}))
+                .ok();
+            socket.on("hello", move |Data(data): Data<Value>, ack: AckSender| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(json!({"kind": "hello", "data": data})).ok();
+                    ack.send(&"hi").ok();
+                }
+            });
+        }
+    });
+}
+
+/// Waits until the tunnel's open links to other nodes are `expected`.
+async fn targets_become(tunnel: &TunnelHandle, mut expected: Vec<String>, timeout: Duration) {
+    expected.sort();
+    tokio::time::timeout(timeout, async {
+        while tunnel.targets() != expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the server's links to other nodes never became {expected:?} (have {:?})",
+            tunnel.targets()
+        )
+    });
+}
+
+#[tokio::test]
+async fn a_server_attached_to_one_node_serves_the_clients_of_another() {
+    let Some((binary, prefix)) = prerequisites().await else {
+        return;
+    };
     let mut a = start_node(&binary, "127.0.0.2", &prefix);
     let mut b = start_node(&binary, "127.0.0.3", &prefix);
     a.id = node_id(&a, 2).await;
@@ -285,5 +332,44 @@ async fn a_server_attached_to_one_node_serves_the_clients_of_another() {
         .unwrap();
     assert_eq!(connected, json!({"kind": "connected", "user": "alice"}));
     assert!(message(&mut ws_a).await.starts_with("0{"));
+    drop(tunnel);
+}
+
+#[tokio::test]
+async fn nodes_that_join_later_are_linked_and_dead_ones_dropped() {
+    let Some((binary, prefix)) = prerequisites().await else {
+        return;
+    };
+    let mut a = start_node(&binary, "127.0.0.2", &prefix);
+    a.id = node_id(&a, 1).await;
+    let (tx, mut observed) = mpsc::unbounded_channel::<Value>();
+    let io = SocketIo::new();
+    app(&io, tx);
+    let tunnel = tokio::time::timeout(DEADLINE, io.connect_tunnel(&a.connection_string, HUB))
+        .await
+        .expect("the tunnel opens in time")
+        .expect("the tunnel opens");
+    assert!(
+        tunnel.targets().is_empty(),
+        "a cluster of one: no other node"
+    );
+
+    // Node B joins: node A announces it on the server's tunnel.
+    let mut b = start_node(&binary, "127.0.0.3", &prefix);
+    b.id = node_id(&b, 2).await;
+    targets_become(&tunnel, vec![b.id.clone()], DEADLINE).await;
+    let mut ws = client(&b, "bob").await;
+    ws.send(Message::text("40")).await.unwrap();
+    let connected = tokio::time::timeout(DEADLINE, observed.recv())
+        .await
+        .expect("the server sees the client of the new node")
+        .unwrap();
+    assert_eq!(connected, json!({"kind": "connected", "user": "bob"}));
+    assert!(message(&mut ws).await.starts_with("0{"));
+
+    // Node B dies: its link closes (and is retried, then given up).
+    drop(ws);
+    drop(b);
+    targets_become(&tunnel, Vec::new(), DEADLINE).await;
     drop(tunnel);
 }

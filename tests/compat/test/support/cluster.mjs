@@ -5,7 +5,9 @@
 //
 // `startCluster(t, {nodes: 3, lb: true, extraArgs})` picks free ports,
 // starts the nodes on 127.0.0.2, 127.0.0.3, 127.0.0.4, … with the same
-// access key, `--redis redis://127.0.0.1:6379` (REDIS_URL overrides) and
+// access key, `--redis redis://127.0.0.1:6379` (REDIS_URL overrides; with
+// REDIS_CLUSTER_URLS=redis://127.0.0.1:7001,… the nodes use that Redis
+// Cluster instead, as `scripts/redis cluster-start DIR` starts one) and
 // `--cluster-advertise http://127.0.0.X:PORT`, waits until every node's
 // /health counts them all, then starts HAProxy on 127.0.0.1:<free port>
 // and waits until it has sent requests to every node. Everything is killed
@@ -27,6 +29,15 @@ import { BINARY, Gateway, stopChild, waitUntil, withTimeout } from "./gateway.mj
 
 /** The Redis the nodes share: $REDIS_URL, or the one of `scripts/redis ensure`. */
 export const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+
+/** Nodes of a Redis Cluster to use instead (comma-separated URLs), if set. */
+export const REDIS_CLUSTER_URLS = process.env.REDIS_CLUSTER_URLS || "";
+
+/** The nodes' Redis flags. */
+function redisArgs() {
+  if (REDIS_CLUSTER_URLS) return ["--redis", REDIS_CLUSTER_URLS, "--redis-cluster"];
+  return ["--redis", REDIS_URL];
+}
 
 const ACCESS_KEY = "compat-cluster-access-key";
 const HEALTH_TIMEOUT_MS = 20_000;
@@ -88,7 +99,11 @@ export async function clusterUnavailable({ lb = true } = {}) {
   if (lb && !haproxyBinary()) {
     return "haproxy is not installed (scripts/install-deps installs it; or set HAPROXY_BIN)";
   }
-  if (!(await redisAnswers())) {
+  if (REDIS_CLUSTER_URLS) {
+    for (const url of REDIS_CLUSTER_URLS.split(",")) {
+      if (!(await redisAnswers(url))) return `no Redis answers at ${url} (of REDIS_CLUSTER_URLS)`;
+    }
+  } else if (!(await redisAnswers())) {
     return `no Redis answers at ${REDIS_URL} (start one with scripts/redis ensure, or set REDIS_URL)`;
   }
   return null;
@@ -188,7 +203,7 @@ export class Cluster {
       const node = new ClusterNode(host, port, {
         accessKey: this.accessKey,
         echoHubs: this.echoHubs,
-        args: ["--redis", REDIS_URL, "--cluster-advertise", `http://${host}:${port}`, ...prefix, ...this.extraArgs],
+        args: [...redisArgs(), "--cluster-advertise", `http://${host}:${port}`, ...prefix, ...this.extraArgs],
       });
       node.index = i + 1;
       node.logFile = join(this.dir, `node-${i + 1}.log`);

@@ -200,6 +200,45 @@ test("cluster: a room joined (and acknowledged) is in force for the app's next r
   }
 });
 
+test("cluster: 1,000 emits to one socket and 1,000 broadcasts arrive in order on every node", async (t) => {
+  if (await skipped(t)) return;
+  const { cluster, app } = await setup(t);
+  const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
+  // One client straight on each node: the SDK sends each emit to a socket
+  // on any of its tunnels (it awaits one's answer before the next), so
+  // most of them reach the socket's node through another node.
+  const negotiated = await negotiateWith(app, { query: { username: "ordered" } });
+  const sockets = [];
+  for (const node of cluster.nodes) {
+    const socket = await connectClient(t, app, { negotiated: { ...negotiated, endpoint: node.url }, transports: ["websocket"] });
+    sockets.push(socket);
+  }
+  await Promise.all(sockets.map((s) => connected(s)));
+  await Promise.all(sockets.map((s) => app.waitFor("connection", { id: s.id }, 10_000)));
+  const BURST = 1_000;
+  const seq = Array.from({ length: BURST }, (_, i) => i);
+  for (const s of sockets) {
+    await app.command("burst", { target: { socket: s.id }, event: "seq", count: BURST }, 60_000);
+  }
+  await app.command("burst", { target: {}, event: "all", count: BURST }, 60_000);
+  const failures = [];
+  for (const [i, s] of sockets.entries()) {
+    const got = await withTimeout(s.inbox.waitFor("seq", BURST, 62_000), 60_000, `${BURST} emits at ${s.id}${diagnose()}`);
+    const all = await withTimeout(s.inbox.waitFor("all", BURST, 62_000), 60_000, `${BURST} broadcasts at ${s.id}${diagnose()}`);
+    for (const [what, list] of [["emits to it", got], ["broadcasts", all]]) {
+      const values = list.map((args) => args[0]);
+      const first = values.findIndex((v, k) => v !== k);
+      if (first !== -1) {
+        failures.push(
+          `client of node ${i + 1}: ${what} out of order from position ${first}: ` +
+            `${JSON.stringify(values.slice(Math.max(0, first - 3), first + 12))}…`,
+        );
+      }
+    }
+  }
+  assert.deepEqual(failures, [], "every client gets each burst in order");
+});
+
 test("cluster: the REST API of node 1 reaches the clients of nodes 2 and 3", async (t) => {
   if (await skipped(t)) return;
   const { cluster, app } = await setup(t);

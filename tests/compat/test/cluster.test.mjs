@@ -239,6 +239,25 @@ test("cluster: 1,000 emits to one socket and 1,000 broadcasts arrive in order on
   assert.deepEqual(failures, [], "every client gets each burst in order");
 });
 
+test("cluster: a broadcast with acks gathers the answers of the clients of every node", async (t) => {
+  if (await skipped(t)) return;
+  const { cluster, app } = await setup(t);
+  const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
+  const negotiated = await negotiateWith(app, { query: { username: "acker" } });
+  const sockets = [];
+  for (const node of cluster.nodes) {
+    const socket = await connectClient(t, app, { negotiated: { ...negotiated, endpoint: node.url }, transports: ["websocket"] });
+    socket.on("question", (q, cb) => cb(`${q}:${node.index}`));
+    sockets.push(socket);
+  }
+  await Promise.all(sockets.map((s) => connected(s)));
+  await Promise.all(sockets.map((s) => app.waitFor("connection", { id: s.id }, 10_000)));
+  // io.timeout().emitWithAck(): the SDK's :invoke, on whichever tunnel.
+  const reply = await app.command("emitWithAck", { target: { timeout: 5_000 }, event: "question", args: ["q"] }, 15_000);
+  assert.equal(reply.err, null, `emitWithAck failed: ${JSON.stringify(reply)}${diagnose()}`);
+  assert.deepEqual([...reply.responses].sort(), ["q:1", "q:2", "q:3"]);
+});
+
 test("cluster: the REST API of node 1 reaches the clients of nodes 2 and 3", async (t) => {
   if (await skipped(t)) return;
   const { cluster, app } = await setup(t);

@@ -202,6 +202,14 @@ impl SocketIo {
     /// from sockets of other processes carry no socket id (see
     /// [`AckStream`](crate::AckStream)).
     ///
+    /// In a cluster of gateway nodes (the connection string may name a load
+    /// balancer in front of them), the node the tunnel reaches sends a
+    /// `ConnectionRebalance` per other node, and the server opens a tunnel
+    /// of its own to each (`&target=<node id>`, as the official SDK does),
+    /// so the clients of every node reach it; those tunnels carry their
+    /// node's events, every call still leaves on the first tunnel and the
+    /// cluster delivers it. See [`TunnelHandle::targets`].
+    ///
     /// An `https://` endpoint opens a `wss://` tunnel that trusts the public
     /// web PKI; for a private CA use
     /// [`connect_tunnel_with`](Self::connect_tunnel_with).

@@ -132,7 +132,7 @@ async function scenario(t, transports, { upgrade = false } = {}) {
     await withTimeout(s.inbox.waitFor("marker", 1, 12_000), 10_000, `marker at ${s.id}${diagnose()}`);
   }
   for (const s of members) {
-    await withTimeout(s.inbox.waitFor("news", 1, 12_000), 10_000, `room news at ${s.id}${diagnose()}`);
+    await withTimeout(s.inbox.waitFor("news", 1, 12_000), 10_000, `room news at ${s.id} (session ${s.io.engine.id})${diagnose()}`);
     assert.deepEqual(s.inbox.of("news"), [[news]], `room news at ${s.id}`);
   }
   assert.deepEqual(outsider.inbox.of("news"), [], "the client outside the room got no room news");
@@ -192,7 +192,7 @@ test("cluster: a room joined (and acknowledged) is in force for the app's next r
     await Promise.all(sockets.map((s) => withTimeout(emitAck(s, "join", room), 10_000, `join ${room} of ${s.id}${diagnose()}`)));
     await app.command("emit", { target: { to: room }, event: "round", args: [round] });
     for (const s of sockets) {
-      await withTimeout(s.inbox.waitFor("round", round + 1, 12_000), 10_000, `round ${round} at ${s.id} (has ${JSON.stringify(s.inbox.of("round"))})${diagnose()}`);
+      await withTimeout(s.inbox.waitFor("round", round + 1, 12_000), 10_000, `round ${round} at ${s.id} (session ${s.io.engine.id}, has ${JSON.stringify(s.inbox.of("round"))})${diagnose()}`);
     }
   }
   for (const s of sockets) {

@@ -3,8 +3,10 @@
 // affinity, an application server attached by the official SDK through the
 // load balancer (its tunnel lands on one node; that node's rebalances make
 // the SDK open a tunnel to each other node), and real socket.io-client
-// clients through the load balancer on every transport. Plus the REST API
-// of one node reaching the clients of the others.
+// clients through the load balancer on every transport: rooms, broadcasts
+// (in order, 1,000 at a time), acks both ways and across nodes, joins that
+// hold for the next broadcast, a node that dies. Plus the REST API of one
+// node reaching the clients of the others.
 //
 // And, apart from any application server: the gateway's built-in echo hub
 // through the load balancer, which needs the nodes' forwarding only.
@@ -27,6 +29,15 @@ const { WebPubSubServiceClient } = require("@azure/web-pubsub");
 
 const HUB = "cluster";
 const CLIENTS = 6;
+
+/** waitUntil, with `describe()` (evaluated at the deadline) in the error. */
+async function waitOrExplain(probe, timeout, describe) {
+  try {
+    await waitUntil(probe, { timeout, message: "condition" });
+  } catch {
+    throw new Error(`timed out after ${timeout} ms waiting for ${describe()}`);
+  }
+}
 
 /** Skips `t` (and returns true) when the cluster cannot run here. */
 async function skipped(t) {
@@ -256,6 +267,77 @@ test("cluster: a broadcast with acks gathers the answers of the clients of every
   const reply = await app.command("emitWithAck", { target: { timeout: 5_000 }, event: "question", args: ["q"] }, 15_000);
   assert.equal(reply.err, null, `emitWithAck failed: ${JSON.stringify(reply)}${diagnose()}`);
   assert.deepEqual([...reply.responses].sort(), ["q:1", "q:2", "q:3"]);
+});
+
+// TODO while it fails for a reason outside the gateway: the official SDK
+// keeps reconnecting its tunnel to a dead node forever and still sends some
+// of its calls there (random tunnel per call), where they are lost, so a
+// namespace CONNECT answer or an emit now and then never arrives. It runs
+// and reports; it does not fail the suite.
+test("cluster: when a node dies, its clients come back through the load balancer and the app reaches them", {
+  todo: "the SDK's calls through its tunnel to the dead node are lost",
+}, async (t) => {
+  if (await skipped(t)) return;
+  const { cluster, app } = await setup(t);
+  const diagnose = () => `\n${cluster.logs()}\napp output:\n${app.output}`;
+  const sockets = await clientsThroughLb(t, app, CLIENTS, {
+    transports: ["websocket"],
+    reconnection: true,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 1_000,
+  });
+  const dead = cluster.nodes[2];
+  const owner = (s) => s.io.engine.id.split(".")[0];
+  const victims = sockets.filter((s) => owner(s) === dead.id);
+  assert.ok(victims.length > 0, `round-robin put clients on node 3 (owners: ${sockets.map(owner).join(", ")})`);
+  // What the victims' managers do: the Engine.IO session comes back at
+  // once (HAProxy sends the new handshake to a live node); the namespace
+  // CONNECT then needs the app's answer, a :send the SDK makes on any of its
+  // tunnels, the dead node's included (the SDK keeps reconnecting that one
+  // forever and still picks it), where it is lost.
+  const events = [];
+  for (const s of victims) {
+    const label = s.id;
+    s.io.on("reconnect", () => events.push(`${label}: session back on ${s.io.engine.id.split(".")[0]}`));
+    s.io.on("reconnect_error", (e) => events.push(`${label}: reconnect error ${e.message}`));
+    s.on("connect", () => events.push(`${label}: namespace connected`));
+  }
+  dead.child.kill("SIGKILL");
+  await withTimeout(dead.exited, 5_000, "node 3 to exit");
+  // Its clients reconnect, through HAProxy, to the nodes alive.
+  await waitOrExplain(
+    () => victims.every((s) => s.connected && owner(s) !== dead.id),
+    20_000,
+    () =>
+      `the clients of the dead node back on another node (owners: ${sockets.map((s) => (s.connected ? owner(s) : "-")).join(", ")}; ` +
+      `disconnects: ${JSON.stringify(victims.map((s) => s.inbox.of("$disconnect")))}; since: ${events.join(" | ")})${diagnose()}`,
+  );
+  await Promise.all(sockets.map((s) => app.waitFor("connection", { id: s.id }, 10_000)));
+  // The survivors count two nodes once the dead one misses its heartbeats.
+  for (const node of cluster.nodes.slice(0, 2)) {
+    await waitUntil(async () => (await node.health()).nodes === 2, {
+      timeout: 15_000,
+      message: `node ${node.index} to count 2 nodes${diagnose()}`,
+    });
+  }
+  // 30 emits from the app to a client that never left a live node: each is
+  // a :send on a tunnel the SDK picks at random.
+  const survivor = sockets.find((s) => !victims.includes(s));
+  for (let i = 0; i < 30; i++) {
+    await app.command("emit", { target: { socket: survivor.id }, event: "after", args: [i] });
+  }
+  await waitOrExplain(
+    () => survivor.inbox.of("after").length === 30,
+    10_000,
+    () => `30 emits after the death at a client of a live node (${survivor.inbox.of("after").length} arrived)${diagnose()}`,
+  );
+  const news = randomUUID();
+  await app.command("emit", { target: {}, event: "news", args: [news] });
+  for (const s of sockets) {
+    await withTimeout(s.inbox.waitFor("news", 1, 12_000), 10_000, `the broadcast after the death at ${s.id}${diagnose()}`);
+    const answer = await withTimeout(s.timeout(12_000).emitWithAck("echo", news), 10_000, `echo of ${s.id}${diagnose()}`);
+    assert.equal(answer, news);
+  }
 });
 
 test("cluster: the REST API of node 1 reaches the clients of nodes 2 and 3", async (t) => {

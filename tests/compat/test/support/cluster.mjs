@@ -260,6 +260,9 @@ defaults
   mode http
   option http-server-close
   http-reuse never
+  # A request to a node that just died goes to another one.
+  option redispatch
+  retries 2
   timeout connect 5s
   timeout client 60s
   timeout server 60s

@@ -2,6 +2,18 @@
 //! gateway, re-opened with a fresh token a second after it is lost, REST
 //! calls correlated by AckId, and the gateway's CloudEvents answered.
 //!
+//! Clusters: a gateway node that is one of several sends a
+//! `ConnectionRebalance` per other live node on the tunnel (the one opened
+//! from the connection string, without `target`). Like the official SDK,
+//! the link then opens an additional WebSocket to that node's endpoint
+//! with `&target=<node id>`, so the clients of that node reach this server
+//! too ([`run_target`]). Such a targeted WebSocket carries the node's
+//! CloudEvents and their answers only: every REST call still leaves on the
+//! main WebSocket, in order, and the cluster delivers it wherever its
+//! connections are. A targeted WebSocket ignores rebalances, is opened at
+//! most once per node while it lives, is retried with a bounded backoff
+//! and closes with the tunnel.
+//!
 //! Ordering: calls leave in program order, one writer, one WebSocket, and
 //! the gateway applies a tunnel's calls in arrival order. Like the SDK's
 //! `WebPubSubTransport`, a call addressed to one connection is not sent
@@ -12,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -43,6 +55,12 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const CONNECTED_WAIT: Duration = Duration::from_secs(10);
 /// Lifetime of a tunnel token (re-minted at every connect).
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Attempts in a row to open a targeted WebSocket before it is given up
+/// (the node is probably gone; the next rebalance names it again if not).
+const TARGET_ATTEMPTS: u32 = 8;
+/// The longest wait between two attempts on a targeted WebSocket (the
+/// waits double from [`RECONNECT_DELAY`]): 1, 2, 4, 8, 16, 30, 30 s.
+const TARGET_MAX_DELAY: Duration = Duration::from_secs(30);
 
 type Writer = mpsc::UnboundedSender<Message>;
 
@@ -86,7 +104,20 @@ pub(crate) struct Link {
     /// Calls sent and not fully answered, by ack id.
     calls: Pending<InFlight>,
     connected: AtomicBool,
+    /// The WebSockets opened for `ConnectionRebalance`, by node id.
+    targets: Mutex<HashMap<String, TargetLink>>,
+    /// Tells the entries of `targets` apart across re-opens.
+    target_generation: AtomicU64,
     pub(super) stats: Stats,
+}
+
+/// A targeted WebSocket's task, alive from the rebalance that named the
+/// node until it is given up or the tunnel stops.
+#[derive(Debug)]
+struct TargetLink {
+    generation: u64,
+    /// Whether the gateway confirmed it (open right now).
+    open: bool,
 }
 
 /// Traffic counters of a tunnel.
@@ -131,6 +162,8 @@ impl Link {
             writer: watch::Sender::new(None),
             calls: Pending::default(),
             connected: AtomicBool::new(false),
+            targets: Mutex::new(HashMap::new()),
+            target_generation: AtomicU64::new(0),
             stats: Stats::default(),
         });
         (link, queue)
@@ -172,24 +205,87 @@ impl Link {
 
     /// `ws://host:port/path/server/tunnel?hub=HUB`: the token audience.
     pub fn tunnel_url(&self) -> String {
-        let mut url = self.endpoint.clone();
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        // Switching between these special schemes cannot fail.
-        let _ = url.set_scheme(scheme);
-        let path = format!("{}server/tunnel", url.path());
-        url.set_path(&path);
-        url.set_query(None);
-        url.set_fragment(None);
-        format!("{url}?hub={}", self.hub)
+        tunnel_url(&self.endpoint, &self.hub, None)
     }
 
-    fn token(&self) -> String {
+    /// A token for the tunnel at `url` (its audience, as the SDK signs).
+    fn token(&self, url: &str) -> String {
         let options = ClientTokenOptions {
             user_id: Some(self.server_id.clone()),
             ttl: TOKEN_TTL,
             ..Default::default()
         };
-        mint_client_token(&self.access_key, &self.tunnel_url(), &options)
+        mint_client_token(&self.access_key, url, &options)
+    }
+
+    /// The nodes a targeted WebSocket is open to right now, sorted.
+    pub fn open_targets(&self) -> Vec<String> {
+        let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open: Vec<String> = targets
+            .iter()
+            .filter(|(_, link)| link.open)
+            .map(|(id, _)| id.clone())
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// A `ConnectionRebalance` named node `target` at `endpoint`: opens a
+    /// WebSocket to it unless one lives (open or being retried).
+    fn rebalance(self: &Arc<Self>, target: String, endpoint: &str, stop: watch::Receiver<bool>) {
+        if *stop.borrow() {
+            return;
+        }
+        if target.is_empty() {
+            tracing::warn!(hub = %self.hub, %endpoint, "rebalance without a target id ignored");
+            return;
+        }
+        let endpoint = match target_endpoint(endpoint) {
+            Ok(endpoint) => endpoint,
+            Err(reason) => {
+                tracing::warn!(hub = %self.hub, %target, %endpoint, reason, "rebalance to an unusable endpoint ignored");
+                return;
+            }
+        };
+        let generation = {
+            let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            if targets.contains_key(&target) {
+                tracing::debug!(hub = %self.hub, %target, "rebalance to a node already linked");
+                return;
+            }
+            let generation = self.target_generation.fetch_add(1, Ordering::Relaxed);
+            targets.insert(
+                target.clone(),
+                TargetLink {
+                    generation,
+                    open: false,
+                },
+            );
+            generation
+        };
+        tracing::info!(hub = %self.hub, %target, endpoint = %endpoint.as_str(), "rebalance: opening a tunnel to another node");
+        tokio::spawn(run_target(self.clone(), target, endpoint, generation, stop));
+    }
+
+    /// Marks the targeted WebSocket of `generation` open or closed.
+    fn target_open(&self, target: &str, generation: u64, open: bool) {
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(link) = targets.get_mut(target)
+            && link.generation == generation
+        {
+            link.open = open;
+        }
+    }
+
+    /// The task of `generation` ended: a later rebalance may re-open it.
+    fn forget_target(&self, target: &str, generation: u64) {
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if targets
+            .get(target)
+            .is_some_and(|link| link.generation == generation)
+        {
+            targets.remove(target);
+        }
     }
 
     /// Sends one call when a tunnel is up; `answered` fires at its first
@@ -392,12 +488,71 @@ pub(crate) async fn dispatch(
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// `ws(s)://host:port/path/server/tunnel?hub=HUB[&target=ID]`, the URL
+/// the SDK builds (`TunnelConnection.getUrl`) and so the token audience:
+/// `http` becomes `ws` and `https` `wss`, `server/tunnel` is appended to
+/// the endpoint's path.
+fn tunnel_url(endpoint: &Url, hub: &str, target: Option<&str>) -> String {
+    let mut url = endpoint.clone();
+    let scheme = match url.scheme() {
+        "https" | "wss" => "wss",
+        _ => "ws",
+    };
+    // Switching between these special schemes cannot fail.
+    let _ = url.set_scheme(scheme);
+    let path = url.path();
+    let path = if path.ends_with('/') {
+        format!("{path}server/tunnel")
+    } else {
+        format!("{path}/server/tunnel")
+    };
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(None);
+    match target {
+        Some(target) => format!(
+            "{url}?hub={hub}&target={}",
+            form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        ),
+        None => format!("{url}?hub={hub}"),
+    }
+}
+
+/// The `Endpoint` of a rebalance: an `http(s)://` (or `ws(s)://`) base URL.
+fn target_endpoint(endpoint: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(endpoint).map_err(|_| "not a URL")?;
+    if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
+        return Err("not an http(s) or ws(s) URL");
+    }
+    if url.host().is_none() {
+        return Err("no host");
+    }
+    Ok(url)
+}
+
 /// How a tunnel session ended.
 enum End {
-    /// Lost or replaced: open a new one.
+    /// The gateway never confirmed it: try again.
+    Unconfirmed,
+    /// Lost or replaced after it was confirmed: open a new one.
     Reconnect,
     /// Closed for good (`ConnectionClose`, or the handle was dropped).
     Stop,
+}
+
+/// Which WebSocket of the tunnel a session is.
+enum Role<'a> {
+    /// The one of the connection string: it carries every REST call and
+    /// follows rebalances.
+    Main {
+        /// Tells this WebSocket's calls apart from an earlier one's.
+        socket: u64,
+        /// Where the first attach is reported.
+        first: &'a mut Option<oneshot::Sender<Result<(), TunnelError>>>,
+    },
+    /// One opened for a rebalance to node `target`: it carries that node's
+    /// CloudEvents and their answers only.
+    Target { target: &'a str, generation: u64 },
 }
 
 /// Keeps the tunnel open until `stop`, reporting the first attach (or why
@@ -413,12 +568,17 @@ pub(crate) async fn run(
         if *stop.borrow() {
             return;
         }
-        match open(&link).await {
+        let url = link.tunnel_url();
+        match open(&link, &url, link.tls.clone()).await {
             Ok(ws) => {
                 sockets += 1;
-                match session(&link, ws, sockets, &mut first, &mut stop).await {
+                let role = Role::Main {
+                    socket: sockets,
+                    first: &mut first,
+                };
+                match session(&link, ws, role, &mut stop).await {
                     End::Stop => return,
-                    End::Reconnect => {}
+                    End::Reconnect | End::Unconfirmed => {}
                 }
             }
             Err(error) => {
@@ -438,14 +598,85 @@ pub(crate) async fn run(
     }
 }
 
-async fn open(link: &Link) -> Result<Ws, TunnelError> {
+/// Keeps a WebSocket to node `target` at `endpoint` open (one
+/// `ConnectionRebalance` asked for it) until `stop`, `ConnectionClose`, a
+/// refusal that retrying cannot help, or [`TARGET_ATTEMPTS`] failed
+/// attempts in a row; the waits between attempts double from
+/// [`RECONNECT_DELAY`] up to [`TARGET_MAX_DELAY`] and start over once the
+/// node confirmed a WebSocket.
+pub(crate) async fn run_target(
+    link: Arc<Link>,
+    target: String,
+    endpoint: Url,
+    generation: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let url = tunnel_url(&endpoint, &link.hub, Some(&target));
+    let tls = match (url.starts_with("wss:"), &link.tls) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(tls.clone()),
+        // A plain tunnel redirected to TLS: the public web PKI.
+        (true, None) => super::TunnelOptions::new().client_config().ok(),
+    };
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let failed = match open(&link, &url, tls.clone()).await {
+            Ok(ws) => {
+                let role = Role::Target {
+                    target: &target,
+                    generation,
+                };
+                match session(&link, ws, role, &mut stop).await {
+                    End::Stop => break,
+                    End::Reconnect => false,
+                    End::Unconfirmed => true,
+                }
+            }
+            Err(error) if error.is_permanent() => {
+                tracing::warn!(hub = %link.hub, %target, %error, "tunnel to another node refused; given up");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(hub = %link.hub, %target, %error, "tunnel to another node failed");
+                true
+            }
+        };
+        let delay = if failed {
+            failures += 1;
+            if failures >= TARGET_ATTEMPTS {
+                tracing::warn!(hub = %link.hub, %target, attempts = failures, "tunnel to another node given up");
+                break;
+            }
+            RECONNECT_DELAY
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(TARGET_MAX_DELAY)
+        } else {
+            failures = 0;
+            RECONNECT_DELAY
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    link.forget_target(&target, generation);
+}
+
+/// Opens the tunnel WebSocket at `url` with a fresh token for it.
+async fn open(
+    link: &Link,
+    url: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Ws, TunnelError> {
     let url = format!(
-        "{}&access_token={}",
-        link.tunnel_url(),
-        form_urlencoded::byte_serialize(link.token().as_bytes()).collect::<String>()
+        "{url}&access_token={}",
+        form_urlencoded::byte_serialize(link.token(url).as_bytes()).collect::<String>()
     );
     use tokio_tungstenite::tungstenite::Error;
-    let connector = link.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
     // No Nagle: tunnel frames are small and latency-bound.
     match tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await {
         Ok((ws, _)) => Ok(ws),
@@ -470,8 +701,7 @@ async fn open(link: &Link) -> Result<Ws, TunnelError> {
 async fn session(
     link: &Arc<Link>,
     ws: Ws,
-    socket: u64,
-    first: &mut Option<oneshot::Sender<Result<(), TunnelError>>>,
+    mut role: Role<'_>,
     stop: &mut watch::Receiver<bool>,
 ) -> End {
     let (mut sink, mut stream) = ws.split();
@@ -485,7 +715,7 @@ async fn session(
             ) => {}
         _ => {
             tracing::warn!(hub = %link.hub, "the gateway did not confirm the tunnel");
-            return End::Reconnect;
+            return End::Unconfirmed;
         }
     }
     let (writer, mut outgoing) = mpsc::unbounded_channel::<Message>();
@@ -498,12 +728,21 @@ async fn session(
         }
         let _ = sink.close().await;
     });
-    link.writer.send_replace(Some((socket, writer.clone())));
-    link.connected.store(true, Ordering::Release);
-    tracing::info!(hub = %link.hub, server = %link.server_id, "tunnel to the gateway open");
-    if let Some(first) = first.take() {
-        let _ = first.send(Ok(()));
+    match &mut role {
+        Role::Main { socket, first } => {
+            link.writer.send_replace(Some((*socket, writer.clone())));
+            link.connected.store(true, Ordering::Release);
+            tracing::info!(hub = %link.hub, server = %link.server_id, "tunnel to the gateway open");
+            if let Some(first) = first.take() {
+                let _ = first.send(Ok(()));
+            }
+        }
+        Role::Target { target, generation } => {
+            link.target_open(target, *generation, true);
+            tracing::info!(hub = %link.hub, server = %link.server_id, %target, "tunnel to another node open");
+        }
     }
+    let main = matches!(role, Role::Main { .. });
     let end = loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -518,7 +757,8 @@ async fn session(
             Some(Ok(_)) => continue,
         };
         match frame::decode(&bytes) {
-            Ok(TunnelMessage::HttpResponse(response)) => link.on_response(response),
+            // Calls leave on the main WebSocket only.
+            Ok(TunnelMessage::HttpResponse(response)) if main => link.on_response(response),
             Ok(TunnelMessage::HttpRequest(request)) => {
                 let response = super::events::handle(link, &request);
                 if let Ok(bytes) = frame::encode(&TunnelMessage::HttpResponse(response)) {
@@ -530,23 +770,47 @@ async fn session(
                 break End::Stop;
             }
             Ok(TunnelMessage::ConnectionReconnect { .. }) => break End::Reconnect,
+            Ok(TunnelMessage::ConnectionRebalance {
+                target_id,
+                endpoint,
+                ..
+            }) => {
+                if main {
+                    link.rebalance(target_id, &endpoint, stop.clone());
+                } else {
+                    tracing::debug!(hub = %link.hub, %target_id, "rebalance on a targeted tunnel ignored");
+                }
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(hub = %link.hub, %error, "invalid tunnel frame dropped"),
         }
     };
-    link.connected.store(false, Ordering::Release);
-    link.writer.send_if_modified(|current| match current {
-        Some((id, _)) if *id == socket => {
-            *current = None;
-            true
+    match &role {
+        Role::Main { socket, .. } => {
+            let socket = *socket;
+            link.connected.store(false, Ordering::Release);
+            link.writer.send_if_modified(|current| match current {
+                Some((id, _)) if *id == socket => {
+                    *current = None;
+                    true
+                }
+                _ => false,
+            });
+            link.fail_socket(socket);
         }
-        _ => false,
-    });
-    link.fail_socket(socket);
+        Role::Target { target, generation } => link.target_open(target, *generation, false),
+    }
     drop(writer);
     let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
     if matches!(end, End::Reconnect) {
-        tracing::warn!(hub = %link.hub, "tunnel to the gateway lost; reconnecting");
+        match &role {
+            Role::Main { .. } => {
+                tracing::warn!(hub = %link.hub, "tunnel to the gateway lost; reconnecting");
+            }
+            Role::Target { target, .. } => {
+                tracing::warn!(hub = %link.hub, %target, "tunnel to another node lost; reconnecting");
+            }
+        }
     }
     end
 }
@@ -561,6 +825,59 @@ mod tests {
     fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Op>) {
         let endpoint = Url::parse("http://127.0.0.1:8080").unwrap();
         Link::new("chat", "s".into(), endpoint, "k".into(), None, Weak::new())
+    }
+
+    #[test]
+    fn targeted_tunnel_urls_are_the_sdks() {
+        let node = target_endpoint("http://127.0.0.3:8080").unwrap();
+        assert_eq!(
+            tunnel_url(&node, "chat", Some("node-b")),
+            "ws://127.0.0.3:8080/server/tunnel?hub=chat&target=node-b"
+        );
+        let node = target_endpoint("https://gw.example:8443/base").unwrap();
+        assert_eq!(
+            tunnel_url(&node, "chat", Some("a b/c")),
+            "wss://gw.example:8443/base/server/tunnel?hub=chat&target=a+b%2Fc"
+        );
+        let node = target_endpoint("http://h/base/?x=1#f").unwrap();
+        assert_eq!(
+            tunnel_url(&node, "chat", None),
+            "ws://h/base/server/tunnel?hub=chat"
+        );
+        assert!(target_endpoint("127.0.0.3:8080").is_err());
+        assert!(target_endpoint("not a url").is_err());
+        assert!(target_endpoint("ftp://h/").is_err());
+    }
+
+    #[tokio::test]
+    async fn one_targeted_link_per_node_and_none_once_stopped() {
+        let (link, _queue) = link();
+        let (stop, stopped) = watch::channel(false);
+        // Nothing listens on port 9 of 127.0.0.1: the task keeps retrying.
+        link.rebalance("b".into(), "http://127.0.0.1:9", stopped.clone());
+        link.rebalance("b".into(), "http://127.0.0.1:9", stopped.clone());
+        link.rebalance("".into(), "http://127.0.0.1:9", stopped.clone());
+        link.rebalance("c".into(), "nowhere", stopped.clone());
+        let generations: Vec<u64> = {
+            let targets = link.targets.lock().unwrap();
+            assert_eq!(targets.keys().collect::<Vec<_>>(), ["b"]);
+            targets.values().map(|t| t.generation).collect()
+        };
+        assert_eq!(generations, [0]);
+        assert!(link.open_targets().is_empty(), "never confirmed");
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !link.targets.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the task ends with the tunnel");
+        link.rebalance("b".into(), "http://127.0.0.1:9", stopped);
+        assert!(
+            link.targets.lock().unwrap().is_empty(),
+            "stopped: none opened"
+        );
     }
 
     #[test]

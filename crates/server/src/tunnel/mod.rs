@@ -107,6 +107,15 @@ impl TunnelHandle {
         self.link.tunnel_url()
     }
 
+    /// The ids of the other cluster nodes this server has an additional
+    /// tunnel to right now: a gateway node that is one of several sends a
+    /// `ConnectionRebalance` per other node, and the server then serves
+    /// that node's clients over a WebSocket of its own (as the official SDK
+    /// does). Empty with a single gateway. Sorted.
+    pub fn targets(&self) -> Vec<String> {
+        self.link.open_targets()
+    }
+
     /// Traffic counters since the tunnel was first opened.
     pub fn stats(&self) -> TunnelStats {
         let stats = &self.link.stats;
@@ -117,7 +126,7 @@ impl TunnelHandle {
         }
     }
 
-    /// Closes the tunnel for good.
+    /// Closes the tunnel (and those to other cluster nodes) for good.
     pub fn close(self) {
         drop(self);
     }
@@ -192,6 +201,14 @@ impl SocketIo {
     /// lists this process's sockets only, and acknowledgements of broadcasts
     /// from sockets of other processes carry no socket id (see
     /// [`AckStream`](crate::AckStream)).
+    ///
+    /// In a cluster of gateway nodes (the connection string may name a load
+    /// balancer in front of them), the node the tunnel reaches sends a
+    /// `ConnectionRebalance` per other node, and the server opens a tunnel
+    /// of its own to each (`&target=<node id>`, as the official SDK does),
+    /// so the clients of every node reach it; those tunnels carry their
+    /// node's events, every call still leaves on the first tunnel and the
+    /// cluster delivers it. See [`TunnelHandle::targets`].
     ///
     /// An `https://` endpoint opens a `wss://` tunnel that trusts the public
     /// web PKI; for a private CA use

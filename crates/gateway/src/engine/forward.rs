@@ -103,8 +103,42 @@ pub(crate) async fn to_owner(
     let me = cluster.node_id().as_str();
     let mac = mac_of(state.config.access_keys.primary().as_bytes(), me);
     match upgrade {
-        Ok(upgrade) => relay_websocket(state, upgrade, target, request.headers(), me, &mac).await,
+        Ok(upgrade) => {
+            let limit = state.config.max_payload;
+            relay_websocket(state, upgrade, target, request.headers(), me, &mac, limit).await
+        }
         Err(_) => forward_http(target, request, me, &mac).await,
+    }
+}
+
+/// Relays an application server's tunnel that names another live node
+/// (`&target=`) to that node: the official SDK opens the tunnels a
+/// `ConnectionRebalance` asks for through its own endpoint, the load
+/// balancer, which may pick any node. The target node checks the token.
+/// `Err(upgrade)` when the target cannot be reached (it just died): the
+/// caller serves the tunnel itself, so the server's tunnel heals at once.
+pub(crate) async fn relay_tunnel(
+    state: &Arc<GatewayState>,
+    cluster: &Cluster,
+    node: &portcullis_cluster::NodeInfo,
+    upgrade: WebSocketUpgrade,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<Response, WebSocketUpgrade> {
+    let mut target = node.advertise.clone();
+    target.set_path(uri.path());
+    target.set_query(uri.query());
+    let me = cluster.node_id().as_str();
+    let mac = mac_of(state.config.access_keys.primary().as_bytes(), me);
+    match connect_to_owner(target, headers, me, &mac).await {
+        Ok(owner) => Ok(accept_relay(
+            state,
+            upgrade,
+            owner,
+            state.config.max_tunnel_frame as u64,
+        )),
+        Err(Unrelayed::Refused(response)) => Ok(response),
+        Err(Unrelayed::Unreachable) => Err(upgrade),
     }
 }
 
@@ -172,11 +206,35 @@ async fn forward_http(
 async fn relay_websocket(
     state: &Arc<GatewayState>,
     upgrade: WebSocketUpgrade,
+    target: url::Url,
+    headers: &HeaderMap,
+    me: &str,
+    mac: &str,
+    max_message: u64,
+) -> Result<Response, EngineError> {
+    match connect_to_owner(target, headers, me, mac).await {
+        Ok(owner) => Ok(accept_relay(state, upgrade, owner, max_message)),
+        Err(Unrelayed::Refused(response)) => Ok(response),
+        Err(Unrelayed::Unreachable) => Err(EngineError::unknown_sid()),
+    }
+}
+
+/// Why a WebSocket was not relayed.
+enum Unrelayed {
+    /// The owner answered the upgrade with this (an unknown session, a bad
+    /// token): it goes back to the client as it is.
+    Refused(Response),
+    /// The owner could not be reached.
+    Unreachable,
+}
+
+/// Opens the owner's side of a relay with the client's request.
+async fn connect_to_owner(
     mut target: url::Url,
     headers: &HeaderMap,
     me: &str,
     mac: &str,
-) -> Result<Response, EngineError> {
+) -> Result<OwnerSocket, Unrelayed> {
     let scheme = if target.scheme() == "https" {
         "wss"
     } else {
@@ -184,7 +242,7 @@ async fn relay_websocket(
     };
     let _ = target.set_scheme(scheme);
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(target.as_str())
-        .map_err(|_| EngineError::bad_request("the request cannot be forwarded"))?;
+        .map_err(|_| Unrelayed::Unreachable)?;
     for name in [
         header::AUTHORIZATION,
         header::COOKIE,
@@ -199,27 +257,32 @@ async fn relay_websocket(
     request.headers_mut().insert(FORWARDED_BY, me);
     let mac = HeaderValue::from_str(mac).expect("hex is header-safe");
     request.headers_mut().insert(FORWARD_MAC, mac);
-    let owner = match tokio_tungstenite::connect_async(request).await {
-        Ok((owner, _)) => owner,
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((owner, _)) => Ok(owner),
         Err(tungstenite::Error::Http(refused)) => {
-            // The owner's own refusal (an unknown session, a bad token)
-            // goes back to the client as it is.
             let (parts, body) = refused.into_parts();
-            return Ok(Response::from_parts(
-                parts,
-                Body::from(body.unwrap_or_default()),
-            ));
+            let body = Body::from(body.unwrap_or_default());
+            Err(Unrelayed::Refused(Response::from_parts(parts, body)))
         }
         Err(error) => {
             tracing::warn!(%error, "relaying a WebSocket to the owner node failed");
-            return Err(EngineError::unknown_sid());
+            Err(Unrelayed::Unreachable)
         }
-    };
+    }
+}
+
+/// Accepts the client's upgrade and relays it to `owner`.
+fn accept_relay(
+    state: &Arc<GatewayState>,
+    upgrade: WebSocketUpgrade,
+    owner: OwnerSocket,
+    max_message: u64,
+) -> Response {
     let sockets = state.drain.sockets().clone();
-    let upgrade = state.configure_websocket(upgrade, state.config.max_payload);
-    Ok(upgrade
+    let upgrade = state.configure_websocket(upgrade, max_message);
+    upgrade
         .on_upgrade(move |client| sockets.track_future(relay(client, owner)))
-        .into_response())
+        .into_response()
 }
 
 type OwnerSocket =

@@ -3,7 +3,7 @@
 
 mod cors;
 mod error;
-mod forward;
+pub(crate) mod forward;
 mod inbound;
 mod polling;
 mod query;

@@ -108,6 +108,24 @@ pub(crate) async fn tunnel_endpoint(
         // An application server that reconnects reaches another node.
         return crate::engine::draining();
     }
+    let mut upgrade = upgrade;
+    if let Some(relayed) = relay_to_target(&state, upgrade.as_ref().ok(), &request) {
+        let cluster = state
+            .hubs
+            .cluster()
+            .expect("checked by relay_to_target")
+            .clone();
+        let (uri, headers) = (request.uri().clone(), request.headers().clone());
+        let client = upgrade.expect("checked by relay_to_target");
+        let relay = crate::engine::forward::relay_tunnel(
+            &state, &cluster, &relayed, client, &uri, &headers,
+        );
+        match relay.await {
+            Ok(response) => return response,
+            // The target just died: serve the tunnel here.
+            Err(client) => upgrade = Ok(client),
+        }
+    }
     match attach_server(&state, upgrade, &request) {
         Ok(response) => response,
         Err(error) => {
@@ -115,6 +133,28 @@ pub(crate) async fn tunnel_endpoint(
             error.into_response()
         }
     }
+}
+
+/// The live node a tunnel names with `&target=`, when it is another one
+/// and the tunnel came straight from an application server (not relayed
+/// already). A tunnel naming a dead or unknown node is served here: the
+/// server keeps a working tunnel, and this node's clients reach it.
+fn relay_to_target(
+    state: &GatewayState,
+    upgrade: Option<&WebSocketUpgrade>,
+    request: &Request,
+) -> Option<portcullis_cluster::NodeInfo> {
+    let cluster = state.hubs.cluster()?;
+    upgrade?;
+    let target = query_param(request.uri().query().unwrap_or(""), "target")?;
+    if target == cluster.node_id().as_str()
+        || request
+            .headers()
+            .contains_key(&crate::engine::forward::FORWARDED_BY)
+    {
+        return None;
+    }
+    cluster.members().get(&target).cloned()
 }
 
 fn attach_server(

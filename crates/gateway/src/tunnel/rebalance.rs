@@ -4,9 +4,10 @@
 //! that holds the client, so every node needs a tunnel of every server. The
 //! official SDK opens one tunnel through the load balancer; the node it
 //! reaches sends it a `ConnectionRebalance` per other node (`TargetId` the
-//! node's id, `Endpoint` its advertised URL), and the SDK opens an extra
-//! tunnel to each, with `&target=`. Nodes that join later are announced on
-//! the first tunnel as they appear.
+//! node's id, `Endpoint` empty), and the SDK opens an extra tunnel to each
+//! through its own endpoint, with `&target=`; the node that gets it relays
+//! it to the target. Nodes that join later are announced on the first
+//! tunnel as they appear.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,9 +28,13 @@ pub(crate) async fn to_every_node(cluster: Cluster, socket: Arc<TunnelSocket>) {
             if node.id == *cluster.node_id() || told.contains(&node.id) {
                 continue;
             }
+            // No endpoint: the server opens the tunnel through its own
+            // endpoint (the load balancer), and whichever node gets it
+            // relays it to the target, or serves it if the target died, so
+            // the server's tunnel heals instead of retrying a dead address.
             let message = TunnelMessage::ConnectionRebalance {
                 target_id: node.id.to_string(),
-                endpoint: node.advertise.to_string(),
+                endpoint: String::new(),
                 message: "attach to every gateway node of the cluster".into(),
             };
             if !socket.send(&message) {

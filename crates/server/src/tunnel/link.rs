@@ -240,7 +240,13 @@ impl Link {
             tracing::warn!(hub = %self.hub, %endpoint, "rebalance without a target id ignored");
             return;
         }
-        let endpoint = match target_endpoint(endpoint) {
+        // No endpoint: through this server's own (the load balancer),
+        // as the SDK does; the gateway relays it to the target.
+        let parsed = match endpoint {
+            "" => Ok(self.endpoint.clone()),
+            endpoint => target_endpoint(endpoint),
+        };
+        let endpoint = match parsed {
             Ok(endpoint) => endpoint,
             Err(reason) => {
                 tracing::warn!(hub = %self.hub, %target, %endpoint, reason, "rebalance to an unusable endpoint ignored");

@@ -16,12 +16,13 @@ use crate::report::{self, ScenarioRun, ServerResult};
 use crate::scenarios::{self, Outcome, Probe, Scale};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "connect",
     "connect-upgrade",
     "refused",
     "idle",
     "fanout",
+    "cluster-fanout",
     "echo",
     "polling",
 ];
@@ -38,12 +39,14 @@ pub struct BenchArgs {
     #[arg(long)]
     pub ci: bool,
     /// Servers to run, comma-separated: portcullis-embedded,
-    /// portcullis-tunnel, portcullis-echo, node-use, node-allow,
-    /// socketioxide (default: all; with --ci the Portcullis ones).
+    /// portcullis-tunnel, portcullis-tunnel-rust, portcullis-echo, node-use,
+    /// node-allow, socketioxide, and the 3-node cluster peers (which only
+    /// cluster-fanout runs) portcullis-cluster, node-socketio-redis,
+    /// socketioxide-redis (default: all; with --ci the single Portcullis ones).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Scenarios to run, comma-separated (default: all): connect,
-    /// connect-upgrade, refused, idle, fanout, echo, polling.
+    /// connect-upgrade, refused, idle, fanout, cluster-fanout, echo, polling.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Folder for the results [default: bench/results].
@@ -68,6 +71,10 @@ pub struct BenchArgs {
     /// The Node.js binary.
     #[arg(long, default_value = "node")]
     pub node: String,
+    /// The Redis the cluster peers share (loopback only); cluster-fanout is
+    /// skipped, saying so, when it does not answer.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
     /// Stop starting scenarios after this many minutes [default: 15 quick,
     /// 120 full, 3 ci].
     #[arg(long)]
@@ -122,6 +129,7 @@ enum Job {
     Refused,
     Idle { count: usize, requested: usize },
     Fanout { receivers: usize },
+    ClusterFanout { receivers: usize },
     Echo,
     Polling,
 }
@@ -151,6 +159,14 @@ fn jobs(selected: &[String], scale: &Scale, fd_limit: u64) -> Result<Vec<(String
                     out.push((format!("fanout-{receivers}"), Job::Fanout { receivers }));
                 }
             }
+            "cluster-fanout" => {
+                for &receivers in &scale.cluster_fanout_sizes {
+                    out.push((
+                        format!("cluster-fanout-{receivers}"),
+                        Job::ClusterFanout { receivers },
+                    ));
+                }
+            }
             "echo" => out.push((name.to_owned(), Job::Echo)),
             "polling" => out.push((name.to_owned(), Job::Polling)),
             _ => {}
@@ -173,6 +189,10 @@ fn title(job: &Job) -> String {
             format!("Idle: resident memory per idle WebSocket client ({count})")
         }
         Job::Fanout { receivers } => format!("Fan-out: one emit to a room of {receivers}"),
+        Job::ClusterFanout { receivers } => format!(
+            "Cluster fan-out to {receivers} over {} nodes (Redis)",
+            peers::CLUSTER_NODES
+        ),
         Job::Echo => "Echo with ack over WebSocket at a fixed rate".into(),
         Job::Polling => "Echo with ack over long-polling at a fixed rate".into(),
     }
@@ -203,6 +223,17 @@ fn parameters(job: &Job, scale: &Scale, sources: usize) -> Value {
             "rounds": scale.fanout_rounds,
             "concurrency": scale.connect_concurrency,
         }),
+        Job::ClusterFanout { receivers } => json!({
+            "receivers": receivers,
+            "nodes": peers::CLUSTER_NODES,
+            "node_addresses": (0..peers::CLUSTER_NODES)
+                .map(|i| peers::node_ip(i).to_string())
+                .collect::<Vec<_>>(),
+            "spread": "client i connects straight to node (i mod 3) + 1: sticky, no load balancer",
+            "trigger_node": 1,
+            "rounds": scale.cluster_fanout_rounds,
+            "concurrency": scale.connect_concurrency,
+        }),
         Job::Echo => json!({
             "clients": scale.echo_clients,
             "rate_per_s": scale.echo_rate,
@@ -221,8 +252,17 @@ fn parameters(job: &Job, scale: &Scale, sources: usize) -> Value {
     p
 }
 
-async fn run_job(job: &Job, ctx: Arc<Ctx>, probe: &Probe, scale: &Scale) -> Outcome {
+/// Runs `job` against the server whose nodes are `nodes` (one unless it
+/// is a cluster peer); `redis` is what the cluster peers share.
+async fn run_job(
+    job: &Job,
+    nodes: &[Arc<Ctx>],
+    redis: std::net::SocketAddr,
+    probe: &Probe,
+    scale: &Scale,
+) -> Outcome {
     let secs = Duration::from_secs_f64;
+    let ctx = nodes[0].clone();
     match job {
         Job::Connect { upgrade } => {
             let total = if *upgrade {
@@ -261,6 +301,20 @@ async fn run_job(job: &Job, ctx: Arc<Ctx>, probe: &Probe, scale: &Scale) -> Outc
                 scale.fanout_rounds,
                 scale.connect_concurrency,
                 rest,
+            )
+            .await
+        }
+        Job::ClusterFanout { receivers } => {
+            let cluster = scenarios::cluster_fanout::Cluster {
+                nodes: nodes.to_vec(),
+                redis,
+            };
+            scenarios::cluster_fanout::run(
+                &cluster,
+                probe,
+                *receivers,
+                scale.cluster_fanout_rounds,
+                scale.connect_concurrency,
             )
             .await
         }
@@ -370,6 +424,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 .unwrap_or_else(|| target.join("release/bench-embedded-peer")),
         ),
         node: args.node.clone(),
+        redis_url: args.redis_url.clone(),
         root: root.clone(),
     };
     let peers: Vec<PeerId> = if args.peers.is_empty() {
@@ -419,8 +474,35 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         }),
     );
     let machine = crate::procfs::machine();
-    let versions = peers::versions(&bins);
-    let baseline = report::baseline(&peers, |p| bins.unavailable(p).is_none());
+    let mut versions = peers::versions(&bins);
+    // The cluster scenario needs the shared Redis: is it there?
+    let wants_redis = jobs
+        .iter()
+        .any(|(_, j)| matches!(j, Job::ClusterFanout { .. }))
+        && peers.iter().any(|p| p.cluster());
+    let redis = crate::redis_info::parse_url(&args.redis_url);
+    let redis_problem = if wants_redis {
+        match check_redis(&redis).await {
+            Ok(version) => {
+                if let Value::Object(v) = &mut versions {
+                    v.insert("redis (server)".into(), json!(version));
+                }
+                None
+            }
+            Err(e) => {
+                let why = format!(
+                    "Redis not reachable at {} ({e:#}): cluster-fanout needs a Redis 7 there (or pass --redis-url)",
+                    args.redis_url
+                );
+                eprintln!("cluster-fanout skipped: {why}");
+                Some(why)
+            }
+        }
+    } else {
+        None
+    };
+    let redis_addr = redis.unwrap_or_else(|_| ([127, 0, 0, 1], 6379).into());
+    let runnable = |p: PeerId| bins.unavailable(p).is_none();
     let started = Instant::now();
     let key = format!(
         "bench-{:x}",
@@ -448,13 +530,32 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     });
     let mut runs = Vec::new();
     for (name, job) in &jobs {
+        // The cluster peers run cluster-fanout and nothing else.
+        let cluster_job = matches!(job, Job::ClusterFanout { .. });
+        let job_peers: Vec<PeerId> = peers
+            .iter()
+            .copied()
+            .filter(|p| p.cluster() == cluster_job)
+            .collect();
+        if job_peers.is_empty() {
+            eprintln!(
+                "[{name}] no selected server runs this scenario ({})",
+                if cluster_job {
+                    "only the cluster peers do"
+                } else {
+                    "the cluster peers only run cluster-fanout"
+                }
+            );
+            continue;
+        }
         let mut run = ScenarioRun {
             name: name.clone(),
             title: title(job),
             parameters: parameters(job, &scale, sources.len()),
             servers: Vec::new(),
+            baseline: report::baseline(&job_peers, runnable),
         };
-        for &peer in &peers {
+        for &peer in &job_peers {
             let result = if started.elapsed() > max {
                 ServerResult {
                     peer,
@@ -462,6 +563,16 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                     error: Some("the run's time bound was reached".into()),
                     figures: Default::default(),
                     histogram: None,
+                    split: Vec::new(),
+                }
+            } else if let (true, Some(why)) = (cluster_job, &redis_problem) {
+                ServerResult {
+                    peer,
+                    status: "skipped".into(),
+                    error: Some(why.clone()),
+                    figures: Default::default(),
+                    histogram: None,
+                    split: Vec::new(),
                 }
             } else if let Some((status, why)) = bins.unavailable(peer) {
                 ServerResult {
@@ -470,24 +581,25 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                     error: Some(why),
                     figures: Default::default(),
                     histogram: None,
+                    split: Vec::new(),
                 }
             } else {
                 run_one(
-                    &bins, peer, name, job, &scale, &key, hub, &sources, &logs, &prefix,
+                    &bins, peer, name, job, &scale, &key, hub, &sources, &logs, &prefix, redis_addr,
                 )
                 .await
             };
             eprintln!("{}", one_line(name, peer, &result));
             run.servers.push(result);
         }
-        let doc = run.to_json(&meta, baseline);
+        let doc = run.to_json(&meta);
         let file = out_dir.join(format!("{prefix}-{name}.json"));
         std::fs::write(&file, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("write {}", file.display()))?;
         runs.push(run);
     }
     // Summary.
-    let table = report::markdown(&runs, &peers, baseline);
+    let table = report::markdown(&runs);
     let mut summary = format!(
         "# Benchmark summary, {} (`bench/run --{mode}`)\n\nMachine: {}. Loopback only; the load generator shares the cores with the server.\n\n",
         today(),
@@ -502,10 +614,9 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             .collect();
         summary.push_str(&parts.join(", "));
     }
-    summary.push_str(&format!(
-        ".\n\nCells: the figure, and in parentheses its ratio to {} (the baseline).\n\n",
-        baseline.map_or("Portcullis", PeerId::label)
-    ));
+    summary.push_str(
+        ".\n\nCells: the figure, and in parentheses its ratio to the baseline Portcullis server of its table (named above the table).\n\n",
+    );
     summary.push_str(&table);
     summary.push_str("\nServers:\n\n");
     for p in &peers {
@@ -545,6 +656,7 @@ async fn run_one(
     sources: &Arc<Sources>,
     logs: &Path,
     prefix: &str,
+    redis: std::net::SocketAddr,
 ) -> ServerResult {
     let mut result = ServerResult {
         peer,
@@ -552,6 +664,7 @@ async fn run_one(
         error: None,
         figures: Default::default(),
         histogram: None,
+        split: Vec::new(),
     };
     let log = logs.join(format!("{prefix}-{name}-{}.log", peer.name()));
     std::fs::remove_file(&log).ok();
@@ -565,19 +678,20 @@ async fn run_one(
     // Let the fresh server settle before the baseline readings.
     let settle = Duration::from_millis(scale.server_settle_ms);
     tokio::time::sleep(settle).await;
-    let ctx = Arc::new(make_ctx(
-        server.addr,
-        hub,
-        key,
-        sources.clone(),
-        peer.echo_mode(),
-    ));
+    let nodes: Vec<Arc<Ctx>> = server
+        .nodes
+        .iter()
+        .map(|&addr| Arc::new(make_ctx(addr, hub, key, sources.clone(), peer.echo_mode())))
+        .collect();
     let probe = server.probe.clone();
     let rss_start = probe.rss();
-    if tokio::time::timeout(scale.bound(), scenarios::warmup(ctx.clone(), scale.warmup))
-        .await
-        .is_err()
-    {
+    // A cluster's warm-up is shared among its nodes.
+    let warmup = async {
+        for ctx in &nodes {
+            scenarios::warmup(ctx.clone(), scale.warmup / nodes.len()).await;
+        }
+    };
+    if tokio::time::timeout(scale.bound(), warmup).await.is_err() {
         result.error = Some("the warm-up did not finish".into());
         server.stop().await;
         return result;
@@ -586,11 +700,12 @@ async fn run_one(
     if scale.warmup > 0 {
         tokio::time::sleep(settle).await;
     }
-    match tokio::time::timeout(scale.bound(), run_job(job, ctx, &probe, scale)).await {
+    match tokio::time::timeout(scale.bound(), run_job(job, &nodes, redis, &probe, scale)).await {
         Ok(mut outcome) => {
             outcome.set("server_rss_start_mib", scenarios::mib(rss_start));
             result.figures = outcome.figures;
             result.histogram = outcome.histogram;
+            result.split = outcome.split;
             if server.alive() {
                 result.status = "ok".into();
             } else {
@@ -613,29 +728,74 @@ async fn run_one(
     result
 }
 
+/// Whether Redis answers at `addr`: its version.
+async fn check_redis(addr: &Result<std::net::SocketAddr>) -> Result<Option<String>> {
+    let addr = match addr {
+        Ok(a) => *a,
+        Err(e) => bail!("{e:#}"),
+    };
+    let mut redis = crate::redis_info::Redis::connect(addr).await?;
+    redis.ping().await?;
+    redis.version().await
+}
+
 fn charts(runs: &[ScenarioRun], peers: &[PeerId], out: &Path, prefix: &str) -> Result<()> {
     let color = |p: PeerId| peers.iter().position(|q| *q == p).unwrap_or(0);
     for run in runs {
-        let series: Vec<crate::charts::LatencySeries> = run
-            .servers
-            .iter()
-            .filter(|s| s.status == "ok")
-            .filter_map(|s| {
-                let h = s.histogram.as_ref()?;
-                (!h.is_empty()).then(|| {
-                    (
-                        s.peer.label().to_owned(),
-                        color(s.peer),
-                        crate::stats::curve(h),
-                    )
+        // The cluster peers have a table of their own: colour by position in it.
+        let color = |p: PeerId| {
+            if p.cluster() {
+                run.servers.iter().position(|s| s.peer == p).unwrap_or(0)
+            } else {
+                color(p)
+            }
+        };
+        let chart = |part: Option<&str>| -> Result<()> {
+            let series: Vec<crate::charts::LatencySeries> = run
+                .servers
+                .iter()
+                .filter(|s| s.status == "ok")
+                .filter_map(|s| {
+                    let h = match part {
+                        None => s.histogram.as_ref()?,
+                        Some(part) => s.split.iter().find(|(n, _)| n == part).map(|(_, h)| h)?,
+                    };
+                    (!h.is_empty()).then(|| {
+                        (
+                            s.peer.label().to_owned(),
+                            color(s.peer),
+                            crate::stats::curve(h),
+                        )
+                    })
                 })
-            })
-            .collect();
-        if series.is_empty() {
-            continue;
+                .collect();
+            if series.is_empty() {
+                return Ok(());
+            }
+            let (file, what) = match part {
+                None => (
+                    format!("{prefix}-{}-latency.png", run.name),
+                    "latency".into(),
+                ),
+                Some(part) => (
+                    format!("{prefix}-{}-{part}-latency.png", run.name),
+                    format!("{part} latency"),
+                ),
+            };
+            crate::charts::latency(&out.join(file), &format!("{} — {what}", run.title), &series)
+        };
+        chart(None)?;
+        let mut parts: Vec<&str> = Vec::new();
+        for s in &run.servers {
+            for (name, _) in &s.split {
+                if !parts.contains(&name.as_str()) {
+                    parts.push(name);
+                }
+            }
         }
-        let path = out.join(format!("{prefix}-{}-latency.png", run.name));
-        crate::charts::latency(&path, &format!("{} — latency", run.title), &series)?;
+        for part in parts {
+            chart(Some(part))?;
+        }
     }
     let idle: Vec<&ScenarioRun> = runs
         .iter()

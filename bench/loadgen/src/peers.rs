@@ -585,6 +585,7 @@ async fn start_node(
             cmd.args(["serve", "--listen", &addr.to_string(), "--access-key", key])
                 .args(["--redis", &bins.redis_url])
                 .args(["--cluster-advertise", &format!("http://{addr}")])
+                .args(["--cluster-prefix", "portcullis-bench"])
                 .args(["--echo-hub", hub])
                 .args(["--max-connections", "1000000"])
                 .args(["--max-connections-per-user", "0"])

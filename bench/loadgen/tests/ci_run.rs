@@ -29,7 +29,7 @@ fn portcullis_bin() -> PathBuf {
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "portcullis-gateway", "--bin", "portcullis"])
+        cmd.args(["build", "-p", "portcullis-cli", "--bin", "portcullis"])
             .current_dir(root());
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");

@@ -619,7 +619,10 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     );
     summary.push_str(&table);
     summary.push_str("\nServers:\n\n");
-    for p in &peers {
+    // Only the servers of the scenarios that ran (the cluster peers run
+    // nothing but cluster-fanout).
+    let ran = |p: &PeerId| runs.iter().any(|r| r.servers.iter().any(|s| s.peer == *p));
+    for p in peers.iter().filter(|p| ran(p)) {
         summary.push_str(&format!(
             "- **{}** (`{}`): {}\n",
             p.label(),

@@ -46,6 +46,9 @@ pub enum PeerId {
     /// Three Portcullis gateways sharing hub state over Redis, each with the
     /// built-in echo hub (`--redis`, `--cluster-advertise`).
     PortcullisCluster,
+    /// Three Portcullis gateways sharing hub state over Redis, each with the
+    /// bench app of `portcullis-tunnel-rust` attached over its own tunnel.
+    PortcullisClusterTunnelRust,
     /// Three Node socket.io 4.8 servers with `@socket.io/redis-adapter`.
     NodeSocketioRedis,
     /// Three socketioxide 0.18 servers with `socketioxide-redis`.
@@ -56,7 +59,7 @@ pub enum PeerId {
 pub const CLUSTER_NODES: usize = 3;
 
 impl PeerId {
-    pub const ALL: [PeerId; 10] = [
+    pub const ALL: [PeerId; 11] = [
         PeerId::PortcullisEmbedded,
         PeerId::PortcullisTunnel,
         PeerId::PortcullisTunnelRust,
@@ -65,6 +68,7 @@ impl PeerId {
         PeerId::NodeAllow,
         PeerId::Socketioxide,
         PeerId::PortcullisCluster,
+        PeerId::PortcullisClusterTunnelRust,
         PeerId::NodeSocketioRedis,
         PeerId::SocketioxideRedis,
     ];
@@ -74,7 +78,10 @@ impl PeerId {
     pub fn cluster(self) -> bool {
         matches!(
             self,
-            PeerId::PortcullisCluster | PeerId::NodeSocketioRedis | PeerId::SocketioxideRedis
+            PeerId::PortcullisCluster
+                | PeerId::PortcullisClusterTunnelRust
+                | PeerId::NodeSocketioRedis
+                | PeerId::SocketioxideRedis
         )
     }
 
@@ -88,6 +95,7 @@ impl PeerId {
             PeerId::NodeAllow => "node-allow",
             PeerId::Socketioxide => "socketioxide",
             PeerId::PortcullisCluster => "portcullis-cluster",
+            PeerId::PortcullisClusterTunnelRust => "portcullis-cluster-tunnel-rust",
             PeerId::NodeSocketioRedis => "node-socketio-redis",
             PeerId::SocketioxideRedis => "socketioxide-redis",
         }
@@ -103,6 +111,9 @@ impl PeerId {
             PeerId::NodeAllow => "socket.io (allowRequest)",
             PeerId::Socketioxide => "socketioxide + layer",
             PeerId::PortcullisCluster => "Portcullis cluster echo hub (3 nodes)",
+            PeerId::PortcullisClusterTunnelRust => {
+                "Portcullis cluster + Rust app per node (3 nodes)"
+            }
             PeerId::NodeSocketioRedis => "socket.io + redis-adapter (3 nodes)",
             PeerId::SocketioxideRedis => "socketioxide + socketioxide-redis (3 nodes)",
         }
@@ -134,6 +145,9 @@ impl PeerId {
             PeerId::PortcullisCluster => {
                 "three Portcullis gateways (--redis, --cluster-advertise) sharing hub state over Redis, each with the built-in echo hub; fan-out triggered through node 1's REST API"
             }
+            PeerId::PortcullisClusterTunnelRust => {
+                "three Portcullis gateways (--redis, --cluster-advertise) sharing hub state over Redis, each with the bench app (portcullis-server) attached over its own tunnel: six processes; fan-out triggered by an emit-room event on node 1"
+            }
             PeerId::NodeSocketioRedis => {
                 "three Node socket.io 4.8 servers with @socket.io/redis-adapter 8.3 (node-redis 5), JWT in io.use; clients connect straight to a node (sticky)"
             }
@@ -156,6 +170,7 @@ impl PeerId {
                 "node" => Some(PeerId::NodeUse),
                 "allow" | "allowrequest" => Some(PeerId::NodeAllow),
                 "cluster" => Some(PeerId::PortcullisCluster),
+                "cluster-tunnel-rust" => Some(PeerId::PortcullisClusterTunnelRust),
                 "node-redis" => Some(PeerId::NodeSocketioRedis),
                 _ => None,
             })
@@ -235,7 +250,20 @@ impl Bins {
                     .join("node_modules/@socket.io/redis-adapter"),
                 "npm ci in bench/peers/node-socketio",
             ),
-            PeerId::PortcullisCluster => portcullis().or_else(|| {
+            PeerId::PortcullisCluster | PeerId::PortcullisClusterTunnelRust => portcullis()
+                .or_else(|| {
+                    if peer != PeerId::PortcullisClusterTunnelRust {
+                        return None;
+                    }
+                    match &self.embedded {
+                        None => Some((
+                            "pending",
+                            "no embedded peer program in this build (--embedded-bin)".into(),
+                        )),
+                        Some(p) => missing(p, "cargo build --release --bin bench-embedded-peer"),
+                    }
+                })
+                .or_else(|| {
                 let help = command_output(
                     self.portcullis.to_str().unwrap_or(""),
                     &["serve", "--help"],
@@ -421,7 +449,10 @@ pub async fn start(peer: PeerId, bins: &Bins, key: &str, hub: &str, log: &Path) 
             children.push(child);
             loopback(port)
         }
-        PeerId::PortcullisCluster | PeerId::NodeSocketioRedis | PeerId::SocketioxideRedis => {
+        PeerId::PortcullisCluster
+        | PeerId::PortcullisClusterTunnelRust
+        | PeerId::NodeSocketioRedis
+        | PeerId::SocketioxideRedis => {
             unreachable!("cluster peers are started by start_cluster")
         }
     };
@@ -496,7 +527,8 @@ async fn cluster_health(addr: SocketAddr) -> Result<(String, u64)> {
 /// Starts a fresh cluster peer: [`CLUSTER_NODES`] processes, node i on
 /// 127.0.0.(i+2), all on one port, sharing `bins.redis_url`; each node's
 /// stderr goes to its own log beside `log`. Ready once every node listens
-/// (and, for Portcullis, once every node's /health counts all nodes).
+/// (and, for Portcullis, once every node's /health counts all nodes, and
+/// the apps of `portcullis-cluster-tunnel-rust` have attached, one to each).
 pub async fn start_cluster(
     peer: PeerId,
     bins: &Bins,
@@ -531,7 +563,11 @@ pub async fn start_cluster(
             }
         }
     }
-    if peer == PeerId::PortcullisCluster {
+    let portcullis = matches!(
+        peer,
+        PeerId::PortcullisCluster | PeerId::PortcullisClusterTunnelRust
+    );
+    if portcullis {
         // Every node must see the others before clients come.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -564,7 +600,62 @@ pub async fn start_cluster(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    if peer == PeerId::PortcullisClusterTunnelRust {
+        // The bench app attached to each node over that node's tunnel.
+        for i in 0..CLUSTER_NODES {
+            let addr = running.nodes[i];
+            let log = node_log(log, i);
+            let started = start_tunnel_app(bins, key, hub, &log, addr).await;
+            match started {
+                Ok(child) => {
+                    running
+                        .probe
+                        .processes
+                        .push((format!("app{}", i + 1), child.id().unwrap_or(0)));
+                    running.children.push(child);
+                }
+                Err(e) => {
+                    running.stop().await;
+                    return Err(e.context(format!("the app of node {}", i + 1)));
+                }
+            }
+        }
+    }
     Ok(running)
+}
+
+/// The bench app (`bench-embedded-peer` with `CONNECTION_STRING`) attached
+/// over the tunnel to the gateway at `addr`, once it says READY.
+async fn start_tunnel_app(
+    bins: &Bins,
+    key: &str,
+    hub: &str,
+    log: &Path,
+    addr: SocketAddr,
+) -> Result<Child> {
+    let program = bins
+        .embedded
+        .clone()
+        .ok_or_else(|| anyhow!("the embedded peer program is not built"))?;
+    let connection_string = format!(
+        "Endpoint=http://{};Port={};AccessKey={key};Version=1.0;",
+        addr.ip(),
+        addr.port()
+    );
+    let mut cmd = command(&program, log)?;
+    cmd.env("CONNECTION_STRING", &connection_string)
+        .env("HUB", hub)
+        .env("RUST_LOG", "warn");
+    let mut child = cmd.spawn().context("start the tunnel app")?;
+    if let Err(e) = wait_line(&mut child, "tunnel app", |l| {
+        (l.trim() == "READY").then_some(())
+    })
+    .await
+    {
+        child.kill().await.ok();
+        return Err(e);
+    }
+    Ok(child)
 }
 
 /// Starts node `addr` of a cluster peer and waits until it listens.
@@ -580,17 +671,19 @@ async fn start_node(
     let host = addr.ip().to_string();
     let port = addr.port().to_string();
     let mut cmd = match peer {
-        PeerId::PortcullisCluster => {
+        PeerId::PortcullisCluster | PeerId::PortcullisClusterTunnelRust => {
             let mut cmd = command(&bins.portcullis, log)?;
             cmd.args(["serve", "--listen", &addr.to_string(), "--access-key", key])
                 .args(["--redis", &bins.redis_url])
                 .args(["--cluster-advertise", &format!("http://{addr}")])
                 .args(["--cluster-prefix", "portcullis-bench"])
-                .args(["--echo-hub", hub])
                 .args(["--max-connections", "1000000"])
                 .args(["--max-connections-per-user", "0"])
                 .args(["--max-pending-handshakes", "100000"])
                 .env("RUST_LOG", "warn");
+            if peer == PeerId::PortcullisCluster {
+                cmd.args(["--echo-hub", hub]);
+            }
             cmd
         }
         PeerId::NodeSocketioRedis => {
@@ -617,7 +710,10 @@ async fn start_node(
         .env("HOST", &host)
         .env("PORT", &port);
     let mut child = cmd.spawn().with_context(|| format!("start {name}"))?;
-    let ready = if peer == PeerId::PortcullisCluster {
+    let ready = if matches!(
+        peer,
+        PeerId::PortcullisCluster | PeerId::PortcullisClusterTunnelRust
+    ) {
         wait_line(&mut child, name, |l| {
             l.starts_with("Endpoint=").then_some(())
         })

@@ -92,6 +92,7 @@ pub fn baseline(peers: &[PeerId], runnable: impl Fn(PeerId) -> bool) -> Option<P
         PeerId::PortcullisTunnelRust,
         PeerId::PortcullisEcho,
         PeerId::PortcullisCluster,
+        PeerId::PortcullisClusterTunnelRust,
     ]
     .into_iter()
     .find(|p| peers.contains(p) && runnable(*p))

@@ -35,14 +35,16 @@ pub struct BenchArgs {
     /// Every scenario at full scale (10k/50k idle, 1k/10k fan-out).
     #[arg(long, conflicts_with = "ci")]
     pub full: bool,
-    /// A tiny run against Portcullis only (the harness's own test).
+    /// A tiny run against Portcullis only (the harness's own test;
+    /// cluster-fanout too, with 30 clients, when Redis answers).
     #[arg(long)]
     pub ci: bool,
     /// Servers to run, comma-separated: portcullis-embedded,
     /// portcullis-tunnel, portcullis-tunnel-rust, portcullis-echo, node-use,
     /// node-allow, socketioxide, and the 3-node cluster peers (which only
-    /// cluster-fanout runs) portcullis-cluster, node-socketio-redis,
-    /// socketioxide-redis (default: all; with --ci the single Portcullis ones).
+    /// cluster-fanout runs) portcullis-cluster, portcullis-cluster-tunnel-rust,
+    /// node-socketio-redis, socketioxide-redis (default: all; with --ci the
+    /// Portcullis ones but portcullis-cluster-tunnel-rust).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Scenarios to run, comma-separated (default: all): connect,
@@ -434,6 +436,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 PeerId::PortcullisTunnel,
                 PeerId::PortcullisTunnelRust,
                 PeerId::PortcullisEcho,
+                PeerId::PortcullisCluster,
             ]
         } else {
             PeerId::ALL.to_vec()

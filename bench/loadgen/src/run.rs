@@ -88,6 +88,11 @@ pub struct BenchArgs {
     /// Skip the PNG charts.
     #[arg(long)]
     pub no_charts: bool,
+    /// Run every scenario this many times against every server,
+    /// interleaved, and keep each server's median run (by the scenario's
+    /// first figure, e.g. deliveries/s); the JSON lists every run's figure.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.
@@ -558,42 +563,46 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             servers: Vec::new(),
             baseline: report::baseline(&job_peers, runnable),
         };
-        for &peer in &job_peers {
-            let result = if started.elapsed() > max {
-                ServerResult {
-                    peer,
-                    status: "skipped".into(),
-                    error: Some("the run's time bound was reached".into()),
-                    figures: Default::default(),
-                    histogram: None,
-                    split: Vec::new(),
-                }
-            } else if let (true, Some(why)) = (cluster_job, &redis_problem) {
-                ServerResult {
-                    peer,
-                    status: "skipped".into(),
-                    error: Some(why.clone()),
-                    figures: Default::default(),
-                    histogram: None,
-                    split: Vec::new(),
-                }
-            } else if let Some((status, why)) = bins.unavailable(peer) {
-                ServerResult {
-                    peer,
-                    status: status.into(),
-                    error: Some(why),
-                    figures: Default::default(),
-                    histogram: None,
-                    split: Vec::new(),
-                }
-            } else {
-                run_one(
-                    &bins, peer, name, job, &scale, &key, hub, &sources, &logs, &prefix, redis_addr,
-                )
-                .await
-            };
-            eprintln!("{}", one_line(name, peer, &result));
-            run.servers.push(result);
+        // With --repeat, every server runs the scenario that many times,
+        // interleaved (A B C, A B C, …), and keeps its median run.
+        let mut tries: Vec<Vec<ServerResult>> = job_peers.iter().map(|_| Vec::new()).collect();
+        for attempt in 0..args.repeat.max(1) {
+            for (i, &peer) in job_peers.iter().enumerate() {
+                let log_name = if args.repeat > 1 {
+                    format!("{name}-r{}", attempt + 1)
+                } else {
+                    name.clone()
+                };
+                let skip = if started.elapsed() > max {
+                    Some(("skipped", "the run's time bound was reached".to_owned()))
+                } else if let (true, Some(why)) = (cluster_job, &redis_problem) {
+                    Some(("skipped", why.clone()))
+                } else {
+                    bins.unavailable(peer)
+                };
+                let result = match skip {
+                    Some((status, why)) => ServerResult {
+                        peer,
+                        status: status.into(),
+                        error: Some(why),
+                        figures: Default::default(),
+                        histogram: None,
+                        split: Vec::new(),
+                    },
+                    None => {
+                        run_one(
+                            &bins, peer, &log_name, job, &scale, &key, hub, &sources, &logs,
+                            &prefix, redis_addr,
+                        )
+                        .await
+                    }
+                };
+                eprintln!("{}", one_line(&log_name, peer, &result));
+                tries[i].push(result);
+            }
+        }
+        for list in tries {
+            run.servers.push(median_run(name, list));
         }
         let doc = run.to_json(&meta);
         let file = out_dir.join(format!("{prefix}-{name}.json"));
@@ -732,6 +741,44 @@ async fn run_one(
     // Sockets in TIME_WAIT and the previous server's exit settle.
     tokio::time::sleep(settle).await;
     result
+}
+
+/// Of a server's runs of one scenario, the median by the scenario's first
+/// headline figure (the lower middle of an even count), among those that
+/// completed; every run's figure and the failures are added to its figures.
+fn median_run(name: &str, mut list: Vec<ServerResult>) -> ServerResult {
+    if list.len() == 1 {
+        return list.remove(0);
+    }
+    let total = list.len();
+    let key = report::headline(name)[0].0;
+    let value = |r: &ServerResult| r.figures.get(key).and_then(Value::as_f64);
+    let every: Vec<Value> = list
+        .iter()
+        .map(|r| value(r).map_or(Value::Null, |v| json!(v)))
+        .collect();
+    let (mut ok, failed): (Vec<ServerResult>, Vec<ServerResult>) = list
+        .into_iter()
+        .partition(|r| r.status == "ok" && value(r).is_some());
+    if ok.is_empty() {
+        return failed.into_iter().next().expect("at least one run");
+    }
+    ok.sort_by(|a, b| {
+        value(a)
+            .partial_cmp(&value(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut chosen = ok.swap_remove((ok.len() - 1) / 2);
+    chosen.figures.insert("repeats".into(), json!(total));
+    chosen
+        .figures
+        .insert(format!("{key}_every_run"), Value::Array(every));
+    if !failed.is_empty() {
+        chosen
+            .figures
+            .insert("failed_repeats".into(), json!(failed.len()));
+    }
+    chosen
 }
 
 /// Whether Redis answers at `addr`: its version.

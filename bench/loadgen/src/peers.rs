@@ -786,7 +786,15 @@ pub fn versions(bins: &Bins) -> Value {
     let git = command_output("git", &["rev-parse", "--short", "HEAD"], Some(&bins.root));
     let dirty = command_output(
         "git",
-        &["status", "--porcelain", "--untracked-files=no"],
+        // Results written by earlier runs do not make the code dirty.
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!bench/results",
+        ],
         Some(&bins.root),
     )
     .is_some_and(|s| !s.is_empty());

@@ -275,6 +275,7 @@ async fn trigger_rounds(
     let progress = Progress::new("cluster fan-out: rounds", rounds as u64);
     let _show = progress.show(Duration::from_secs(2));
     let cpu0 = probe.cpu();
+    let own_cpu0 = crate::procfs::cpu_seconds(std::process::id());
     let base = [tallies[0].count(), tallies[1].count()];
     let total_joined = joined[0] + joined[1];
     let mut busy = [0u64; 2];
@@ -349,6 +350,9 @@ async fn trigger_rounds(
     own.extend(crate::procfs::tcp_connections_to(&pids, cluster.redis));
     let own: std::collections::BTreeSet<String> = own.iter().map(|a| a.to_string()).collect();
     let cpu = probe.cpu() - cpu0;
+    let own_cpu = crate::procfs::cpu_seconds(std::process::id())
+        .zip(own_cpu0)
+        .map(|(a, b)| a - b);
     let got = [tallies[0].count() - base[0], tallies[1].count() - base[1]];
     let got_all = got[0] + got[1];
     let expected = [joined[0] * rounds as u64, joined[1] * rounds as u64];
@@ -387,6 +391,13 @@ async fn trigger_rounds(
         figures.push((
             "cpu_us_per_delivery".to_owned(),
             json!(round(cpu * 1e6 / got_all as f64, 3)),
+        ));
+    }
+    if let (true, Some(own)) = (got_all > 0, own_cpu) {
+        // The load generator's share of the same two cores.
+        figures.push((
+            "loadgen_cpu_us_per_delivery".to_owned(),
+            json!(round(own * 1e6 / got_all as f64, 3)),
         ));
     }
     let windows = Windows {

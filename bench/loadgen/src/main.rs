@@ -17,6 +17,7 @@ mod net;
 mod peers;
 mod procfs;
 mod progress;
+mod redis_info;
 mod report;
 mod run;
 mod scenarios;
@@ -50,11 +51,20 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ScenarioArgs {
-    /// connect, connect-upgrade, refused, idle, fanout, echo, polling, soak.
+    /// connect, connect-upgrade, refused, idle, fanout, cluster-fanout,
+    /// echo, polling, soak.
     name: String,
-    /// The server, e.g. http://127.0.0.1:8080 (loopback only).
+    /// The server, e.g. http://127.0.0.1:8080 (loopback only); for
+    /// cluster-fanout node 1, where the trigger is.
     #[arg(long)]
     url: String,
+    /// cluster-fanout: the other nodes (repeatable); receivers are spread
+    /// evenly over --url and these.
+    #[arg(long)]
+    node: Vec<String>,
+    /// cluster-fanout: the Redis the nodes share (its INFO counts commands).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
     /// The access key tokens are signed with.
     #[arg(long)]
     key: String,
@@ -103,20 +113,25 @@ fn soak_mix(text: &str) -> Result<scenarios::soak::SoakMix> {
     })
 }
 
-async fn scenario(args: ScenarioArgs) -> Result<()> {
-    let url = args.url.trim_end_matches('/');
+fn server_addr(url: &str) -> Result<std::net::SocketAddr> {
     let host = url
+        .trim_end_matches('/')
         .strip_prefix("http://")
         .context("--url must be http://HOST:PORT")?;
     let addr: std::net::SocketAddr = host.parse().context("--url must be http://IP:PORT")?;
     net::check_loopback(&addr)?;
+    Ok(addr)
+}
+
+async fn scenario(args: ScenarioArgs) -> Result<()> {
+    let addr = server_addr(&args.url)?;
     net::raise_fd_limit();
     let sources = Arc::new(net::Sources::new(args.sources));
     let ctx = Arc::new(run::make_ctx(
         addr,
         &args.hub,
         &args.key,
-        sources,
+        sources.clone(),
         args.echo_mode,
     ));
     let probe = scenarios::Probe {
@@ -153,6 +168,30 @@ async fn scenario(args: ScenarioArgs) -> Result<()> {
                 args.duration as usize,
                 args.concurrency,
                 rest,
+            )
+            .await
+        }
+        "cluster-fanout" => {
+            let mut nodes = vec![ctx];
+            for url in &args.node {
+                nodes.push(Arc::new(run::make_ctx(
+                    server_addr(url)?,
+                    &args.hub,
+                    &args.key,
+                    sources.clone(),
+                    args.echo_mode,
+                )));
+            }
+            let cluster = scenarios::cluster_fanout::Cluster {
+                nodes,
+                redis: redis_info::parse_url(&args.redis_url)?,
+            };
+            scenarios::cluster_fanout::run(
+                &cluster,
+                &probe,
+                args.clients,
+                args.duration as usize,
+                args.concurrency,
             )
             .await
         }

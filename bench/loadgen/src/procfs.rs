@@ -15,6 +15,49 @@ pub fn open_files(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
+/// The local addresses of the IPv4 TCP connections that processes `pids`
+/// hold to `remote` (from their descriptors and /proc/net/tcp): how the
+/// cluster benchmark tells its peers' Redis connections from others'.
+pub fn tcp_connections_to(pids: &[u32], remote: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path())
+                && let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, rem, inode) = (f.get(1)?, f.get(2)?, f.get(9)?);
+            (inodes.contains(*inode) && parse_proc_addr(rem)? == remote)
+                .then(|| parse_proc_addr(local))
+                .flatten()
+        })
+        .collect()
+}
+
+/// `0100007F:18EB` (address as a host-order u32, port) → 127.0.0.1:6379.
+fn parse_proc_addr(text: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = std::net::Ipv4Addr::from(ip.to_ne_bytes());
+    Some(std::net::SocketAddr::new(ip.into(), port))
+}
+
 /// User plus system CPU time of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -72,4 +115,17 @@ pub fn machine_line(machine: &Value) -> String {
         machine["memory_gib"],
         machine["kernel"].as_str().unwrap_or("?")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_proc_net_addresses() {
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                super::parse_proc_addr("0100007F:18EB"),
+                Some("127.0.0.1:6379".parse().unwrap())
+            );
+        }
+    }
 }

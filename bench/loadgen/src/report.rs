@@ -13,6 +13,8 @@ pub struct ServerResult {
     pub error: Option<String>,
     pub figures: Map<String, Value>,
     pub histogram: Option<Histogram<u64>>,
+    /// Parts of `histogram` charted apart, by name.
+    pub split: Vec<(String, Histogram<u64>)>,
 }
 
 /// One scenario against every server.
@@ -21,11 +23,13 @@ pub struct ScenarioRun {
     pub title: String,
     pub parameters: Value,
     pub servers: Vec<ServerResult>,
+    /// The server ratios are computed against.
+    pub baseline: Option<PeerId>,
 }
 
 /// The scenario family of a name (`idle-1000` → `idle`).
 pub fn family(name: &str) -> &str {
-    for f in ["idle", "fanout"] {
+    for f in ["idle", "fanout", "cluster-fanout"] {
         if name.starts_with(f) {
             return f;
         }
@@ -52,6 +56,18 @@ pub fn headline(name: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_after_mib", "RSS after MiB"),
         ],
         "idle" => &[("kib_per_conn", "KiB/conn"), ("errors", "errors")],
+        "cluster-fanout" => &[
+            ("deliveries_per_s", "deliveries/s"),
+            ("cross_node_deliveries_per_s", "cross-node deliveries/s"),
+            ("same_node_p50_ms", "same-node p50 ms"),
+            ("same_node_p99_ms", "same-node p99 ms"),
+            ("cross_node_p50_ms", "cross-node p50 ms"),
+            ("cross_node_p99_ms", "cross-node p99 ms"),
+            ("lost", "lost"),
+            ("redis_commands_per_broadcast", "Redis commands/broadcast"),
+            ("redis_commands_per_broadcast_net", "net of background"),
+            ("cpu_us_per_delivery", "CPU µs/delivery (3 nodes)"),
+        ],
         "fanout" => &[
             ("deliveries_per_s", "deliveries/s"),
             ("p50_ms", "p50 ms"),
@@ -75,6 +91,8 @@ pub fn baseline(peers: &[PeerId], runnable: impl Fn(PeerId) -> bool) -> Option<P
         PeerId::PortcullisTunnel,
         PeerId::PortcullisTunnelRust,
         PeerId::PortcullisEcho,
+        PeerId::PortcullisCluster,
+        PeerId::PortcullisClusterTunnelRust,
     ]
     .into_iter()
     .find(|p| peers.contains(p) && runnable(*p))
@@ -93,7 +111,8 @@ fn ratios(figures: &Map<String, Value>, base: &Map<String, Value>) -> Map<String
 }
 
 impl ScenarioRun {
-    pub fn to_json(&self, meta: &Value, baseline: Option<PeerId>) -> Value {
+    pub fn to_json(&self, meta: &Value) -> Value {
+        let baseline = self.baseline;
         let base = baseline.and_then(|b| {
             self.servers
                 .iter()
@@ -154,9 +173,42 @@ fn format_value(v: &Value) -> String {
     }
 }
 
-/// The Markdown table of a run: one row per scenario figure, one column
-/// per server; cells hold the figure and its ratio to the baseline.
-pub fn markdown(runs: &[ScenarioRun], peers: &[PeerId], baseline: Option<PeerId>) -> String {
+/// The Markdown tables of a run: one row per scenario figure, one column
+/// per server; cells hold the figure and its ratio to the baseline. Runs
+/// with the same servers share a table (the cluster peers get their own).
+pub fn markdown(runs: &[ScenarioRun]) -> String {
+    let mut groups: Vec<(Vec<PeerId>, Vec<&ScenarioRun>)> = Vec::new();
+    for run in runs {
+        let peers: Vec<PeerId> = run.servers.iter().map(|s| s.peer).collect();
+        match groups.iter_mut().find(|(p, _)| *p == peers) {
+            Some((_, list)) => list.push(run),
+            None => groups.push((peers, vec![run])),
+        }
+    }
+    let several = groups.len() > 1;
+    let mut md = String::new();
+    for (peers, runs) in groups {
+        if several {
+            if !md.is_empty() {
+                md.push('\n');
+            }
+            let baseline = runs.iter().find_map(|r| r.baseline);
+            md.push_str(&format!(
+                "Servers: {}; baseline {}.\n\n",
+                peers
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                baseline.map_or("none", PeerId::name)
+            ));
+        }
+        md.push_str(&table(&runs, &peers));
+    }
+    md
+}
+
+fn table(runs: &[&ScenarioRun], peers: &[PeerId]) -> String {
     let mut md = String::new();
     md.push_str("| scenario | figure |");
     for p in peers {
@@ -168,6 +220,7 @@ pub fn markdown(runs: &[ScenarioRun], peers: &[PeerId], baseline: Option<PeerId>
     }
     md.push('\n');
     for run in runs {
+        let baseline = run.baseline;
         let base = baseline.and_then(|b| {
             run.servers
                 .iter()

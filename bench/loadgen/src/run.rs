@@ -16,12 +16,13 @@ use crate::report::{self, ScenarioRun, ServerResult};
 use crate::scenarios::{self, Outcome, Probe, Scale};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "connect",
     "connect-upgrade",
     "refused",
     "idle",
     "fanout",
+    "cluster-fanout",
     "echo",
     "polling",
 ];
@@ -34,16 +35,20 @@ pub struct BenchArgs {
     /// Every scenario at full scale (10k/50k idle, 1k/10k fan-out).
     #[arg(long, conflicts_with = "ci")]
     pub full: bool,
-    /// A tiny run against Portcullis only (the harness's own test).
+    /// A tiny run against Portcullis only (the harness's own test;
+    /// cluster-fanout too, with 30 clients, when Redis answers).
     #[arg(long)]
     pub ci: bool,
     /// Servers to run, comma-separated: portcullis-embedded,
-    /// portcullis-tunnel, portcullis-echo, node-use, node-allow,
-    /// socketioxide (default: all; with --ci the Portcullis ones).
+    /// portcullis-tunnel, portcullis-tunnel-rust, portcullis-echo, node-use,
+    /// node-allow, socketioxide, and the 3-node cluster peers (which only
+    /// cluster-fanout runs) portcullis-cluster, portcullis-cluster-tunnel-rust,
+    /// node-socketio-redis, socketioxide-redis (default: all; with --ci the
+    /// Portcullis ones but portcullis-cluster-tunnel-rust).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Scenarios to run, comma-separated (default: all): connect,
-    /// connect-upgrade, refused, idle, fanout, echo, polling.
+    /// connect-upgrade, refused, idle, fanout, cluster-fanout, echo, polling.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Folder for the results [default: bench/results].
@@ -68,6 +73,10 @@ pub struct BenchArgs {
     /// The Node.js binary.
     #[arg(long, default_value = "node")]
     pub node: String,
+    /// The Redis the cluster peers share (loopback only); cluster-fanout is
+    /// skipped, saying so, when it does not answer.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
     /// Stop starting scenarios after this many minutes [default: 15 quick,
     /// 120 full, 3 ci].
     #[arg(long)]
@@ -79,6 +88,11 @@ pub struct BenchArgs {
     /// Skip the PNG charts.
     #[arg(long)]
     pub no_charts: bool,
+    /// Run every scenario this many times against every server,
+    /// interleaved, and keep each server's median run (by the scenario's
+    /// first figure, e.g. deliveries/s); the JSON lists every run's figure.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.
@@ -122,6 +136,7 @@ enum Job {
     Refused,
     Idle { count: usize, requested: usize },
     Fanout { receivers: usize },
+    ClusterFanout { receivers: usize },
     Echo,
     Polling,
 }
@@ -151,6 +166,14 @@ fn jobs(selected: &[String], scale: &Scale, fd_limit: u64) -> Result<Vec<(String
                     out.push((format!("fanout-{receivers}"), Job::Fanout { receivers }));
                 }
             }
+            "cluster-fanout" => {
+                for &receivers in &scale.cluster_fanout_sizes {
+                    out.push((
+                        format!("cluster-fanout-{receivers}"),
+                        Job::ClusterFanout { receivers },
+                    ));
+                }
+            }
             "echo" => out.push((name.to_owned(), Job::Echo)),
             "polling" => out.push((name.to_owned(), Job::Polling)),
             _ => {}
@@ -173,6 +196,10 @@ fn title(job: &Job) -> String {
             format!("Idle: resident memory per idle WebSocket client ({count})")
         }
         Job::Fanout { receivers } => format!("Fan-out: one emit to a room of {receivers}"),
+        Job::ClusterFanout { receivers } => format!(
+            "Cluster fan-out to {receivers} over {} nodes (Redis)",
+            peers::CLUSTER_NODES
+        ),
         Job::Echo => "Echo with ack over WebSocket at a fixed rate".into(),
         Job::Polling => "Echo with ack over long-polling at a fixed rate".into(),
     }
@@ -203,6 +230,17 @@ fn parameters(job: &Job, scale: &Scale, sources: usize) -> Value {
             "rounds": scale.fanout_rounds,
             "concurrency": scale.connect_concurrency,
         }),
+        Job::ClusterFanout { receivers } => json!({
+            "receivers": receivers,
+            "nodes": peers::CLUSTER_NODES,
+            "node_addresses": (0..peers::CLUSTER_NODES)
+                .map(|i| peers::node_ip(i).to_string())
+                .collect::<Vec<_>>(),
+            "spread": "client i connects straight to node (i mod 3) + 1: sticky, no load balancer",
+            "trigger_node": 1,
+            "rounds": scale.cluster_fanout_rounds,
+            "concurrency": scale.connect_concurrency,
+        }),
         Job::Echo => json!({
             "clients": scale.echo_clients,
             "rate_per_s": scale.echo_rate,
@@ -221,8 +259,17 @@ fn parameters(job: &Job, scale: &Scale, sources: usize) -> Value {
     p
 }
 
-async fn run_job(job: &Job, ctx: Arc<Ctx>, probe: &Probe, scale: &Scale) -> Outcome {
+/// Runs `job` against the server whose nodes are `nodes` (one unless it
+/// is a cluster peer); `redis` is what the cluster peers share.
+async fn run_job(
+    job: &Job,
+    nodes: &[Arc<Ctx>],
+    redis: std::net::SocketAddr,
+    probe: &Probe,
+    scale: &Scale,
+) -> Outcome {
     let secs = Duration::from_secs_f64;
+    let ctx = nodes[0].clone();
     match job {
         Job::Connect { upgrade } => {
             let total = if *upgrade {
@@ -261,6 +308,20 @@ async fn run_job(job: &Job, ctx: Arc<Ctx>, probe: &Probe, scale: &Scale) -> Outc
                 scale.fanout_rounds,
                 scale.connect_concurrency,
                 rest,
+            )
+            .await
+        }
+        Job::ClusterFanout { receivers } => {
+            let cluster = scenarios::cluster_fanout::Cluster {
+                nodes: nodes.to_vec(),
+                redis,
+            };
+            scenarios::cluster_fanout::run(
+                &cluster,
+                probe,
+                *receivers,
+                scale.cluster_fanout_rounds,
+                scale.connect_concurrency,
             )
             .await
         }
@@ -370,6 +431,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 .unwrap_or_else(|| target.join("release/bench-embedded-peer")),
         ),
         node: args.node.clone(),
+        redis_url: args.redis_url.clone(),
         root: root.clone(),
     };
     let peers: Vec<PeerId> = if args.peers.is_empty() {
@@ -379,6 +441,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 PeerId::PortcullisTunnel,
                 PeerId::PortcullisTunnelRust,
                 PeerId::PortcullisEcho,
+                PeerId::PortcullisCluster,
             ]
         } else {
             PeerId::ALL.to_vec()
@@ -419,8 +482,35 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         }),
     );
     let machine = crate::procfs::machine();
-    let versions = peers::versions(&bins);
-    let baseline = report::baseline(&peers, |p| bins.unavailable(p).is_none());
+    let mut versions = peers::versions(&bins);
+    // The cluster scenario needs the shared Redis: is it there?
+    let wants_redis = jobs
+        .iter()
+        .any(|(_, j)| matches!(j, Job::ClusterFanout { .. }))
+        && peers.iter().any(|p| p.cluster());
+    let redis = crate::redis_info::parse_url(&args.redis_url);
+    let redis_problem = if wants_redis {
+        match check_redis(&redis).await {
+            Ok(version) => {
+                if let Value::Object(v) = &mut versions {
+                    v.insert("redis (server)".into(), json!(version));
+                }
+                None
+            }
+            Err(e) => {
+                let why = format!(
+                    "Redis not reachable at {} ({e:#}): cluster-fanout needs a Redis 7 there (or pass --redis-url)",
+                    args.redis_url
+                );
+                eprintln!("cluster-fanout skipped: {why}");
+                Some(why)
+            }
+        }
+    } else {
+        None
+    };
+    let redis_addr = redis.unwrap_or_else(|_| ([127, 0, 0, 1], 6379).into());
+    let runnable = |p: PeerId| bins.unavailable(p).is_none();
     let started = Instant::now();
     let key = format!(
         "bench-{:x}",
@@ -448,46 +538,80 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     });
     let mut runs = Vec::new();
     for (name, job) in &jobs {
+        // The cluster peers run cluster-fanout and nothing else.
+        let cluster_job = matches!(job, Job::ClusterFanout { .. });
+        let job_peers: Vec<PeerId> = peers
+            .iter()
+            .copied()
+            .filter(|p| p.cluster() == cluster_job)
+            .collect();
+        if job_peers.is_empty() {
+            eprintln!(
+                "[{name}] no selected server runs this scenario ({})",
+                if cluster_job {
+                    "only the cluster peers do"
+                } else {
+                    "the cluster peers only run cluster-fanout"
+                }
+            );
+            continue;
+        }
         let mut run = ScenarioRun {
             name: name.clone(),
             title: title(job),
             parameters: parameters(job, &scale, sources.len()),
             servers: Vec::new(),
+            baseline: report::baseline(&job_peers, runnable),
         };
-        for &peer in &peers {
-            let result = if started.elapsed() > max {
-                ServerResult {
-                    peer,
-                    status: "skipped".into(),
-                    error: Some("the run's time bound was reached".into()),
-                    figures: Default::default(),
-                    histogram: None,
-                }
-            } else if let Some((status, why)) = bins.unavailable(peer) {
-                ServerResult {
-                    peer,
-                    status: status.into(),
-                    error: Some(why),
-                    figures: Default::default(),
-                    histogram: None,
-                }
-            } else {
-                run_one(
-                    &bins, peer, name, job, &scale, &key, hub, &sources, &logs, &prefix,
-                )
-                .await
-            };
-            eprintln!("{}", one_line(name, peer, &result));
-            run.servers.push(result);
+        // With --repeat, every server runs the scenario that many times,
+        // interleaved (A B C, A B C, …), and keeps its median run.
+        let mut tries: Vec<Vec<ServerResult>> = job_peers.iter().map(|_| Vec::new()).collect();
+        for attempt in 0..args.repeat.max(1) {
+            for (i, &peer) in job_peers.iter().enumerate() {
+                let log_name = if args.repeat > 1 {
+                    format!("{name}-r{}", attempt + 1)
+                } else {
+                    name.clone()
+                };
+                let skip = if started.elapsed() > max {
+                    Some(("skipped", "the run's time bound was reached".to_owned()))
+                } else if let (true, Some(why)) = (cluster_job, &redis_problem) {
+                    Some(("skipped", why.clone()))
+                } else {
+                    bins.unavailable(peer)
+                };
+                let result = match skip {
+                    Some((status, why)) => ServerResult {
+                        peer,
+                        status: status.into(),
+                        error: Some(why),
+                        figures: Default::default(),
+                        histogram: None,
+                        split: Vec::new(),
+                    },
+                    None => {
+                        run_one(
+                            &bins, peer, &log_name, job, &scale, &key, hub, &sources, &logs,
+                            &prefix, redis_addr,
+                        )
+                        .await
+                    }
+                };
+                eprintln!("{}", one_line(&log_name, peer, &result));
+                tries[i].push(result);
+            }
         }
-        let doc = run.to_json(&meta, baseline);
+        for list in tries {
+            run.servers.push(median_run(name, list));
+        }
+        let doc = run.to_json(&meta);
         let file = out_dir.join(format!("{prefix}-{name}.json"));
         std::fs::write(&file, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("write {}", file.display()))?;
         runs.push(run);
     }
     // Summary.
-    let table = report::markdown(&runs, &peers, baseline);
+    let table = report::markdown(&runs);
     let mut summary = format!(
         "# Benchmark summary, {} (`bench/run --{mode}`)\n\nMachine: {}. Loopback only; the load generator shares the cores with the server.\n\n",
         today(),
@@ -502,13 +626,15 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             .collect();
         summary.push_str(&parts.join(", "));
     }
-    summary.push_str(&format!(
-        ".\n\nCells: the figure, and in parentheses its ratio to {} (the baseline).\n\n",
-        baseline.map_or("Portcullis", PeerId::label)
-    ));
+    summary.push_str(
+        ".\n\nCells: the figure, and in parentheses its ratio to the baseline Portcullis server of its table (named above the table).\n\n",
+    );
     summary.push_str(&table);
     summary.push_str("\nServers:\n\n");
-    for p in &peers {
+    // Only the servers of the scenarios that ran (the cluster peers run
+    // nothing but cluster-fanout).
+    let ran = |p: &PeerId| runs.iter().any(|r| r.servers.iter().any(|s| s.peer == *p));
+    for p in peers.iter().filter(|p| ran(p)) {
         summary.push_str(&format!(
             "- **{}** (`{}`): {}\n",
             p.label(),
@@ -545,6 +671,7 @@ async fn run_one(
     sources: &Arc<Sources>,
     logs: &Path,
     prefix: &str,
+    redis: std::net::SocketAddr,
 ) -> ServerResult {
     let mut result = ServerResult {
         peer,
@@ -552,6 +679,7 @@ async fn run_one(
         error: None,
         figures: Default::default(),
         histogram: None,
+        split: Vec::new(),
     };
     let log = logs.join(format!("{prefix}-{name}-{}.log", peer.name()));
     std::fs::remove_file(&log).ok();
@@ -565,19 +693,20 @@ async fn run_one(
     // Let the fresh server settle before the baseline readings.
     let settle = Duration::from_millis(scale.server_settle_ms);
     tokio::time::sleep(settle).await;
-    let ctx = Arc::new(make_ctx(
-        server.addr,
-        hub,
-        key,
-        sources.clone(),
-        peer.echo_mode(),
-    ));
+    let nodes: Vec<Arc<Ctx>> = server
+        .nodes
+        .iter()
+        .map(|&addr| Arc::new(make_ctx(addr, hub, key, sources.clone(), peer.echo_mode())))
+        .collect();
     let probe = server.probe.clone();
     let rss_start = probe.rss();
-    if tokio::time::timeout(scale.bound(), scenarios::warmup(ctx.clone(), scale.warmup))
-        .await
-        .is_err()
-    {
+    // A cluster's warm-up is shared among its nodes.
+    let warmup = async {
+        for ctx in &nodes {
+            scenarios::warmup(ctx.clone(), scale.warmup / nodes.len()).await;
+        }
+    };
+    if tokio::time::timeout(scale.bound(), warmup).await.is_err() {
         result.error = Some("the warm-up did not finish".into());
         server.stop().await;
         return result;
@@ -586,11 +715,12 @@ async fn run_one(
     if scale.warmup > 0 {
         tokio::time::sleep(settle).await;
     }
-    match tokio::time::timeout(scale.bound(), run_job(job, ctx, &probe, scale)).await {
+    match tokio::time::timeout(scale.bound(), run_job(job, &nodes, redis, &probe, scale)).await {
         Ok(mut outcome) => {
             outcome.set("server_rss_start_mib", scenarios::mib(rss_start));
             result.figures = outcome.figures;
             result.histogram = outcome.histogram;
+            result.split = outcome.split;
             if server.alive() {
                 result.status = "ok".into();
             } else {
@@ -613,29 +743,112 @@ async fn run_one(
     result
 }
 
+/// Of a server's runs of one scenario, the median by the scenario's first
+/// headline figure (the lower middle of an even count), among those that
+/// completed; every run's figure and the failures are added to its figures.
+fn median_run(name: &str, mut list: Vec<ServerResult>) -> ServerResult {
+    if list.len() == 1 {
+        return list.remove(0);
+    }
+    let total = list.len();
+    let key = report::headline(name)[0].0;
+    let value = |r: &ServerResult| r.figures.get(key).and_then(Value::as_f64);
+    let every: Vec<Value> = list
+        .iter()
+        .map(|r| value(r).map_or(Value::Null, |v| json!(v)))
+        .collect();
+    let (mut ok, failed): (Vec<ServerResult>, Vec<ServerResult>) = list
+        .into_iter()
+        .partition(|r| r.status == "ok" && value(r).is_some());
+    if ok.is_empty() {
+        return failed.into_iter().next().expect("at least one run");
+    }
+    ok.sort_by(|a, b| {
+        value(a)
+            .partial_cmp(&value(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut chosen = ok.swap_remove((ok.len() - 1) / 2);
+    chosen.figures.insert("repeats".into(), json!(total));
+    chosen
+        .figures
+        .insert(format!("{key}_every_run"), Value::Array(every));
+    if !failed.is_empty() {
+        chosen
+            .figures
+            .insert("failed_repeats".into(), json!(failed.len()));
+    }
+    chosen
+}
+
+/// Whether Redis answers at `addr`: its version.
+async fn check_redis(addr: &Result<std::net::SocketAddr>) -> Result<Option<String>> {
+    let addr = match addr {
+        Ok(a) => *a,
+        Err(e) => bail!("{e:#}"),
+    };
+    let mut redis = crate::redis_info::Redis::connect(addr).await?;
+    redis.ping().await?;
+    redis.version().await
+}
+
 fn charts(runs: &[ScenarioRun], peers: &[PeerId], out: &Path, prefix: &str) -> Result<()> {
     let color = |p: PeerId| peers.iter().position(|q| *q == p).unwrap_or(0);
     for run in runs {
-        let series: Vec<crate::charts::LatencySeries> = run
-            .servers
-            .iter()
-            .filter(|s| s.status == "ok")
-            .filter_map(|s| {
-                let h = s.histogram.as_ref()?;
-                (!h.is_empty()).then(|| {
-                    (
-                        s.peer.label().to_owned(),
-                        color(s.peer),
-                        crate::stats::curve(h),
-                    )
+        // The cluster peers have a table of their own: colour by position in it.
+        let color = |p: PeerId| {
+            if p.cluster() {
+                run.servers.iter().position(|s| s.peer == p).unwrap_or(0)
+            } else {
+                color(p)
+            }
+        };
+        let chart = |part: Option<&str>| -> Result<()> {
+            let series: Vec<crate::charts::LatencySeries> = run
+                .servers
+                .iter()
+                .filter(|s| s.status == "ok")
+                .filter_map(|s| {
+                    let h = match part {
+                        None => s.histogram.as_ref()?,
+                        Some(part) => s.split.iter().find(|(n, _)| n == part).map(|(_, h)| h)?,
+                    };
+                    (!h.is_empty()).then(|| {
+                        (
+                            s.peer.label().to_owned(),
+                            color(s.peer),
+                            crate::stats::curve(h),
+                        )
+                    })
                 })
-            })
-            .collect();
-        if series.is_empty() {
-            continue;
+                .collect();
+            if series.is_empty() {
+                return Ok(());
+            }
+            let (file, what) = match part {
+                None => (
+                    format!("{prefix}-{}-latency.png", run.name),
+                    "latency".into(),
+                ),
+                Some(part) => (
+                    format!("{prefix}-{}-{part}-latency.png", run.name),
+                    format!("{part} latency"),
+                ),
+            };
+            crate::charts::latency(&out.join(file), &format!("{} — {what}", run.title), &series)
+        };
+        chart(None)?;
+        let mut parts: Vec<&str> = Vec::new();
+        for s in &run.servers {
+            for (name, _) in &s.split {
+                if !parts.contains(&name.as_str()) {
+                    parts.push(name);
+                }
+            }
         }
-        let path = out.join(format!("{prefix}-{}-latency.png", run.name));
-        crate::charts::latency(&path, &format!("{} — latency", run.title), &series)?;
+        for part in parts {
+            chart(Some(part))?;
+        }
     }
     let idle: Vec<&ScenarioRun> = runs
         .iter()

@@ -29,7 +29,7 @@ fn portcullis_bin() -> PathBuf {
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "portcullis-gateway", "--bin", "portcullis"])
+        cmd.args(["build", "-p", "portcullis-cli", "--bin", "portcullis"])
             .current_dir(root());
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -202,5 +202,84 @@ fn ci_run_completes_every_scenario_against_portcullis() {
             );
         }
     }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+fn redis_answers() -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().expect("address"),
+        std::time::Duration::from_secs(1),
+    ) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok();
+    let mut answer = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
+/// `cluster-fanout` at `--ci` scale against three Portcullis nodes, when a
+/// Redis answers at 127.0.0.1:6379 (skipped otherwise).
+#[test]
+fn ci_cluster_fanout_against_three_portcullis_nodes() {
+    if !redis_answers() {
+        eprintln!("skipping cluster-fanout: no Redis answers at 127.0.0.1:6379");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!(
+        "portcullis-bench-ci-cluster-{}",
+        std::process::id()
+    ));
+    std::fs::remove_dir_all(&out).ok();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["bench", "--ci", "--prefix", "ci"])
+        .args([
+            "--scenarios",
+            "cluster-fanout",
+            "--peers",
+            "portcullis-cluster",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--portcullis-bin")
+        .arg(portcullis_bin())
+        .arg("--root")
+        .arg(root())
+        .output()
+        .expect("run loadgen");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stderr}");
+    let path = out.join("ci-cluster-fanout-30.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", path.display()));
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(doc["baseline"], "portcullis-cluster");
+    let server = &doc["servers"][0];
+    assert_eq!(
+        server["status"], "ok",
+        "cluster-fanout did not complete: {}\n{stderr}",
+        server["error"]
+    );
+    let figures = &server["figures"];
+    for key in [
+        "deliveries_per_s",
+        "cross_node_deliveries_per_s",
+        "same_node_p50_ms",
+        "cross_node_p99_ms",
+        "lost",
+        "joined_same_node",
+        "joined_cross_node",
+        "redis_commands_per_broadcast",
+        "redis_commands_per_broadcast_net",
+        "redis_server_commands_per_broadcast",
+    ] {
+        assert!(figures.get(key).is_some(), "no figure {key}");
+    }
+    assert_eq!(figures["joined_same_node"], 10);
+    assert_eq!(figures["joined_cross_node"], 20);
     std::fs::remove_dir_all(&out).ok();
 }

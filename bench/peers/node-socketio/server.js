@@ -12,6 +12,13 @@
 // Env: ACCESS_KEY (required), HUB (default "bench"), PORT (default 0),
 // HOST (default 127.0.0.1). Prints "LISTENING <port>" once listening.
 //
+// Cluster mode (the cluster-fanout benchmark): with REDIS_URL set (e.g.
+// redis://127.0.0.1:6379), the server uses @socket.io/redis-adapter over two
+// node-redis clients (publish, subscribe), its channels named with
+// REDIS_PREFIX (default "portcullis-bench-node"), so several processes share
+// rooms. It prints LISTENING only once both clients are connected and the
+// adapter is installed.
+//
 // The app: `echo` acks its arguments; `join` joins a room (acks the rooms);
 // `emit-room` (room, data) emits `fanout` with data to the room (acks true).
 
@@ -56,6 +63,18 @@ if (AUTH === "allow") {
 const server = http.createServer();
 const io = new Server(server, options);
 
+async function useRedisAdapter(url) {
+  const { createAdapter } = require("@socket.io/redis-adapter");
+  const { createClient } = require("redis");
+  const pub = createClient({ url });
+  const sub = pub.duplicate();
+  for (const client of [pub, sub]) {
+    client.on("error", (e) => console.error(`redis: ${e.message}`));
+  }
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub, { key: process.env.REDIS_PREFIX || "portcullis-bench-node" }));
+}
+
 if (AUTH === "use") {
   io.use((socket, next) => {
     if (verify(socket.handshake.query.access_token)) next();
@@ -78,9 +97,20 @@ io.on("connection", (socket) => {
   });
 });
 
-server.listen(Number(process.env.PORT || 0), process.env.HOST || "127.0.0.1", () => {
-  console.log(`LISTENING ${server.address().port}`);
-});
+function listen() {
+  server.listen(Number(process.env.PORT || 0), process.env.HOST || "127.0.0.1", () => {
+    console.log(`LISTENING ${server.address().port}`);
+  });
+}
+
+if (process.env.REDIS_URL) {
+  useRedisAdapter(process.env.REDIS_URL).then(listen, (e) => {
+    console.error(`redis adapter: ${e.message}`);
+    process.exit(1);
+  });
+} else {
+  listen();
+}
 
 process.on("SIGTERM", () => process.exit(0));
 process.on("SIGINT", () => process.exit(0));

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::procfs;
 
+pub mod cluster_fanout;
 pub mod connect;
 pub mod echo;
 pub mod fanout;
@@ -61,6 +62,9 @@ pub fn round(x: f64, digits: i32) -> f64 {
 pub struct Outcome {
     pub figures: Map<String, Value>,
     pub histogram: Option<Histogram<u64>>,
+    /// Parts of `histogram` charted apart (cluster fan-out: same-node and
+    /// cross-node deliveries), by name.
+    pub split: Vec<(String, Histogram<u64>)>,
 }
 
 impl Outcome {
@@ -148,6 +152,9 @@ pub struct Scale {
     pub idle_settle_secs: f64,
     pub fanout_sizes: Vec<usize>,
     pub fanout_rounds: usize,
+    /// Receivers of cluster-fanout (spread over the 3 nodes); none: not run.
+    pub cluster_fanout_sizes: Vec<usize>,
+    pub cluster_fanout_rounds: usize,
     pub echo_clients: usize,
     pub echo_rate: f64,
     pub echo_secs: f64,
@@ -175,6 +182,8 @@ impl Scale {
             idle_settle_secs: 2.0,
             fanout_sizes: vec![1000],
             fanout_rounds: 10,
+            cluster_fanout_sizes: vec![300],
+            cluster_fanout_rounds: 50,
             echo_clients: 50,
             echo_rate: 1000.0,
             echo_secs: 5.0,
@@ -199,6 +208,8 @@ impl Scale {
             idle_settle_secs: 5.0,
             fanout_sizes: vec![1000, 10_000],
             fanout_rounds: 20,
+            cluster_fanout_sizes: vec![3000],
+            cluster_fanout_rounds: 100,
             echo_clients: 100,
             echo_rate: 5000.0,
             echo_secs: 20.0,
@@ -223,6 +234,10 @@ impl Scale {
             idle_settle_secs: 0.3,
             fanout_sizes: vec![20],
             fanout_rounds: 3,
+            // Cheap (three gateways, a few seconds); skipped, saying so,
+            // when Redis does not answer.
+            cluster_fanout_sizes: vec![30],
+            cluster_fanout_rounds: 3,
             echo_clients: 4,
             echo_rate: 40.0,
             echo_secs: 1.0,

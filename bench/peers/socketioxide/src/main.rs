@@ -7,8 +7,14 @@
 //! gets `401` before socketioxide sees the request.
 //!
 //! Env: `ACCESS_KEY` (required), `HUB` (default `bench`), `PORT` (default 0),
-//! `WORKERS` (tokio worker threads, default: the number of cores). Prints
-//! `LISTENING <port>` once listening.
+//! `HOST` (default `127.0.0.1`), `WORKERS` (tokio worker threads, default:
+//! the number of cores). Prints `LISTENING <port>` once listening.
+//!
+//! Cluster mode (the `cluster-fanout` benchmark): with `REDIS_URL` set (e.g.
+//! `redis://127.0.0.1:6379/?protocol=resp3`; the adapter needs RESP3), the
+//! app runs on the `socketioxide-redis` adapter with the `redis` crate
+//! driver, its channels named with `REDIS_PREFIX` (default
+//! `portcullis-bench-socketioxide`), so several processes share rooms.
 //!
 //! The app: `echo` acks its argument; `join` joins a room (acks the rooms);
 //! `emit-room` (room, data) emits `fanout` with data to the room (acks true).
@@ -23,7 +29,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide_redis::drivers::redis::redis_client as redis;
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 #[derive(Deserialize)]
 struct Claims {
@@ -79,6 +88,7 @@ async fn gate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Re
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = std::env::var("ACCESS_KEY").map_err(|_| "ACCESS_KEY is required")?;
     let hub = std::env::var("HUB").unwrap_or_else(|_| "bench".into());
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -90,10 +100,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime
         .enable_all()
         .build()?
-        .block_on(serve(key, hub, port))
+        .block_on(serve(key, hub, host, port))
 }
 
-async fn serve(key: String, hub: String, port: u16) -> Result<(), Box<dyn std::error::Error>> {
+/// The bench app's handlers, for any adapter.
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+    socket.on(
+        "echo",
+        async |Data(data): Data<Value>, ack: AckSender<A>| {
+            ack.send(&data).ok();
+        },
+    );
+    socket.on(
+        "join",
+        async |socket: SocketRef<A>, Data(room): Data<String>, ack: AckSender<A>| {
+            socket.join(room);
+            ack.send(&socket.rooms()).ok();
+        },
+    );
+    socket.on(
+        "emit-room",
+        async |io: SocketIo<A>, Data((room, data)): Data<(String, Value)>, ack: AckSender<A>| {
+            io.to(room).emit("fanout", &data).await.ok();
+            ack.send(&true).ok();
+        },
+    );
+}
+
+async fn serve(
+    key: String,
+    hub: String,
+    host: String,
+    port: u16,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_aud = false; // checked by path below, as Portcullis does
     validation.leeway = 30;
@@ -104,35 +143,32 @@ async fn serve(key: String, hub: String, port: u16) -> Result<(), Box<dyn std::e
         audience_path: format!("/clients/socketio/hubs/{hub}"),
     });
 
-    let (layer, io) = SocketIo::builder()
-        .req_path(format!("/clients/socketio/hubs/{hub}/"))
-        .build_layer();
+    let builder = SocketIo::builder().req_path(format!("/clients/socketio/hubs/{hub}/"));
+    let app = axum::Router::new();
+    let app = match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let prefix = std::env::var("REDIS_PREFIX")
+                .unwrap_or_else(|_| "portcullis-bench-socketioxide".into());
+            let client = redis::Client::open(url)?;
+            let config = RedisAdapterConfig::new().with_prefix(prefix);
+            let adapter = RedisAdapterCtr::new_with_redis_config(&client, config).await?;
+            let (layer, io) = builder
+                .with_adapter::<RedisAdapter<_>>(adapter)
+                .build_layer();
+            // A remote adapter subscribes to its channels before the
+            // namespace serves anyone.
+            io.ns("/", on_connect).await?;
+            app.layer(layer)
+        }
+        Err(_) => {
+            let (layer, io) = builder.build_layer();
+            io.ns("/", on_connect);
+            app.layer(layer)
+        }
+    };
+    let app = app.layer(middleware::from_fn_with_state(auth, gate));
 
-    io.ns("/", async |socket: SocketRef| {
-        socket.on("echo", async |Data(data): Data<Value>, ack: AckSender| {
-            ack.send(&data).ok();
-        });
-        socket.on(
-            "join",
-            async |socket: SocketRef, Data(room): Data<String>, ack: AckSender| {
-                socket.join(room);
-                ack.send(&socket.rooms()).ok();
-            },
-        );
-        socket.on(
-            "emit-room",
-            async |io: SocketIo, Data((room, data)): Data<(String, Value)>, ack: AckSender| {
-                io.to(room).emit("fanout", &data).await.ok();
-                ack.send(&true).ok();
-            },
-        );
-    });
-
-    let app = axum::Router::new()
-        .layer(layer)
-        .layer(middleware::from_fn_with_state(auth, gate));
-
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("LISTENING {}", listener.local_addr()?.port());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

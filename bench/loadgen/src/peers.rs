@@ -146,7 +146,7 @@ impl PeerId {
                 "three Portcullis gateways (--redis, --cluster-advertise) sharing hub state over Redis, each with the built-in echo hub; fan-out triggered through node 1's REST API"
             }
             PeerId::PortcullisClusterTunnelRust => {
-                "three Portcullis gateways (--redis, --cluster-advertise) sharing hub state over Redis, each with the bench app (portcullis-server) attached over its own tunnel: six processes; fan-out triggered by an emit-room event on node 1"
+                "three Portcullis gateways (--redis, --cluster-advertise) sharing hub state over Redis, each with the bench app (portcullis-server) attached over its own tunnel (which then also tunnels to the other nodes, following ConnectionRebalance): six processes; fan-out triggered by an emit-room event on node 1"
             }
             PeerId::NodeSocketioRedis => {
                 "three Node socket.io 4.8 servers with @socket.io/redis-adapter 8.3 (node-redis 5), JWT in io.use; clients connect straight to a node (sticky)"

@@ -42,11 +42,11 @@ mod tokens;
 mod tunnel;
 
 pub use admin::AdminConfig;
+pub use admission::AdmissionLimits;
+pub use metrics::MetricsConfig;
 /// The cluster's settings, for [`GatewayConfig::cluster`] (embedded
 /// applications on several processes need no other dependency).
 pub use portcullis_cluster::{ClusterConfig, NodeId, NodeInfo, RedisConfig};
-pub use admission::AdmissionLimits;
-pub use metrics::MetricsConfig;
 pub use secret::Secret;
 pub use server::{Gateway, GatewayConfig};
 pub use tls::TlsConfig;

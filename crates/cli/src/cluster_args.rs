@@ -107,12 +107,7 @@ impl ClusterArgs {
                 "--cluster-advertise must be an http:// or https:// URL with a host".into(),
             );
         }
-        let redis = RedisConfig {
-            urls,
-            cluster,
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Duration::from_secs(5),
-        };
+        let redis = RedisConfig::new(urls, cluster);
         let mut config = ClusterConfig::new(redis, NodeInfo { id, advertise });
         config.revocation_ttl = revocation_ttl;
         if let Some(prefix) = self.cluster_prefix.or(file.cluster_prefix) {

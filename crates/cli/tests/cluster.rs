@@ -41,6 +41,20 @@ fn node_with(redis: &str, id: &str, extra: &[&str]) -> TestGateway {
     TestGateway::start(&args)
 }
 
+/// Nodes a, b and c on `redis`, once each sees all three.
+async fn three_nodes(redis: &str) -> (TestGateway, TestGateway, TestGateway) {
+    let (a, b, c) = (node(redis, "a"), node(redis, "b"), node(redis, "c"));
+    wait_members(&[&a, &b, &c], 3).await;
+    (a, b, c)
+}
+
+/// Nodes a and b on `redis`, once each sees both.
+async fn two_nodes(redis: &str) -> (TestGateway, TestGateway) {
+    let (a, b) = (node(redis, "a"), node(redis, "b"));
+    wait_members(&[&a, &b], 2).await;
+    (a, b)
+}
+
 async fn health(node: &TestGateway) -> serde_json::Value {
     reqwest::get(format!("{}/health", node.http()))
         .await
@@ -191,12 +205,7 @@ fn session_url(node: &TestGateway, query: &str) -> String {
 #[tokio::test]
 async fn a_polling_session_is_served_whichever_node_gets_its_requests() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis.url(), "a"),
-        node(&redis.url(), "b"),
-        node(&redis.url(), "c"),
-    );
-    wait_members(&[&a, &b, &c], 3).await;
+    let (a, b, c) = three_nodes(&redis.url()).await;
     let (sid, query) = polling_session(&a, "u").await;
     assert!(sid.starts_with("a."), "the owner is in the id: {sid}");
     let http = reqwest::Client::new();
@@ -252,8 +261,7 @@ async fn a_polling_session_is_served_whichever_node_gets_its_requests() {
 #[tokio::test]
 async fn sessions_of_unknown_or_dead_nodes_get_400_and_forged_forwards_401() {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis.url(), "a"), node(&redis.url(), "b"));
-    wait_members(&[&a, &b], 2).await;
+    let (a, b) = two_nodes(&redis.url()).await;
     let (_, query) = polling_session(&a, "u").await;
     let unknown = query.replace("sid=a.", "sid=zz.");
     let answer = reqwest::get(session_url(&b, &unknown)).await.unwrap();
@@ -281,12 +289,7 @@ async fn sessions_of_unknown_or_dead_nodes_get_400_and_forged_forwards_401() {
 #[tokio::test]
 async fn rest_calls_on_one_node_reach_the_clients_of_the_others() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis.url(), "a"),
-        node(&redis.url(), "b"),
-        node(&redis.url(), "c"),
-    );
-    wait_members(&[&a, &b, &c], 3).await;
+    let (a, b, c) = three_nodes(&redis.url()).await;
     let mut alice = Client::connect(&b, "alice").await;
     let mut bob = Client::connect(&c, "bob").await;
     use reqwest::Method;
@@ -407,12 +410,7 @@ async fn broadcast_rounds(
 #[tokio::test]
 async fn a_killed_node_loses_its_clients_only() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis.url(), "a"),
-        node(&redis.url(), "b"),
-        node(&redis.url(), "c"),
-    );
-    wait_members(&[&a, &b, &c], 3).await;
+    let (a, b, c) = three_nodes(&redis.url()).await;
     let mut on_b = Client::connect(&b, "u1").await;
     let mut on_c = Client::connect(&c, "u2").await;
     let before = broadcast_rounds(&a, &mut [&mut on_b, &mut on_c], 20, Duration::ZERO).await;
@@ -440,12 +438,7 @@ async fn a_killed_node_loses_its_clients_only() {
 #[tokio::test]
 async fn a_paused_node_neither_stops_the_others_nor_loses_their_messages() {
     let redis = RedisServer::start();
-    let (a, b, c) = (
-        node(&redis.url(), "a"),
-        node(&redis.url(), "b"),
-        node(&redis.url(), "c"),
-    );
-    wait_members(&[&a, &b, &c], 3).await;
+    let (a, b, c) = three_nodes(&redis.url()).await;
     let mut on_b = Client::connect(&b, "u1").await;
     let mut on_c = Client::connect(&c, "u2").await;
     b.signal(libc::SIGSTOP);
@@ -483,8 +476,7 @@ async fn a_paused_node_neither_stops_the_others_nor_loses_their_messages() {
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_cross_node_delivery_resumes() {
     let mut redis = RedisServer::start();
-    let (a, b) = (node(&redis.url(), "a"), node(&redis.url(), "b"));
-    wait_members(&[&a, &b], 2).await;
+    let (a, b) = two_nodes(&redis.url()).await;
     let mut on_a = Client::connect(&a, "u1").await;
     let mut on_b = Client::connect(&b, "u2").await;
     let before = broadcast_rounds(&a, &mut [&mut on_a, &mut on_b], 10, Duration::ZERO).await;
@@ -537,8 +529,7 @@ async fn a_redis_restart_is_survived_and_cross_node_delivery_resumes() {
 #[tokio::test]
 async fn a_broadcast_costs_one_redis_publish_whatever_the_audience() {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis.url(), "a"), node(&redis.url(), "b"));
-    wait_members(&[&a, &b], 2).await;
+    let (a, b) = two_nodes(&redis.url()).await;
     let mut clients = Vec::new();
     for i in 0..20 {
         clients.push(Client::connect(&b, &format!("u{i}")).await);
@@ -569,8 +560,7 @@ async fn a_broadcast_costs_one_redis_publish_whatever_the_audience() {
 async fn sharded_pub_sub_on_a_redis_cluster() {
     let redis = RedisCluster::start();
     let urls = redis.urls();
-    let (a, b, c) = (node(&urls, "a"), node(&urls, "b"), node(&urls, "c"));
-    wait_members(&[&a, &b, &c], 3).await;
+    let (a, b, c) = three_nodes(&urls).await;
     let mut on_b = Client::connect(&b, "alice").await;
     let mut on_c = Client::connect(&c, "bob").await;
     use reqwest::Method;

@@ -64,6 +64,19 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
 }
 
+impl RedisConfig {
+    /// `urls` (one for a standalone server, several nodes with `cluster`),
+    /// connecting and each command given 5 s.
+    pub fn new(urls: Vec<String>, cluster: bool) -> Self {
+        RedisConfig {
+            urls,
+            cluster,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 impl fmt::Debug for RedisConfig {
     /// Passwords in the URLs are not shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -39,12 +39,7 @@ fn redis_url() -> String {
 }
 
 fn config(prefix: &str, node: &str) -> ClusterConfig {
-    let redis = RedisConfig {
-        urls: vec![redis_url()],
-        cluster: false,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(2),
-    };
+    let redis = RedisConfig::new(vec![redis_url()], false);
     let info = NodeInfo {
         id: NodeId::parse(node).unwrap(),
         advertise: url::Url::parse(&format!("http://{node}.invalid:80")).unwrap(),

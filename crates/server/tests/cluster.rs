@@ -32,15 +32,13 @@ async fn node(prefix: &str, id: &str) -> Node {
     let addr = listener.local_addr().unwrap();
     let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
     let mut config = GatewayConfig::new(addr, keys);
-    let redis = RedisConfig {
-        urls: vec![
+    let redis = RedisConfig::new(
+        vec![
             std::env::var("PORTCULLIS_TEST_REDIS")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         ],
-        cluster: false,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(2),
-    };
+        false,
+    );
     let info = NodeInfo {
         id: NodeId::parse(id).unwrap(),
         advertise: url::Url::parse(&format!("http://{addr}/")).unwrap(),

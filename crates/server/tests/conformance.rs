@@ -197,12 +197,7 @@ impl App {
             let addr = listener.local_addr().unwrap();
             let keys = AccessKeys::new(vec![KEY.to_owned()]).unwrap();
             let mut config = GatewayConfig::new(addr, keys);
-            let redis = portcullis_cluster::RedisConfig {
-                urls: vec![redis_url()],
-                cluster: false,
-                connect_timeout: Duration::from_secs(2),
-                response_timeout: Duration::from_secs(2),
-            };
+            let redis = portcullis_cluster::RedisConfig::new(vec![redis_url()], false);
             let node = portcullis_cluster::NodeInfo {
                 id: portcullis_cluster::NodeId::parse(&format!("n{n}")).unwrap(),
                 advertise: url::Url::parse(&format!("http://{addr}/")).unwrap(),

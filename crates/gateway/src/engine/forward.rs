@@ -47,6 +47,23 @@ fn mac_of(key: &[u8], node: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The same path and query at `node`.
+fn toward(node: &portcullis_cluster::NodeInfo, uri: &http::Uri) -> url::Url {
+    let mut target = node.advertise.clone();
+    target.set_path(uri.path());
+    target.set_query(uri.query());
+    target
+}
+
+/// This node's id and its MAC, as forwarded requests carry them.
+fn signed_by<'a>(state: &GatewayState, cluster: &'a Cluster) -> (&'a str, String) {
+    let me = cluster.node_id().as_str();
+    (
+        me,
+        mac_of(state.config.access_keys.primary().as_bytes(), me),
+    )
+}
+
 /// Whether `request` was forwarded by another node; `Err` when it claims so
 /// with a MAC none of the access keys gives.
 pub(crate) fn forwarded(state: &GatewayState, headers: &HeaderMap) -> Result<bool, EngineError> {
@@ -97,11 +114,8 @@ pub(crate) async fn to_owner(
         tracing::debug!(owner, "a request for a session of a node that is not alive");
         return Err(EngineError::unknown_sid());
     };
-    let mut target = node.advertise.clone();
-    target.set_path(request.uri().path());
-    target.set_query(request.uri().query());
-    let me = cluster.node_id().as_str();
-    let mac = mac_of(state.config.access_keys.primary().as_bytes(), me);
+    let target = toward(&node, request.uri());
+    let (me, mac) = signed_by(state, cluster);
     match upgrade {
         Ok(upgrade) => {
             let limit = state.config.max_payload;
@@ -125,11 +139,8 @@ pub(crate) async fn relay_tunnel(
     uri: &http::Uri,
     headers: &HeaderMap,
 ) -> Result<Response, WebSocketUpgrade> {
-    let mut target = node.advertise.clone();
-    target.set_path(uri.path());
-    target.set_query(uri.query());
-    let me = cluster.node_id().as_str();
-    let mac = mac_of(state.config.access_keys.primary().as_bytes(), me);
+    let target = toward(node, uri);
+    let (me, mac) = signed_by(state, cluster);
     match connect_to_owner(target, headers, me, &mac).await {
         Ok(owner) => Ok(accept_relay(
             state,

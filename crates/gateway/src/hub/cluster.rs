@@ -65,6 +65,18 @@ enum Reach {
     Everyone,
 }
 
+impl Reach {
+    /// Where the other nodes' part goes (nowhere for [`Reach::Here`]; the
+    /// hub's channel is only a placeholder then).
+    fn destination(&self) -> Destination<'_> {
+        match self {
+            Reach::Owner(node) => Destination::Node(node),
+            Reach::Everyone => Destination::Everyone,
+            Reach::Here | Reach::Hub => Destination::Hub,
+        }
+    }
+}
+
 fn reach(cluster: &Cluster, operation: &Operation) -> Reach {
     let one = match operation {
         Operation::Send { to, .. } => one_connection(to),
@@ -122,12 +134,7 @@ impl LocalHub {
             return Applied::ready(Outcome::Exists(true));
         }
         let fallback = neutral(&operation);
-        let destination = match &reach {
-            Reach::Owner(node) => Destination::Node(node),
-            Reach::Everyone => Destination::Everyone,
-            Reach::Here | Reach::Hub => Destination::Hub,
-        };
-        let there = cluster.spread(self.name(), operation, destination, observe);
+        let there = cluster.spread(self.name(), operation, reach.destination(), observe);
         if !observe {
             return Applied::ready(here.unwrap_or(fallback));
         }
@@ -177,11 +184,7 @@ impl LocalHub {
             }
             reach @ (Reach::Hub | Reach::Everyone) => {
                 let here = self.apply_now(operation.clone());
-                let destination = match reach {
-                    Reach::Everyone => Destination::Everyone,
-                    _ => Destination::Hub,
-                };
-                let taken = cluster.spread_published(self.name(), operation, destination);
+                let taken = cluster.spread_published(self.name(), operation, reach.destination());
                 Applied::pending(async move {
                     taken.await;
                     here

@@ -184,58 +184,11 @@ fn take_attachment(entry: &mut Owed, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex as StdMutex;
-    use std::time::Duration;
-
-    use portcullis_hub::{
-        Accept, BoxFuture, ConnectRequest, DisconnectReason, Heartbeat, Hub, HubHandler, Refusal,
-    };
+    use portcullis_hub::DisconnectReason;
 
     use super::*;
-    use crate::hub::{Ending, HubSettings, SessionParams, Transport};
-
-    /// Records what reaches the handler.
-    #[derive(Default, Clone)]
-    struct Seen(Arc<StdMutex<Vec<String>>>);
-
-    impl HubHandler for Seen {
-        fn connect(
-            &self,
-            _: &dyn Hub,
-            _: ConnectRequest,
-        ) -> BoxFuture<'static, Result<Accept, Refusal>> {
-            Box::pin(async { Err(Refusal::new(http::StatusCode::FORBIDDEN, "unused")) })
-        }
-        fn on_packet(&self, _: &dyn Hub, _: &ConnectionId, packet: Packet) {
-            if let Packet::Message(text) = packet {
-                self.0.lock().unwrap().push(text);
-            }
-        }
-        fn on_disconnected(&self, _: &dyn Hub, _: &ConnectionId, _: &DisconnectReason) {}
-    }
-
-    fn hub() -> (LocalHub, Arc<Connection>, Seen) {
-        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
-        let seen = Seen::default();
-        hub.attach(Arc::new(seen.clone()));
-        let params = SessionParams {
-            ping_interval: Duration::from_secs(25),
-            ping_timeout: Duration::from_secs(20),
-            max_payload: 1_000_000,
-            heartbeat: Heartbeat::Gateway,
-            max_queued_frames: 64,
-            write_timeout: Duration::from_secs(10),
-        };
-        let connection = Arc::new(Connection::new(
-            ConnectionId::generate(),
-            None,
-            None,
-            params,
-            Transport::WebSocket,
-        ));
-        hub.register(connection.clone());
-        (hub, connection, seen)
-    }
+    use crate::hub::Ending;
+    use crate::hub::testing::hub_with_one_connection as hub;
 
     #[tokio::test]
     async fn answers_are_taken_before_the_handler() {

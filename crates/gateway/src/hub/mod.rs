@@ -15,6 +15,8 @@ mod lifetime;
 mod operations;
 mod refresh;
 mod socketio;
+#[cfg(test)]
+mod testing;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -38,60 +38,12 @@ impl LocalHub {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use portcullis_hub::{
-        Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason, Groups, Heartbeat,
-        HubHandler, Payload, Refusal, Selection,
-    };
+    use portcullis_hub::{Groups, Payload, Selection};
     use portcullis_protocol::engine::Packet;
 
     use super::*;
-    use crate::hub::{Connection, HubSettings, SessionParams, Transport};
-
-    /// Records the packets the hub hands to its handler.
-    #[derive(Default, Clone)]
-    struct Recorder(Arc<Mutex<Vec<String>>>);
-
-    impl HubHandler for Recorder {
-        fn connect(
-            &self,
-            _: &dyn Hub,
-            _: ConnectRequest,
-        ) -> BoxFuture<'static, Result<Accept, Refusal>> {
-            Box::pin(async { Err(Refusal::new(http::StatusCode::FORBIDDEN, "unused")) })
-        }
-        fn on_packet(&self, _: &dyn Hub, _: &ConnectionId, packet: Packet) {
-            if let Packet::Message(text) = packet {
-                self.0.lock().unwrap().push(text);
-            }
-        }
-        fn on_disconnected(&self, _: &dyn Hub, _: &ConnectionId, _: &DisconnectReason) {}
-    }
-
-    fn hub_with_one_connection() -> (LocalHub, Arc<Connection>, Recorder) {
-        let hub = LocalHub::new("h".into(), HubSettings::default(), Arc::default());
-        let recorder = Recorder::default();
-        hub.attach(Arc::new(recorder.clone()));
-        let params = SessionParams {
-            ping_interval: Duration::from_secs(25),
-            ping_timeout: Duration::from_secs(20),
-            max_payload: 1_000_000,
-            heartbeat: Heartbeat::Gateway,
-            max_queued_frames: 64,
-            write_timeout: Duration::from_secs(10),
-        };
-        let connection = Arc::new(Connection::new(
-            ConnectionId::generate(),
-            None,
-            None,
-            params,
-            Transport::WebSocket,
-        ));
-        hub.register(connection.clone());
-        (hub, connection, recorder)
-    }
+    use crate::hub::Connection;
+    use crate::hub::testing::hub_with_one_connection;
 
     fn send(hub: &LocalHub, connection: &Connection, text: &str) {
         hub.apply_now(Operation::Send {

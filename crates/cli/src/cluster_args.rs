@@ -158,3 +158,118 @@ fn validate(config: &ClusterConfig) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(redis: &[&str]) -> ClusterArgs {
+        ClusterArgs {
+            redis: redis.iter().map(|s| s.to_string()).collect(),
+            redis_cluster: false,
+            node_id: None,
+            cluster_advertise: None,
+            cluster_prefix: None,
+            cluster_heartbeat_ms: None,
+            cluster_dead_after_ms: None,
+            cluster_request_timeout_ms: None,
+            cluster_max_queue: None,
+        }
+    }
+
+    const LISTEN: &str = "10.0.0.2:8080";
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn resolve(args: ClusterArgs, listen: &str) -> Result<Option<ClusterConfig>, String> {
+        args.resolve(FileCluster::default(), listen.parse().unwrap(), TTL)
+    }
+
+    #[test]
+    fn alone_without_redis() {
+        assert!(resolve(args(&[]), LISTEN).unwrap().is_none());
+    }
+
+    #[test]
+    fn defaults_advertise_the_listen_address() {
+        let config = resolve(args(&["redis://127.0.0.1:6379"]), LISTEN)
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.node.advertise.as_str(), "http://10.0.0.2:8080/");
+        assert!(!config.redis.cluster);
+        assert_eq!(config.revocation_ttl, TTL);
+        assert_eq!(config.prefix, "portcullis");
+    }
+
+    #[test]
+    fn the_file_is_read_when_no_flag_is_given() {
+        let file = FileCluster {
+            redis: Some(vec!["redis://r:6379".into()]),
+            node_id: Some("gw-1".into()),
+            cluster_max_queue: Some(10),
+            ..FileCluster::default()
+        };
+        let config = args(&[])
+            .resolve(file, LISTEN.parse().unwrap(), TTL)
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.node.id.as_str(), "gw-1");
+        assert_eq!((config.max_inbound, config.max_outbound), (10, 10));
+    }
+
+    #[test]
+    fn bad_settings_say_what_to_do() {
+        let cases: Vec<(ClusterArgs, &str, &str)> = vec![
+            (args(&["http://r"]), LISTEN, "redis:// or rediss://"),
+            (args(&["redis://a", "redis://b"]), LISTEN, "--redis-cluster"),
+            (args(&["redis://a"]), "0.0.0.0:8080", "--cluster-advertise"),
+            (
+                ClusterArgs {
+                    node_id: Some("a.b".into()),
+                    ..args(&["redis://a"])
+                },
+                LISTEN,
+                "--node-id",
+            ),
+            (
+                ClusterArgs {
+                    cluster_advertise: Some("ftp://x/".parse().unwrap()),
+                    ..args(&["redis://a"])
+                },
+                LISTEN,
+                "http:// or https://",
+            ),
+            (
+                ClusterArgs {
+                    cluster_heartbeat_ms: Some(1000),
+                    cluster_dead_after_ms: Some(1500),
+                    ..args(&["redis://a"])
+                },
+                LISTEN,
+                "two heartbeats",
+            ),
+            (
+                ClusterArgs {
+                    cluster_max_queue: Some(0),
+                    ..args(&["redis://a"])
+                },
+                LISTEN,
+                "--cluster-max-queue",
+            ),
+            (
+                ClusterArgs {
+                    cluster_prefix: Some("a b".into()),
+                    ..args(&["redis://a"])
+                },
+                LISTEN,
+                "--cluster-prefix",
+            ),
+        ];
+        for (args, listen, expected) in cases {
+            let error = resolve(args, listen).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{error:?} should mention {expected}"
+            );
+        }
+    }
+}

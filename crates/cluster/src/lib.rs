@@ -835,3 +835,23 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_passwords_stay_out_of_debug_and_logs() {
+        let config = RedisConfig::new(
+            vec!["redis://:s3cret@10.0.0.5:6379".into(), "not a url".into()],
+            true,
+        );
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("10.0.0.5") && text.contains("<unparsable url>"),
+            "{text}"
+        );
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+}

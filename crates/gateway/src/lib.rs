@@ -32,6 +32,7 @@ pub mod echo;
 pub mod engine;
 mod gate;
 pub mod hub;
+mod linger;
 pub mod listener;
 pub mod metrics;
 mod peer;

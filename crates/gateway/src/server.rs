@@ -62,7 +62,9 @@ pub struct GatewayConfig {
     /// Most packets queued for one client before it is closed as too slow.
     pub max_queued_frames: usize,
     /// Longest a write to a client's WebSocket may take (a client that stops
-    /// reading is closed after it, and its socket freed).
+    /// reading is closed after it, and its socket freed); also the longest
+    /// the rest of a refused request's body is read and thrown away, so that
+    /// its client gets the answer (see the `linger` module).
     pub write_timeout: Duration,
     /// How long the application server may take to accept a connection.
     pub connect_timeout: Duration,
@@ -364,6 +366,11 @@ impl Gateway {
             .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
             // Only the methods of the routes above: not a router fallback.
             .method_not_allowed_fallback(method_not_allowed)
+            // Refused requests' bodies are read so their clients see the answer.
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                crate::linger::read_unread_bodies,
+            ))
             .with_state(self.state.clone())
     }
 

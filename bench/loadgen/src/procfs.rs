@@ -58,8 +58,42 @@ fn parse_proc_addr(text: &str) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip.into(), port))
 }
 
-/// User plus system CPU time of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU time a process spent in its own code and in the kernel on its
+/// behalf (system calls: on loopback, most of a socket write's cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTimes {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Add for CpuTimes {
+    type Output = CpuTimes;
+    fn add(self, other: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+}
+
+impl std::ops::Sub for CpuTimes {
+    type Output = CpuTimes;
+    fn sub(self, other: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user - other.user,
+            system: self.system - other.system,
+        }
+    }
+}
+
+/// User and system CPU time of a process, in seconds.
+pub fn cpu_times(pid: u32) -> Option<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let after = &stat[stat.rfind(')')? + 2..];
@@ -67,7 +101,15 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // utime and stime are fields 14 and 15 of the whole line (1-based): 12 and 13 here.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks())
+    Some(CpuTimes {
+        user: utime as f64 / clock_ticks(),
+        system: stime as f64 / clock_ticks(),
+    })
+}
+
+/// User plus system CPU time of a process, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_times(pid).map(CpuTimes::total)
 }
 
 fn clock_ticks() -> f64 {

@@ -67,6 +67,8 @@ pub fn headline(name: &str) -> &'static [(&'static str, &'static str)] {
             ("redis_commands_per_broadcast", "Redis commands/broadcast"),
             ("redis_commands_per_broadcast_net", "net of background"),
             ("cpu_us_per_delivery", "CPU µs/delivery (3 nodes)"),
+            ("kernel_cpu_us_per_delivery", "of it in the kernel"),
+            ("loadgen_cpu_us_per_delivery", "load generator µs/delivery"),
         ],
         "fanout" => &[
             ("deliveries_per_s", "deliveries/s"),

@@ -37,10 +37,15 @@ impl Probe {
 
     /// CPU seconds (user + system) of all processes.
     pub fn cpu(&self) -> f64 {
+        self.cpu_times().total()
+    }
+
+    /// User and system CPU time of all the server's processes.
+    pub fn cpu_times(&self) -> procfs::CpuTimes {
         self.processes
             .iter()
-            .filter_map(|(_, pid)| procfs::cpu_seconds(*pid))
-            .sum()
+            .filter_map(|(_, pid)| procfs::cpu_times(*pid))
+            .fold(procfs::CpuTimes::default(), |sum, t| sum + t)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -107,11 +107,6 @@ pub fn cpu_times(pid: u32) -> Option<CpuTimes> {
     })
 }
 
-/// User plus system CPU time of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    cpu_times(pid).map(CpuTimes::total)
-}
-
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

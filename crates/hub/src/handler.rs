@@ -184,6 +184,13 @@ pub trait HubHandler: Send + Sync + 'static {
 
     /// The connection ended; it has already left every group.
     fn on_disconnected(&self, hub: &dyn Hub, connection: &ConnectionId, reason: &DisconnectReason);
+
+    /// Some of this hub's connections joined or left groups by an operation
+    /// that did not come from this handler: the REST API, or another node
+    /// of a cluster (where another process's handler may have asked it). A
+    /// handler that keeps its own view of its connections' groups re-reads
+    /// them with [`Operation::GroupsOf`](crate::Operation::GroupsOf).
+    fn on_groups_changed(&self, _hub: &dyn Hub, _connections: &[ConnectionId]) {}
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub(crate) trait RemoteAcks: Send + Sync {
 pub(crate) struct Backend {
     hub: Arc<dyn Hub>,
     remote_acks: Option<Arc<dyn RemoteAcks>>,
+    shared_group_changes: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -41,6 +42,7 @@ impl std::fmt::Debug for Backend {
         f.debug_struct("Backend")
             .field("hub", &self.hub.name())
             .field("remote_acks", &self.remote_acks.is_some())
+            .field("shared_group_changes", &self.shared_group_changes)
             .finish()
     }
 }
@@ -51,7 +53,36 @@ impl Backend {
         Backend {
             hub,
             remote_acks: None,
+            shared_group_changes: false,
         }
+    }
+
+    /// Group changes by filter reach the sockets of every process, whose
+    /// handlers hear of them (`HubHandler::on_groups_changed`) and keep
+    /// their sockets' rooms true: one operation instead of one per socket.
+    pub fn with_shared_group_changes(mut self) -> Self {
+        self.shared_group_changes = true;
+        self
+    }
+
+    /// Whether [`join_matching`](Self::join_matching) and
+    /// [`leave_matching`](Self::leave_matching) keep every process's view of
+    /// its sockets' rooms.
+    pub fn shares_group_changes(&self) -> bool {
+        self.shared_group_changes
+    }
+
+    /// The connections matching `filter`, in every process, join `groups`.
+    pub fn join_matching(&self, filter: Filter, groups: Vec<String>) {
+        let who = Selection::matching(filter);
+        self.hub.apply_and_forget(Operation::Join { who, groups });
+    }
+
+    /// The connections matching `filter`, in every process, leave `groups`.
+    pub fn leave_matching(&self, filter: Filter, groups: Vec<String>) {
+        let who = Selection::matching(filter);
+        let groups = Groups::Named(groups);
+        self.hub.apply_and_forget(Operation::Leave { who, groups });
     }
 
     /// Broadcasts with acknowledgements also reach other processes' sockets.

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use portcullis_hub::ConnectRequest;
 use portcullis_hub::TransportKind;
 use portcullis_protocol::engine::Packet as EioPacket;
+use portcullis_tunnel::group_name::parse_group_name;
 
 use crate::conn_id::ConnId;
 use crate::packet::Decoder;
@@ -92,6 +93,27 @@ impl Conn {
     }
 
     /// Whether any namespace is joined.
+    /// Sets each socket's rooms to the rooms of its namespace among
+    /// `groups` (the connection's groups at the gateway), leaving out the
+    /// socket's own id room.
+    pub fn sync_rooms(&self, groups: &[String]) {
+        let parsed: Vec<(String, String)> = groups
+            .iter()
+            .filter_map(|group| match parse_group_name(group)? {
+                (ns, Some(room)) => Some((ns, room)),
+                (_, None) => None,
+            })
+            .collect();
+        for socket in &lock(&self.sockets).by_namespace {
+            let rooms = parsed
+                .iter()
+                .filter(|(ns, room)| ns == socket.ns() && room != socket.id().as_str())
+                .map(|(_, room)| room.clone())
+                .collect();
+            socket.replace_rooms(rooms);
+        }
+    }
+
     pub fn has_sockets(&self) -> bool {
         !lock(&self.sockets).by_namespace.is_empty()
     }

@@ -8,7 +8,7 @@ use portcullis_gateway::Gateway;
 use portcullis_gateway::hub::LocalHub;
 use portcullis_hub::{
     Accept, BoxFuture, ConnectRequest, ConnectionId, DisconnectReason as GatewayReason, Heartbeat,
-    Hub, HubHandler, Refusal, is_valid_hub_name,
+    Hub, HubHandler, Operation, Outcome, Refusal, is_valid_hub_name,
 };
 use portcullis_protocol::engine::Packet as EioPacket;
 
@@ -34,8 +34,9 @@ impl SocketIo {
 
     /// Attaches the server to a gateway hub (see [`attach`](Self::attach)).
     pub fn attach_hub(&self, hub: &LocalHub) -> Result<(), AttachError> {
-        let backend =
-            Backend::new(Arc::new(hub.clone())).with_remote_acks(Arc::new(OtherNodes(hub.clone())));
+        let backend = Backend::new(Arc::new(hub.clone()))
+            .with_remote_acks(Arc::new(OtherNodes(hub.clone())))
+            .with_shared_group_changes();
         self.0.set_backend(backend)?;
         hub.attach(Arc::new(EmbeddedHandler::new(self.0.clone())));
         Ok(())
@@ -119,5 +120,20 @@ impl HubHandler for EmbeddedHandler {
             connection.as_str(),
             DisconnectReason::from_gateway(reason),
         );
+    }
+
+    /// The REST API, or another process through the cluster, moved some of
+    /// our connections between groups: their sockets' rooms follow.
+    fn on_groups_changed(&self, hub: &dyn Hub, connections: &[ConnectionId]) {
+        for id in connections {
+            let Some(conn) = self.io.conn(id.as_str()) else {
+                continue;
+            };
+            // Our own connections' groups are known here at once.
+            if let Some(Outcome::Groups(groups)) = hub.apply(Operation::GroupsOf(id.clone())).now()
+            {
+                conn.sync_rooms(&groups);
+            }
+        }
     }
 }

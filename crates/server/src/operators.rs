@@ -294,7 +294,8 @@ impl BroadcastOperator {
         AckStream::new(pending, remote, timeout)
     }
 
-    /// The connected sockets of this process that are targets.
+    /// The connected sockets of this process that are targets (those of
+    /// other processes sharing the hub are not listed).
     pub fn sockets(&self) -> Vec<SocketRef> {
         let filter = self.filter();
         self.io
@@ -304,20 +305,52 @@ impl BroadcastOperator {
             .collect()
     }
 
-    /// Makes every target join `rooms`.
+    /// Makes every target join `rooms`. Embedded, that is every target of
+    /// every process sharing the hub (one group operation at the gateway,
+    /// which the other processes hear of); over the tunnel, the targets of
+    /// this process.
     pub fn join(self, rooms: impl IntoRooms) {
         let rooms = rooms.into_rooms();
-        for socket in self.sockets() {
-            socket.join(rooms.clone());
+        match self.io.backend().filter(|b| b.shares_group_changes()) {
+            Some(backend) => {
+                for socket in self.sockets() {
+                    socket.remember_rooms(&rooms);
+                }
+                backend.join_matching(self.filter(), self.groups_of(&rooms));
+            }
+            None => {
+                for socket in self.sockets() {
+                    socket.join(rooms.clone());
+                }
+            }
         }
     }
 
-    /// Makes every target leave `rooms`.
+    /// Makes every target leave `rooms` (which targets: as in
+    /// [`join`](Self::join)).
     pub fn leave(self, rooms: impl IntoRooms) {
         let rooms = rooms.into_rooms();
-        for socket in self.sockets() {
-            socket.leave(rooms.clone());
+        match self.io.backend().filter(|b| b.shares_group_changes()) {
+            Some(backend) => {
+                for socket in self.sockets() {
+                    socket.forget_rooms(&rooms);
+                }
+                backend.leave_matching(self.filter(), self.groups_of(&rooms));
+            }
+            None => {
+                for socket in self.sockets() {
+                    socket.leave(rooms.clone());
+                }
+            }
         }
+    }
+
+    /// The gateway groups of `rooms` in this namespace.
+    fn groups_of(&self, rooms: &[String]) -> Vec<String> {
+        rooms
+            .iter()
+            .map(|room| group_name(&self.namespace, Some(room)))
+            .collect()
     }
 
     /// Disconnects every target from the namespace (see

@@ -476,6 +476,25 @@ impl SocketRef {
         self.leave(rooms);
     }
 
+    /// Records rooms joined for this socket by a group change that covered
+    /// it with others (`io.to(..).join(..)`): the gateway has them already.
+    pub(crate) fn remember_rooms(&self, rooms: &[String]) {
+        write(&self.0.rooms).extend(rooms.iter().cloned());
+    }
+
+    /// Records rooms left the same way.
+    pub(crate) fn forget_rooms(&self, rooms: &[String]) {
+        let mut mine = write(&self.0.rooms);
+        for room in rooms {
+            mine.remove(room);
+        }
+    }
+
+    /// The rooms the gateway says this socket is in.
+    pub(crate) fn replace_rooms(&self, rooms: BTreeSet<String>) {
+        *write(&self.0.rooms) = rooms;
+    }
+
     /// The rooms this socket joined (not counting its own id room).
     pub fn rooms(&self) -> Vec<String> {
         read(&self.0.rooms).iter().cloned().collect()

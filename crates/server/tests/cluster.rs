@@ -149,3 +149,66 @@ async fn embedded_processes_share_one_hub_through_redis() {
     expected.sort_by_key(key);
     assert_eq!(got, expected, "b1 (remote, silent) yields nothing");
 }
+
+/// Waits until `check` holds (the other process hears of a group change
+/// through Redis).
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn room_changes_by_filter_reach_the_sockets_of_every_process() {
+    let prefix = format!("server-cluster-{}", NodeId::generate());
+    let (a, b) = (node(&prefix, "a").await, node(&prefix, "b").await);
+    wait_for(&[&a, &b]).await;
+    let mut a1 = Raw::connect(a.addr, "u1").await;
+    let mut b1 = Raw::connect(b.addr, "u2").await;
+    let mut b2 = Raw::connect(b.addr, "u3").await;
+    for client in [&mut a1, &mut b1, &mut b2] {
+        client.event("welcome").await;
+    }
+    for client in [&mut a1, &mut b1] {
+        client.send(r#"421["join",["r"]]"#).await;
+        assert_eq!(client.ack(1).await, [json!(["r"])]);
+    }
+    let rooms_of = |node: &Node, sid: &str| {
+        let mut rooms = node.io.get_socket(sid).expect("the socket").rooms();
+        rooms.sort();
+        rooms
+    };
+
+    // Process A moves everyone in "r" into "s" too: b1 lives in process B,
+    // whose view of its rooms follows; b2 is not in "r" and stays out.
+    a.io.to("r").join("s");
+    assert_eq!(rooms_of(&a, &a1.sid), ["r", "s"], "at once for A's own");
+    eventually("B's socket is in room s", || {
+        rooms_of(&b, &b1.sid) == ["r", "s"]
+    })
+    .await;
+    assert!(rooms_of(&b, &b2.sid).is_empty());
+    a.io.to("s").emit("in-s", &"one").unwrap();
+    assert_eq!(b1.event("in-s").await.1, [json!("one")]);
+    assert_eq!(a1.event("in-s").await.1, [json!("one")]);
+
+    // And out of both rooms again, from process B this time.
+    b.io.to("s").leave(vec!["r".to_owned(), "s".to_owned()]);
+    assert!(rooms_of(&b, &b1.sid).is_empty(), "at once for B's own");
+    eventually("A's socket left both rooms", || {
+        rooms_of(&a, &a1.sid).is_empty()
+    })
+    .await;
+    // The gateway agrees: a send to "s" reaches nobody, the marker after it
+    // is the next thing each client gets.
+    a.io.to("s").emit("in-s", &"two").unwrap();
+    a.io.emit("marker", &1).unwrap();
+    for client in [&mut a1, &mut b1, &mut b2] {
+        let next = client.next().await;
+        assert!(next.contains("marker"), "{next}");
+    }
+}

@@ -7,8 +7,8 @@
 //! - a revocation goes to every node, whether or not it has the hub yet;
 //! - everything else goes to the nodes subscribed to the hub's channel.
 //!
-//! Operations other nodes send are applied with [`LocalHub::apply_now`],
-//! never spread again.
+//! Operations other nodes send are applied with
+//! [`LocalHub::apply_from_outside`], never spread again.
 
 use portcullis_cluster::{Cluster, Destination, NodeId, owner_of};
 
@@ -47,7 +47,7 @@ impl Hubs {
             // A revocation must hold at this node's next handshake even if
             // the hub has no connection here yet.
             (Operation::Revoke(_), _) => self.get_or_create(hub).apply_now(operation),
-            (_, Some(hub)) => hub.apply_now(operation),
+            (_, Some(hub)) => hub.apply_from_outside(operation),
             (_, None) => neutral(&operation),
         }
     }
@@ -173,17 +173,17 @@ impl LocalHub {
     /// outcome is this node's, or the owner's.
     pub(crate) fn apply_in_order(&self, operation: Operation) -> Applied {
         let Some(cluster) = self.cluster() else {
-            return Applied::ready(self.apply_now(operation));
+            return Applied::ready(self.apply_from_outside(operation));
         };
         match reach(cluster, &operation) {
-            Reach::Here => Applied::ready(self.apply_now(operation)),
+            Reach::Here => Applied::ready(self.apply_from_outside(operation)),
             Reach::Owner(node) => {
                 let fallback = neutral(&operation);
                 let owner = cluster.spread(self.name(), operation, Destination::Node(&node), true);
                 Applied::pending(async move { owner.await.unwrap_or(fallback) })
             }
             reach @ (Reach::Hub | Reach::Everyone) => {
-                let here = self.apply_now(operation.clone());
+                let here = self.apply_from_outside(operation.clone());
                 let taken = cluster.spread_published(self.name(), operation, reach.destination());
                 Applied::pending(async move {
                     taken.await;

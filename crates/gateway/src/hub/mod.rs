@@ -471,6 +471,11 @@ impl LocalHub {
     /// The selected connections join every group in `groups`; returns how
     /// many connections were selected.
     pub fn join(&self, who: &Selection, groups: &[String]) -> usize {
+        self.join_selected(who, groups).len()
+    }
+
+    /// [`join`](Self::join), giving the selected connections.
+    fn join_selected(&self, who: &Selection, groups: &[String]) -> Vec<Arc<Connection>> {
         let targets = self.selected(who);
         let mut members = write(&self.0.members);
         for group in groups {
@@ -488,12 +493,18 @@ impl LocalHub {
                     .insert(connection.id.clone());
             }
         }
-        targets.len()
+        drop(members);
+        targets
     }
 
     /// The selected connections leave `groups`; returns how many connections
     /// were selected.
     pub fn leave(&self, who: &Selection, groups: &Groups) -> usize {
+        self.leave_selected(who, groups).len()
+    }
+
+    /// [`leave`](Self::leave), giving the selected connections.
+    fn leave_selected(&self, who: &Selection, groups: &Groups) -> Vec<Arc<Connection>> {
         let targets = self.selected(who);
         let mut members = write(&self.0.members);
         for connection in &targets {
@@ -511,7 +522,28 @@ impl LocalHub {
                 members.leave(&connection.id, group);
             }
         }
-        targets.len()
+        drop(members);
+        targets
+    }
+
+    /// Applies an operation that did not come from this hub's handler (the
+    /// REST API, another node) to this node's connections, like
+    /// [`apply_now`](Self::apply_now); the handler then hears which of its
+    /// connections changed groups, so a view of them it keeps (a server's
+    /// `socket.rooms()`) stays true.
+    pub(crate) fn apply_from_outside(&self, operation: Operation) -> Outcome {
+        let changed = match &operation {
+            Operation::Join { who, groups } => self.join_selected(who, groups),
+            Operation::Leave { who, groups } => self.leave_selected(who, groups),
+            _ => return self.apply_now(operation),
+        };
+        if !changed.is_empty()
+            && let Some(handler) = self.handler()
+        {
+            let ids: Vec<ConnectionId> = changed.iter().map(|c| c.id.clone()).collect();
+            handler.on_groups_changed(self, &ids);
+        }
+        Outcome::Count(changed.len())
     }
 
     /// Whether any connection is selected.

@@ -158,3 +158,18 @@ async fn a_payload_over_max_payload_gets_its_413_and_the_connection_kept() {
     let (status, body) = connection.post(&path, 10).await.unwrap();
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn rest_calls_without_a_token_get_their_401() {
+    let gateway = gateway();
+    let mut connection = KeptAlive::open(&gateway).await;
+    let path = format!("/api/hubs/{HUB}/:send?api-version=2024-01-01");
+    for attempt in 0..2 {
+        let (status, body) = connection
+            .post(&path, 512 * 1024)
+            .await
+            .unwrap_or_else(|error| panic!("attempt {attempt}: {error}"));
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("Bearer"), "{body}");
+    }
+}

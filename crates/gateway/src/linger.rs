@@ -8,21 +8,19 @@
 //! payload over `maxPayload` that says what to do. (nginx's cure is its
 //! "lingering close".)
 //!
-//! Here every request with a body has it watched. When the answer is ready
-//! and the handler left part of the body unread, the rest is read and thrown
-//! away before the answer goes, up to a bound of bytes and of time; past
-//! either, the connection is cut as before. Reading costs no memory (nothing
+//! Here the client and REST endpoints watch their requests' bodies (the
+//! other routes take none, or small forms their extractors read whole).
+//! When the answer is ready and the handler left part of the body unread,
+//! the rest is read and thrown away before the answer goes, up to a bound of
+//! bytes and of time; past either, the connection is cut as before. Reading costs no memory (nothing
 //! is kept), and the bytes bound is the one a session's own POST may use.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 use futures_util::StreamExt;
 use http_body::{Frame, SizeHint};
 use tokio::sync::oneshot;
@@ -46,25 +44,34 @@ impl LingerLimits {
     }
 }
 
-/// The middleware: watches the body, runs the handler, reads what it left.
-pub(crate) async fn read_unread_bodies(
-    State(state): State<Arc<GatewayState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // Requests without a body (polls, upgrades, GETs) go straight through.
+/// A request's body, watched: see [`watch`].
+pub(crate) struct Unread(Option<oneshot::Receiver<Body>>);
+
+/// Watches `request`'s body (requests without one, such as polls and
+/// upgrades, go as they are). Give the result to [`Unread::read_rest`] once
+/// the answer is ready.
+///
+/// Called by the endpoints that take bodies rather than as a router layer:
+/// axum's `from_fn` layer clones the route's service for every request,
+/// which cost the polling path about 4,000 instructions a request.
+pub(crate) fn watch(request: Request) -> (Request, Unread) {
     if http_body::Body::is_end_stream(request.body()) {
-        return next.run(request).await;
+        return (request, Unread(None));
     }
     let (parts, body) = request.into_parts();
-    let (body, mut unread) = Watched::wrap(body);
-    let response = next.run(Request::from_parts(parts, body)).await;
-    // Empty when the handler read the body to its end, or still holds it
-    // (a forward to another node streams it on).
-    if let Ok(rest) = unread.try_recv() {
-        discard(rest, LingerLimits::of(&state)).await;
+    let (body, unread) = Watched::wrap(body);
+    (Request::from_parts(parts, body), Unread(Some(unread)))
+}
+
+impl Unread {
+    /// Reads and throws away what the handler left of the body, within the
+    /// gateway's limits. Nothing when it was read to its end, or is still
+    /// held (a forward to another node streams it on).
+    pub(crate) async fn read_rest(self, state: &GatewayState) {
+        if let Some(rest) = self.0.and_then(|mut unread| unread.try_recv().ok()) {
+            discard(rest, LingerLimits::of(state)).await;
+        }
     }
-    response
 }
 
 /// Reads a body to its end and throws it away, within `limits`.

@@ -366,11 +366,6 @@ impl Gateway {
             .route("/api/{*path}", any(crate::tunnel::rest_endpoint))
             // Only the methods of the routes above: not a router fallback.
             .method_not_allowed_fallback(method_not_allowed)
-            // Refused requests' bodies are read so their clients see the answer.
-            .layer(axum::middleware::from_fn_with_state(
-                self.state.clone(),
-                crate::linger::read_unread_bodies,
-            ))
             .with_state(self.state.clone())
     }
 

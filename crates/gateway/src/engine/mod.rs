@@ -37,6 +37,9 @@ pub(crate) async fn client_endpoint(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
+    // A refused POST's body is read before the answer goes, so its client
+    // sees the answer (see `linger`).
+    let (request, unread) = crate::linger::watch(request);
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = if request.method() == Method::OPTIONS {
         state.cors.preflight(request.headers())
@@ -54,6 +57,7 @@ pub(crate) async fn client_endpoint(
         }
     };
     state.cors.apply(origin.as_ref(), &mut response);
+    unread.read_rest(&state).await;
     response
 }
 

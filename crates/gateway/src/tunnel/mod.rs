@@ -394,12 +394,15 @@ pub(crate) async fn rest_endpoint(
     request: Request,
 ) -> Response {
     let mut operation = REST_INVALID;
+    // A refused call's body is read before the answer goes (see `linger`).
+    let (request, unread) = crate::linger::watch(request);
     let response = match rest_over_http(&state, request, &mut operation).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
     let metrics = state.hubs.metrics();
     metrics.rest_request(operation, response.status().as_u16());
+    unread.read_rest(&state).await;
     response
 }
 

@@ -124,6 +124,20 @@ impl TestGateway {
         token.clone()
     }
 
+    /// Opens a polling session on `hub` with the hub's token; its sid.
+    pub async fn open_polling(&self, hub: &str) -> String {
+        let query = format!("EIO=4&transport=polling&access_token={}", self.token(hub));
+        let open = reqwest::get(self.client_url(hub, &query))
+            .await
+            .expect("handshake")
+            .text()
+            .await
+            .expect("open packet");
+        let open: serde_json::Value =
+            serde_json::from_str(open.strip_prefix('0').expect("an open packet")).expect("JSON");
+        open["sid"].as_str().expect("a sid").to_owned()
+    }
+
     /// Live connections, from `/health`.
     pub async fn connections(&self) -> u64 {
         let health: serde_json::Value = reqwest::get(format!("{}/health", self.http()))

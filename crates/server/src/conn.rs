@@ -92,28 +92,44 @@ impl Conn {
         sockets.by_namespace.iter().find(|s| s.id() == sid).cloned()
     }
 
-    /// Whether any namespace is joined.
-    /// Sets each socket's rooms to the rooms of its namespace among
-    /// `groups` (the connection's groups at the gateway), leaving out the
-    /// socket's own id room.
-    pub fn sync_rooms(&self, groups: &[String]) {
-        let parsed: Vec<(String, String)> = groups
+    /// Brings each socket's rooms in line with the connection's groups at
+    /// the gateway, as `groups_now` reads them (the socket's own id room
+    /// left out), and returns the sockets whose namespace group is gone: the
+    /// gateway delivered their DISCONNECT.
+    pub fn sync_rooms(&self, groups_now: impl FnOnce() -> Option<Vec<String>>) -> Vec<SocketRef> {
+        // Which sockets were announced is read before the groups: one
+        // announced by then is in its namespace group unless it left since.
+        let sockets: Vec<(SocketRef, bool)> = lock(&self.sockets)
+            .by_namespace
             .iter()
-            .filter_map(|group| match parse_group_name(group)? {
-                (ns, Some(room)) => Some((ns, room)),
-                (_, None) => None,
-            })
+            .map(|socket| (socket.clone(), socket.announced()))
             .collect();
-        for socket in &lock(&self.sockets).by_namespace {
+        let Some(groups) = groups_now() else {
+            return Vec::new();
+        };
+        let parsed: Vec<(String, Option<String>)> =
+            groups.iter().filter_map(|g| parse_group_name(g)).collect();
+        let mut gone = Vec::new();
+        for (socket, announced) in sockets {
+            let in_namespace = parsed
+                .iter()
+                .any(|(ns, room)| ns == socket.ns() && room.is_none());
+            if announced && !in_namespace {
+                gone.push(socket);
+                continue;
+            }
             let rooms = parsed
                 .iter()
-                .filter(|(ns, room)| ns == socket.ns() && room != socket.id().as_str())
-                .map(|(_, room)| room.clone())
+                .filter(|(ns, _)| ns == socket.ns())
+                .filter_map(|(_, room)| room.clone())
+                .filter(|room| room != socket.id().as_str())
                 .collect();
             socket.replace_rooms(rooms);
         }
+        gone
     }
 
+    /// Whether any namespace is joined.
     pub fn has_sockets(&self) -> bool {
         !lock(&self.sockets).by_namespace.is_empty()
     }

@@ -123,16 +123,20 @@ impl HubHandler for EmbeddedHandler {
     }
 
     /// The REST API, or another process through the cluster, moved some of
-    /// our connections between groups: their sockets' rooms follow.
+    /// our connections between groups, or disconnected their sockets of a
+    /// namespace: the sockets follow.
     fn on_groups_changed(&self, hub: &dyn Hub, connections: &[ConnectionId]) {
         for id in connections {
             let Some(conn) = self.io.conn(id.as_str()) else {
                 continue;
             };
             // Our own connections' groups are known here at once.
-            if let Some(Outcome::Groups(groups)) = hub.apply(Operation::GroupsOf(id.clone())).now()
-            {
-                conn.sync_rooms(&groups);
+            let gone = conn.sync_rooms(|| match hub.apply(Operation::GroupsOf(id.clone())).now() {
+                Some(Outcome::Groups(groups)) => Some(groups),
+                _ => None,
+            });
+            for socket in gone {
+                socket.disconnected_elsewhere();
             }
         }
     }

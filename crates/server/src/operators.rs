@@ -354,10 +354,18 @@ impl BroadcastOperator {
     }
 
     /// Disconnects every target from the namespace (see
-    /// [`SocketRef::disconnect`]).
+    /// [`SocketRef::disconnect`]). Embedded, that is every target of every
+    /// process sharing the hub, whose disconnect handlers run there with the
+    /// same reason; over the tunnel, the targets of this process.
     pub fn disconnect_sockets(self) {
         for socket in self.sockets() {
             socket.disconnect();
+        }
+        if let Some(backend) = self.io.backend().filter(|b| b.shares_group_changes()) {
+            // This process's targets have left the namespace's groups with
+            // their DISCONNECT, so the filter now finds the others' only.
+            let disconnect = packet::encode(PacketKind::Disconnect, &self.namespace, None, "", &[]);
+            backend.broadcast(self.filter(), disconnect);
         }
     }
 }

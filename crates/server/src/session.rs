@@ -200,6 +200,7 @@ async fn connect(io: &Arc<IoInner>, conn: &Arc<Conn>, namespace: String, auth: V
     }
     let answer = json!({ "sid": socket.id().as_str() }).to_string();
     send(io, conn, PacketKind::Connect, &namespace, &answer);
+    socket.mark_announced();
     // The gateway put the connection in the namespace group when it
     // delivered the CONNECT; the socket's own room is ours, as in the SDK.
     if let Some(backend) = io.backend() {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -228,6 +228,9 @@ pub(crate) struct SocketInner {
     rooms: RwLock<BTreeSet<String>>,
     extensions: Extensions,
     state: AtomicU8,
+    /// Set once the gateway has delivered the CONNECT answer (and put the
+    /// connection in the namespace's group).
+    announced: AtomicBool,
 }
 
 /// A client's socket in one namespace: what socket.io calls `socket`.
@@ -290,6 +293,7 @@ impl SocketRef {
             rooms: RwLock::default(),
             extensions: Extensions::default(),
             state: AtomicU8::new(CONNECTING),
+            announced: AtomicBool::new(false),
         }))
     }
 
@@ -549,6 +553,30 @@ impl SocketRef {
 
     pub(crate) fn mark_connected(&self) {
         self.0.state.store(CONNECTED, Ordering::Release);
+    }
+
+    /// The gateway delivered the CONNECT answer: from now on, the
+    /// connection out of the namespace's group means the socket is gone.
+    pub(crate) fn mark_announced(&self) {
+        self.0.announced.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn announced(&self) -> bool {
+        self.0.announced.load(Ordering::Acquire)
+    }
+
+    /// The gateway delivered a DISCONNECT of this namespace that another
+    /// process sent (`io.to(..).disconnect_sockets()` there): the socket
+    /// ends as if this process had disconnected it.
+    pub(crate) fn disconnected_elsewhere(&self) {
+        if self
+            .0
+            .conn
+            .remove_socket(self.ns(), self.id().as_str())
+            .is_some()
+        {
+            self.finish(DisconnectReason::ServerNamespaceDisconnect);
+        }
     }
 
     pub(crate) fn next_ack_id(&self) -> u64 {

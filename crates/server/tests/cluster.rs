@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 struct Node {
     addr: SocketAddr,
     io: SocketIo,
+    /// What the test application reports (connects, disconnects, ...).
+    observations: mpsc::UnboundedReceiver<Value>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -51,8 +53,8 @@ async fn node(prefix: &str, id: &str) -> Node {
     let io = SocketIo::builder()
         .ack_timeout(Duration::from_secs(2))
         .build();
-    let (observations, _) = mpsc::unbounded_channel();
-    install(&io, observations);
+    let (reports, observations) = mpsc::unbounded_channel();
+    install(&io, reports);
     io.attach(&gateway, common::HUB).expect("attach");
     let (shutdown, rx) = oneshot::channel::<()>();
     tokio::spawn(gateway.serve(listener, async move {
@@ -61,6 +63,7 @@ async fn node(prefix: &str, id: &str) -> Node {
     Node {
         addr,
         io,
+        observations,
         _shutdown: shutdown,
     }
 }
@@ -211,4 +214,51 @@ async fn room_changes_by_filter_reach_the_sockets_of_every_process() {
         let next = client.next().await;
         assert!(next.contains("marker"), "{next}");
     }
+}
+
+/// The next report of `kind` from a node's application.
+async fn report_of(node: &mut Node, kind: &str) -> Value {
+    loop {
+        let report = tokio::time::timeout(Duration::from_secs(5), node.observations.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} report in time"))
+            .expect("the application reports");
+        if report["kind"] == kind {
+            return report;
+        }
+    }
+}
+
+#[tokio::test]
+async fn disconnect_sockets_reaches_the_sockets_of_every_process() {
+    let prefix = format!("server-cluster-{}", NodeId::generate());
+    let (mut a, mut b) = (node(&prefix, "a").await, node(&prefix, "b").await);
+    wait_for(&[&a, &b]).await;
+    let mut a1 = Raw::connect(a.addr, "u1").await;
+    let mut b1 = Raw::connect(b.addr, "u2").await;
+    let mut b2 = Raw::connect(b.addr, "u3").await;
+    for client in [&mut a1, &mut b1, &mut b2] {
+        client.event("welcome").await;
+    }
+    for client in [&mut a1, &mut b1] {
+        client.send(r#"421["join",["doomed"]]"#).await;
+        assert_eq!(client.ack(1).await, [json!(["doomed"])]);
+    }
+
+    // Process A disconnects everyone in the room: its own a1, and b1, whose
+    // socket lives in process B.
+    a.io.to("doomed").disconnect_sockets();
+    for (client, node) in [(&mut a1, &mut a), (&mut b1, &mut b)] {
+        let packet = client.next().await;
+        assert_eq!(packet, "1", "a DISCONNECT of the main namespace");
+        let report = report_of(node, "disconnected").await;
+        assert_eq!(report["sid"], json!(client.sid));
+        assert_eq!(report["reason"], "server namespace disconnect");
+    }
+    assert!(b.io.get_socket(&b1.sid).is_none(), "gone from process B");
+    assert!(b.io.get_socket(&b2.sid).is_some(), "b2 was not in the room");
+    // The gateway agrees: a broadcast to everyone reaches b2 only.
+    a.io.emit("marker", &1).unwrap();
+    let next = b2.next().await;
+    assert!(next.contains("marker"), "{next}");
 }

@@ -425,6 +425,11 @@ impl LocalHub {
     /// bookkeeping its packets call for (namespace groups, `{"close":…}`
     /// disconnects; see `socketio.rs`); returns how many.
     pub fn send(&self, to: &Selection, payload: &Payload) -> usize {
+        self.send_selected(to, payload).len()
+    }
+
+    /// [`send`](Self::send), giving the selected connections.
+    fn send_selected(&self, to: &Selection, payload: &Payload) -> Vec<Arc<Connection>> {
         // The whole operation is timed once, not each recipient.
         let started = std::time::Instant::now();
         let effects = socketio::effects_of(payload);
@@ -437,7 +442,7 @@ impl LocalHub {
             }
         }
         self.0.metrics.fanout(targets.len(), started.elapsed());
-        targets.len()
+        targets
     }
 
     fn apply_effects(&self, connection: &Connection, effects: &socketio::Effects) {
@@ -530,11 +535,21 @@ impl LocalHub {
     /// REST API, another node) to this node's connections, like
     /// [`apply_now`](Self::apply_now); the handler then hears which of its
     /// connections changed groups, so a view of them it keeps (a server's
-    /// `socket.rooms()`) stays true.
+    /// `socket.rooms()`, its sockets of a namespace it was disconnected
+    /// from) stays true.
     pub(crate) fn apply_from_outside(&self, operation: Operation) -> Outcome {
         let changed = match &operation {
             Operation::Join { who, groups } => self.join_selected(who, groups),
             Operation::Leave { who, groups } => self.leave_selected(who, groups),
+            // A DISCONNECT (or CONNECT_ERROR) takes the connections it is
+            // delivered to out of its namespace's groups.
+            Operation::Send { to, payload } => {
+                let targets = self.send_selected(to, payload);
+                if !socketio::leaves_groups(payload) {
+                    return Outcome::Count(targets.len());
+                }
+                targets
+            }
             _ => return self.apply_now(operation),
         };
         if !changed.is_empty()

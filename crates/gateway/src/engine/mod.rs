@@ -82,7 +82,11 @@ async fn route(
             outcome
         }
         Some(sid) => match forward::owned_elsewhere(state, sid) {
-            Some(cluster) => forward::to_owner(state, cluster, sid, upgrade, request).await,
+            // Boxed: forwarding's future is about 12 KB, and every request's
+            // future (moved, then boxed by axum) would carry it otherwise.
+            Some(cluster) => {
+                Box::pin(forward::to_owner(state, cluster, sid, upgrade, request)).await
+            }
             None => {
                 if state.hubs.cluster().is_some() {
                     // Refuses a forward whose MAC is wrong.

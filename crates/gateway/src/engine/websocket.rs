@@ -262,9 +262,11 @@ async fn run(socket: &mut WebSocket, hub: &LocalHub, connection: &Arc<Connection
             Box::pin(finish(socket, hub, connection, ending)).await;
             return;
         }
+        // No wait on `connection.closed`: ending a connection also wakes
+        // `woken` (enabled above, before the ending was checked), and
+        // registering with the token on every wake cost two lock round trips.
         tokio::select! {
             _ = &mut woken => {}
-            _ = connection.closed.cancelled() => {}
             message = socket.recv() => {
                 if read(message, hub, connection) == Flow::Stop && connection.ending().is_none() {
                     return;

@@ -12,8 +12,9 @@
 //! other routes take none, or small forms their extractors read whole).
 //! When the answer is ready and the handler left part of the body unread,
 //! the rest is read and thrown away before the answer goes, up to a bound of
-//! bytes and of time; past either, the connection is cut as before. Reading costs no memory (nothing
-//! is kept), and the bytes bound is the one a session's own POST may use.
+//! bytes and of time; past either, the connection is cut as before. Reading
+//! costs no memory (nothing is kept), and the bytes bound is the one a
+//! session's own POST may use.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,9 +30,9 @@ use crate::server::GatewayState;
 
 /// How much of an unread body is read and thrown away, and for how long.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LingerLimits {
-    pub bytes: usize,
-    pub time: Duration,
+struct LingerLimits {
+    bytes: usize,
+    time: Duration,
 }
 
 impl LingerLimits {
@@ -75,7 +76,7 @@ impl Unread {
 }
 
 /// Reads a body to its end and throws it away, within `limits`.
-pub(crate) async fn discard(body: Body, limits: LingerLimits) {
+async fn discard(body: Body, limits: LingerLimits) {
     let read = async {
         let mut seen = 0usize;
         let mut stream = body.into_data_stream();
@@ -145,7 +146,7 @@ impl Drop for Watched {
             return;
         };
         if !http_body::Body::is_end_stream(&inner) {
-            // The middleware may be gone (the client hung up): then the body
+            // The endpoint may be gone (the client hung up): then the body
             // is simply dropped.
             let _ = unread.send(inner);
         }

@@ -310,37 +310,33 @@ impl BroadcastOperator {
     /// which the other processes hear of); over the tunnel, the targets of
     /// this process.
     pub fn join(self, rooms: impl IntoRooms) {
-        let rooms = rooms.into_rooms();
-        match self.io.backend().filter(|b| b.shares_group_changes()) {
-            Some(backend) => {
-                for socket in self.sockets() {
-                    socket.remember_rooms(&rooms);
-                }
-                backend.join_matching(self.filter(), self.groups_of(&rooms));
-            }
-            None => {
-                for socket in self.sockets() {
-                    socket.join(rooms.clone());
-                }
-            }
-        }
+        self.change_rooms(rooms.into_rooms(), RoomChange::Join);
     }
 
     /// Makes every target leave `rooms` (which targets: as in
     /// [`join`](Self::join)).
     pub fn leave(self, rooms: impl IntoRooms) {
-        let rooms = rooms.into_rooms();
-        match self.io.backend().filter(|b| b.shares_group_changes()) {
-            Some(backend) => {
-                for socket in self.sockets() {
-                    socket.forget_rooms(&rooms);
-                }
-                backend.leave_matching(self.filter(), self.groups_of(&rooms));
+        self.change_rooms(rooms.into_rooms(), RoomChange::Leave);
+    }
+
+    /// Where every process hears of group changes, this process's targets
+    /// only record the change and one group operation makes it for all;
+    /// otherwise each socket of this process makes its own.
+    fn change_rooms(self, rooms: Vec<String>, change: RoomChange) {
+        let shared = self.io.backend().filter(|b| b.shares_group_changes());
+        for socket in self.sockets() {
+            match (shared.is_some(), change) {
+                (true, RoomChange::Join) => socket.remember_rooms(&rooms),
+                (true, RoomChange::Leave) => socket.forget_rooms(&rooms),
+                (false, RoomChange::Join) => socket.join(rooms.clone()),
+                (false, RoomChange::Leave) => socket.leave(rooms.clone()),
             }
-            None => {
-                for socket in self.sockets() {
-                    socket.leave(rooms.clone());
-                }
+        }
+        if let Some(backend) = shared {
+            let (filter, groups) = (self.filter(), self.groups_of(&rooms));
+            match change {
+                RoomChange::Join => backend.join_matching(filter, groups),
+                RoomChange::Leave => backend.leave_matching(filter, groups),
             }
         }
     }
@@ -370,6 +366,12 @@ impl BroadcastOperator {
     }
 }
 
+/// A change of the targets' rooms.
+#[derive(Clone, Copy)]
+enum RoomChange {
+    Join,
+    Leave,
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,18 +88,29 @@ async fn wait_for(nodes: &[&Node]) {
     panic!("the nodes never saw each other");
 }
 
-#[tokio::test]
-async fn embedded_processes_share_one_hub_through_redis() {
+/// Two nodes of a fresh cluster (a key prefix of their own), once they see
+/// each other.
+async fn two_nodes() -> (Node, Node) {
     let prefix = format!("server-cluster-{}", NodeId::generate());
     let (a, b) = (node(&prefix, "a").await, node(&prefix, "b").await);
     wait_for(&[&a, &b]).await;
-    let mut a1 = Raw::connect(a.addr, "u1").await;
-    let mut a2 = Raw::connect(a.addr, "u2").await;
-    let mut b1 = Raw::connect(b.addr, "u3").await;
-    let mut b2 = Raw::connect(b.addr, "u4").await;
-    for client in [&mut a1, &mut a2, &mut b1, &mut b2] {
-        client.event("welcome").await;
-    }
+    (a, b)
+}
+
+/// A client of `node` as `user`, connected and welcomed by the app.
+async fn welcomed(node: &Node, user: &str) -> Raw {
+    let mut client = Raw::connect(node.addr, user).await;
+    client.event("welcome").await;
+    client
+}
+
+#[tokio::test]
+async fn embedded_processes_share_one_hub_through_redis() {
+    let (a, b) = two_nodes().await;
+    let mut a1 = welcomed(&a, "u1").await;
+    let mut a2 = welcomed(&a, "u2").await;
+    let mut b1 = welcomed(&b, "u3").await;
+    let mut b2 = welcomed(&b, "u4").await;
     assert!(a.io.get_socket(&a1.sid).is_some() && b.io.get_socket(&b1.sid).is_some());
     assert!(
         a.io.get_socket(&b1.sid).is_none(),
@@ -167,15 +178,10 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn room_changes_by_filter_reach_the_sockets_of_every_process() {
-    let prefix = format!("server-cluster-{}", NodeId::generate());
-    let (a, b) = (node(&prefix, "a").await, node(&prefix, "b").await);
-    wait_for(&[&a, &b]).await;
-    let mut a1 = Raw::connect(a.addr, "u1").await;
-    let mut b1 = Raw::connect(b.addr, "u2").await;
-    let mut b2 = Raw::connect(b.addr, "u3").await;
-    for client in [&mut a1, &mut b1, &mut b2] {
-        client.event("welcome").await;
-    }
+    let (a, b) = two_nodes().await;
+    let mut a1 = welcomed(&a, "u1").await;
+    let mut b1 = welcomed(&b, "u2").await;
+    let mut b2 = welcomed(&b, "u3").await;
     for client in [&mut a1, &mut b1] {
         client.send(r#"421["join",["r"]]"#).await;
         assert_eq!(client.ack(1).await, [json!(["r"])]);
@@ -231,15 +237,10 @@ async fn report_of(node: &mut Node, kind: &str) -> Value {
 
 #[tokio::test]
 async fn disconnect_sockets_reaches_the_sockets_of_every_process() {
-    let prefix = format!("server-cluster-{}", NodeId::generate());
-    let (mut a, mut b) = (node(&prefix, "a").await, node(&prefix, "b").await);
-    wait_for(&[&a, &b]).await;
-    let mut a1 = Raw::connect(a.addr, "u1").await;
-    let mut b1 = Raw::connect(b.addr, "u2").await;
-    let mut b2 = Raw::connect(b.addr, "u3").await;
-    for client in [&mut a1, &mut b1, &mut b2] {
-        client.event("welcome").await;
-    }
+    let (mut a, mut b) = two_nodes().await;
+    let mut a1 = welcomed(&a, "u1").await;
+    let mut b1 = welcomed(&b, "u2").await;
+    let mut b2 = welcomed(&b, "u3").await;
     for client in [&mut a1, &mut b1] {
         client.send(r#"421["join",["doomed"]]"#).await;
         assert_eq!(client.ack(1).await, [json!(["doomed"])]);

@@ -425,11 +425,12 @@ impl LocalHub {
     /// bookkeeping its packets call for (namespace groups, `{"close":…}`
     /// disconnects; see `socketio.rs`); returns how many.
     pub fn send(&self, to: &Selection, payload: &Payload) -> usize {
-        self.send_selected(to, payload).len()
+        self.send_selected(to, payload).0.len()
     }
 
-    /// [`send`](Self::send), giving the selected connections.
-    fn send_selected(&self, to: &Selection, payload: &Payload) -> Vec<Arc<Connection>> {
+    /// [`send`](Self::send), giving the selected connections and whether
+    /// the payload took them out of groups (a DISCONNECT or CONNECT_ERROR).
+    fn send_selected(&self, to: &Selection, payload: &Payload) -> (Vec<Arc<Connection>>, bool) {
         // The whole operation is timed once, not each recipient.
         let started = std::time::Instant::now();
         let effects = socketio::effects_of(payload);
@@ -442,7 +443,7 @@ impl LocalHub {
             }
         }
         self.0.metrics.fanout(targets.len(), started.elapsed());
-        targets
+        (targets, !effects.leave.is_empty())
     }
 
     fn apply_effects(&self, connection: &Connection, effects: &socketio::Effects) {
@@ -543,13 +544,10 @@ impl LocalHub {
             Operation::Leave { who, groups } => self.leave_selected(who, groups),
             // A DISCONNECT (or CONNECT_ERROR) takes the connections it is
             // delivered to out of its namespace's groups.
-            Operation::Send { to, payload } => {
-                let targets = self.send_selected(to, payload);
-                if !socketio::leaves_groups(payload) {
-                    return Outcome::Count(targets.len());
-                }
-                targets
-            }
+            Operation::Send { to, payload } => match self.send_selected(to, payload) {
+                (targets, true) => targets,
+                (targets, false) => return Outcome::Count(targets.len()),
+            },
             _ => return self.apply_now(operation),
         };
         if !changed.is_empty()

@@ -96,12 +96,6 @@ pub(crate) fn effects_of(payload: &Payload) -> Effects {
     effects
 }
 
-/// Whether delivering `payload` takes its connections out of groups (a
-/// DISCONNECT or CONNECT_ERROR among its packets).
-pub(crate) fn leaves_groups(payload: &Payload) -> bool {
-    !effects_of(payload).leave.is_empty()
-}
-
 fn close_flag(data: &str) -> Option<bool> {
     #[derive(serde::Deserialize)]
     struct Close {
